@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+
+from skmoby.augment import (
+    StrongAugment,
+    TabularStrongAugment,
+    TabularWeakAugment,
+    WeakAugment,
+    adjust_hue,
+    rgb_to_grayscale,
+)
+
+SHAPES = [(1, 8, 8), (3, 8, 8), (3, 32, 32), (1, 28, 20)]
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("aug", [WeakAugment(), StrongAugment()])
+def test_shape_dtype_range(aug, shape):
+    x = torch.rand(16, *shape)
+    out = aug(x, _gen())
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("aug", [WeakAugment(), StrongAugment()])
+def test_each_sample_gets_its_own_parameters(aug):
+    img = torch.rand(1, 3, 16, 16)
+    out = aug(img.expand(32, 3, 16, 16).contiguous(), _gen())
+    distinct = {tuple(o.flatten().round(decimals=4).tolist()) for o in out}
+    assert len(distinct) > 8
+
+
+@pytest.mark.parametrize("aug", [WeakAugment(), StrongAugment(), TabularWeakAugment(),
+                                 TabularStrongAugment()])
+def test_deterministic_under_seed(aug):
+    x = torch.rand(8, 3, 16, 16) if isinstance(aug, WeakAugment | StrongAugment) \
+        else torch.randn(8, 5)
+    a, b, c = aug(x, _gen(1)), aug(x, _gen(1)), aug(x, _gen(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_weak_is_integer_shift_and_flip_with_zero_padding():
+    x = torch.rand(64, 1, 12, 12)
+    out = WeakAugment(padding=4)(x, _gen())
+    for xi, oi in zip(x[:, 0], out[:, 0], strict=True):
+        found = False
+        for src in (xi, xi.flip(-1)):
+            padded = torch.nn.functional.pad(src, (4, 4, 4, 4))
+            for dy in range(9):
+                for dx in range(9):
+                    if torch.allclose(padded[dy:dy + 12, dx:dx + 12], oi, atol=1e-5):
+                        found = True
+        assert found
+    # Over many samples both flips and several offsets occur.
+    assert not torch.allclose(out, x)
+
+
+def test_weak_with_no_padding_and_no_flip_is_identity():
+    x = torch.rand(4, 3, 9, 9)
+    torch.testing.assert_close(WeakAugment(padding=0, flip_p=0.0)(x, _gen()), x)
+
+
+def test_strong_ops_switched_off_reduce_to_resized_crop_of_whole_image():
+    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                        grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
+    x = torch.rand(4, 3, 10, 10)
+    torch.testing.assert_close(aug(x, _gen()), x, atol=1e-5, rtol=0)
+
+
+def test_solarize_and_grayscale_always_on():
+    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                        grayscale_p=1.0, blur_p=0.0, solarize_p=1.0)
+    x = torch.rand(3, 3, 8, 8)
+    gray = rgb_to_grayscale(x).expand_as(x)
+    want = torch.where(gray >= 0.5, 1 - gray, gray)
+    torch.testing.assert_close(aug(x, _gen()), want, atol=1e-5, rtol=0)
+
+
+def test_blur_preserves_mean_of_constant_image_and_smooths():
+    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                        grayscale_p=0.0, blur_p=1.0, blur_sigma=(1.5, 2.0), solarize_p=0.0)
+    const = torch.full((2, 1, 16, 16), 0.3)
+    torch.testing.assert_close(aug(const, _gen()), const)
+    noise = torch.rand(2, 1, 16, 16)
+    assert aug(noise, _gen()).std() < 0.5 * noise.std()
+
+
+def test_hue_rotation_by_thirds_permutes_primaries():
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    green = adjust_hue(red, torch.tensor([1 / 3]))
+    blue = adjust_hue(red, torch.tensor([2 / 3]))
+    torch.testing.assert_close(green.flatten(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-5,
+                               rtol=0)
+    torch.testing.assert_close(blue.flatten(), torch.tensor([0.0, 0.0, 1.0]), atol=1e-5,
+                               rtol=0)
+    x = torch.rand(5, 3, 4, 4)
+    torch.testing.assert_close(adjust_hue(x, torch.zeros(5)), x, atol=1e-5, rtol=0)
+
+
+def test_grayscale_input_stays_grayscale():
+    out = StrongAugment(jitter_p=1.0, grayscale_p=1.0)(torch.rand(6, 1, 8, 8), _gen())
+    assert out.shape == (6, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("x", "err", "match"),
+    [
+        (torch.rand(2, 3, 4, 4), ValueError, "at least 8x8"),
+        (torch.rand(2, 2, 8, 8), ValueError, "1 or 3 channels"),
+        (torch.rand(2, 8, 8), ValueError, r"\(n, C, H, W\)"),
+        (torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8), TypeError, "floating"),
+    ],
+)
+def test_bad_images(x, err, match):
+    with pytest.raises(err, match=match):
+        StrongAugment()(x)
+
+
+def test_tabular_augments():
+    x = torch.zeros(1000, 4)
+    weak = TabularWeakAugment(noise=0.1)(x, _gen())
+    assert abs(float(weak.std()) - 0.1) < 0.01
+    ones = torch.ones(2000, 5)
+    strong = TabularStrongAugment(mask_p=0.3, noise=0.0)(ones, _gen())
+    assert np.isclose(float((strong == 0).float().mean()), 0.3, atol=0.03)
+    with pytest.raises(ValueError, match=r"\(n, d\)"):
+        TabularWeakAugment()(torch.zeros(2, 3, 4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
+def test_runs_on_gpu_with_device_generator():
+    x = torch.rand(8, 3, 32, 32, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = StrongAugment()(WeakAugment()(x, g), g)
+    assert out.device.type == "cuda" and out.shape == x.shape
