@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring
 from skorch.dataset import unpack_data
 from skorch.utils import to_numpy
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import column_or_1d, validate_data
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 

@@ -371,7 +371,7 @@ def test_unsupported_fit_parameter(digits):
 
 
 def test_predict_checks_shape(fitted, digits):
-    X, _ = digits
+    _X, _ = digits
     with pytest.raises(ValueError, match="samples of shape"):
         fitted.predict(np.zeros((2, 3, 8, 8), np.float32))
 
