@@ -1,0 +1,180 @@
+import numpy as np
+import pytest
+from modAL.models import ActiveLearner
+from sklearn.linear_model import LogisticRegression
+
+import skmoby
+from skmoby import _modal_compat as compat
+from skmoby import (
+    coreset,
+    high_contrastive_loss,
+    k_center_greedy,
+    lowest_contrastive_subset,
+    max_entropy,
+    random_sampling,
+)
+from skmoby.query import strategies
+from tests.conftest import small_clf
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.randn(60, 2) + 4.0, rng.randn(60, 2) - 4.0])
+    y = np.repeat([0, 1], 60)
+    perm = rng.permutation(120)
+    return X[perm], y[perm]
+
+
+def test_coreset_standalone_equals_k_center_greedy_on_raw_features(blobs):
+    X, y = blobs
+    clf = LogisticRegression().fit(X[:10], y[:10])
+    idx, dist = coreset(clf, X[10:], n_instances=7, X_labeled=X[:10])
+    want_idx, want_dist = k_center_greedy(X, 7, initial_centers=np.arange(10))
+    np.testing.assert_array_equal(idx, want_idx - 10)
+    np.testing.assert_allclose(dist, want_dist)
+
+
+def test_coreset_uses_transform_features(fitted, digits):
+    X, _ = digits
+    idx, _ = coreset(fitted, X[600:700], n_instances=5, X_labeled=X[:300])
+    F = np.concatenate([fitted.transform(X[:300]), fitted.transform(X[600:700])])
+    want, _ = k_center_greedy(F, 5, initial_centers=np.arange(300))
+    np.testing.assert_array_equal(idx, want - 300)
+
+
+class CountingStrategy:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_modal_query_calls_once_and_returns_k(blobs, k):
+    X, y = blobs
+    strat = CountingStrategy(coreset)
+    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=strat,
+                            X_training=X[:10], y_training=y[:10])
+    idx, inst = learner.query(X[10:], n_instances=k)
+    assert strat.calls == 1
+    want, _ = k_center_greedy(X, k, initial_centers=np.arange(10))
+    np.testing.assert_array_equal(idx, want - 10)
+    np.testing.assert_array_equal(inst, X[10:][idx])
+
+
+@pytest.mark.parametrize("strategy", [coreset, random_sampling, max_entropy])
+def test_all_strategies_work_in_modal(blobs, strategy):
+    X, y = blobs
+    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=strategy,
+                            X_training=X[:10], y_training=y[:10])
+    idx, _ = learner.query(X[10:], n_instances=2)
+    assert len(set(idx.tolist())) == 2
+    learner.teach(X[10:][idx], y[10:][idx])  # needs the force_all_finite fix on sklearn 1.8+
+    assert len(learner.X_training) == 12
+
+
+def test_modal_loop_with_mobyv2_on_digits(digits):
+    X, y = digits
+    X_pool, y_pool = X[200:800].copy(), y[200:800].copy()
+    learner = ActiveLearner(
+        estimator=small_clf(max_epochs=1), query_strategy=coreset,
+        X_training=X[:100], y_training=y[:100], X_unlabeled=X[100:200],
+    )
+    picked = []
+    for _ in range(3):
+        idx, inst = learner.query(X_pool, n_instances=10)
+        assert len(idx) == 10 and len(set(idx.tolist())) == 10
+        picked.append(inst.copy())
+        learner.teach(inst, y_pool[idx], X_unlabeled=X[100:200])
+        X_pool, y_pool = np.delete(X_pool, idx, axis=0), np.delete(y_pool, idx)
+    assert len(learner.X_training) == 130
+    assert learner.estimator.score(X[800:], y[800:]) > 0
+    # Queried images were not in the labelled set already.
+    first = picked[0].reshape(10, -1)
+    labelled = X[:100].reshape(100, -1)
+    assert not any((labelled == row).all(axis=1).any() for row in first)
+
+
+def test_max_entropy_picks_most_uncertain():
+    class Proba:
+        def predict_proba(self, X):
+            return np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [1.0, 0.0]])
+
+    idx, H = max_entropy(Proba(), np.zeros((4, 1)), 3)
+    assert idx.tolist() == [0, 2, 1]
+    np.testing.assert_allclose(H[0], np.log(2))
+
+
+def test_random_sampling_is_seeded_and_without_replacement():
+    a, _ = random_sampling(None, np.zeros((50, 1)), 20, random_state=1)
+    b, _ = random_sampling(None, np.zeros((50, 1)), 20, random_state=1)
+    c, _ = random_sampling(None, np.zeros((50, 1)), 20, random_state=2)
+    np.testing.assert_array_equal(a, b)
+    assert len(set(a.tolist())) == 20 and not np.array_equal(a, c)
+
+
+def test_contrastive_strategies_with_mobyv2(fitted, digits):
+    X, _ = digits
+    pool = X[600:660]
+    L = fitted.contrastive_loss(pool)
+    hi, hi_l = high_contrastive_loss(fitted, pool, 5)
+    lo, lo_l = lowest_contrastive_subset(fitted, pool, 5)
+    np.testing.assert_array_equal(hi, np.argsort(-L, kind="stable")[:5])
+    np.testing.assert_array_equal(lo, np.argsort(L, kind="stable")[:5])
+    assert hi_l.min() >= lo_l.max()
+    with pytest.raises(TypeError, match="contrastive_loss"):
+        high_contrastive_loss(LogisticRegression(), pool.reshape(60, -1), 2)
+
+
+@pytest.mark.parametrize("n", [0, -1, 61])
+@pytest.mark.parametrize("strategy", [coreset, random_sampling, max_entropy,
+                                      high_contrastive_loss])
+def test_bad_n_instances(fitted, digits, strategy, n):
+    X, _ = digits
+    with pytest.raises(ValueError, match=r"n_instances must be in 1\.\.60"):
+        strategy(fitted, X[600:660], n)
+
+
+def test_old_modal_contract_returns_indices_only(blobs, monkeypatch):
+    X, y = blobs
+    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=coreset,
+                            X_training=X[:10], y_training=y[:10])
+    monkeypatch.setattr(strategies, "query_returns_metrics", lambda: False)
+    out = coreset(learner, X[10:], 2)
+    assert isinstance(out, np.ndarray) and out.shape == (2,)
+    # Standalone calls keep (indices, scores) whatever modAL is installed.
+    assert isinstance(coreset(learner.estimator, X[10:], 2, X_labeled=X[:10]), tuple)
+
+
+def test_version_gates():
+    assert compat.query_returns_metrics((0, 4, 2, 1))
+    assert not compat.query_returns_metrics((0, 4, 1))
+
+    def old_check(X, y, force_all_finite=True):
+        return X, y
+
+    def new_check(X, y, ensure_all_finite=True):
+        return X, y
+
+    assert compat._needs_patch((0, 4, 2, 1), new_check)
+    assert not compat._needs_patch((0, 4, 2, 1), old_check)
+    assert not compat._needs_patch((0, 5, 0), new_check)
+    assert not compat._needs_patch(None, new_check)
+    assert compat._parse("0.4.2.1") == (0, 4, 2, 1)
+
+
+def test_patch_is_applied_and_idempotent():
+    import inspect
+
+    from modAL.models import learners
+    from sklearn.utils import check_X_y
+
+    needed = "force_all_finite" not in inspect.signature(check_X_y).parameters
+    assert getattr(learners.check_X_y, "_skmoby_patched", False) == needed
+    assert skmoby._modal_compat.patch_modal() == needed
+    wrapped = learners.check_X_y
+    assert skmoby._modal_compat.patch_modal() == needed
+    assert learners.check_X_y is wrapped
