@@ -882,7 +882,8 @@ class MoBYv2Classifier(NeuralNetClassifier):
 
         Returns
         -------
-        ndarray of shape (n, feature_dim_), float32
+        ndarray of shape (n, d), float32
+            ``d`` is ``feature_dim_``.
         """
         X = self._check_predict_X(X)
         self.module_.eval()
@@ -933,7 +934,8 @@ class MoBYv2Classifier(NeuralNetClassifier):
 
         Returns
         -------
-        ndarray of shape (n, feature_dim_), float32
+        ndarray of shape (n, d), float32
+            ``d`` is ``feature_dim_``.
         """
         return self.fit(X, y, X_unlabeled=X_unlabeled).transform(X)
 

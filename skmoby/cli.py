@@ -1,67 +1,211 @@
-"""The ``skmoby`` command."""
+"""The ``skmoby`` command: the active-learning protocol, its demo, resume and plots."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+DEFAULT_OUT = "skmoby-results"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _report(results, out: Path, title: str) -> None:
+    from .experiment import plot_learning_curves, summarize
+
+    table = summarize(results)
+    print("\nTest accuracy (mean over trials) per cycle:")
+    means = table.xs("mean", axis=1, level=1) if len(table) else table
+    print((100 * means).round(2).to_string())
+    files = plot_learning_curves(results, out, title=title)
+    print(f"\nresults:   {out / 'results.csv'}")
+    print(f"plot:      {', '.join(str(f) for f in files)}")
+    print(f"resume:    skmoby resume {out}")
+
+
+def _print_cycle(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import numpy as np
-    from sklearn.datasets import load_digits
-    from sklearn.metrics import classification_report
-    from sklearn.model_selection import train_test_split
+    from .experiment import PRESETS, ExperimentConfig, run_experiment
 
-    from .classifier import MoBYv2Classifier
+    cfg = ExperimentConfig(**{**PRESETS["demo"], "device": args.device, "seed": args.seed})
+    out = Path(args.out) / "demo"
+    if (out / "config.json").exists():
+        import shutil
 
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=args.seed,
-                                              stratify=y)
-    idx = np.random.RandomState(args.seed).permutation(len(X_tr))
-    lab, unl = idx[: args.n_labelled], idx[args.n_labelled:]
-    print(f"digits: {len(lab)} labelled, {len(unl)} unlabelled training images, "
-          f"{len(X_te)} test images")
-    common = dict(backbone="cnn", max_epochs=args.epochs, batch_size=64, queue_size=1024,
-                  lr=0.05, random_state=args.seed, device=args.device)
-    rows = []
-    for name, kw, fit_kw in [
-        ("MoBYv2 (joint)", {}, {"X_unlabeled": X_tr[unl]}),
-        ("supervised only", {"lambda_c": 0.0}, {}),
-    ]:
-        t0 = time.perf_counter()
-        clf = MoBYv2Classifier(**common, **kw).fit(X_tr[lab], y_tr[lab], **fit_kw)
-        acc = clf.score(X_te, y_te)
-        rows.append((name, acc, time.perf_counter() - t0))
-        if name.startswith("MoBYv2"):
-            report = classification_report(y_te, clf.predict(X_te), digits=3)
-    print(f"\n{'learner':<18}{'test accuracy':>14}{'fit seconds':>13}")
-    for name, acc, sec in rows:
-        print(f"{name:<18}{acc:>14.3f}{sec:>13.1f}")
-    print("\nMoBYv2 per-class report:\n" + report)
+        shutil.rmtree(out)  # the demo always starts afresh
+    print(f"MoBYv2AL against random selection on scikit-learn's digits: "
+          f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
+          f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle.")
+    results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle)
+    _report(results, out, "skmoby demo: digits")
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .experiment import PRESETS, ExperimentConfig
+
+    base = dict(PRESETS[args.preset]) if args.preset else {}
+    if not args.preset and not args.dataset:
+        raise SystemExit("skmoby run: error: give --preset or --dataset")
+    overrides = {k: getattr(args, k) for k in (
+        "dataset", "backbone", "initial", "budget", "cycles", "trials", "epochs",
+        "batch_size", "lr", "unlabeled", "pool_subset", "seed", "device", "data_root",
+        "download") if getattr(args, k) is not None}
+    if args.methods:
+        overrides["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    cfg = ExperimentConfig(**{**base, **overrides})
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise SystemExit(f"skmoby run: error: {exc}") from None
+    return cfg
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .experiment import run_experiment
+
+    cfg = _config_from_args(args)
+    name = args.preset or cfg.dataset
+    out = Path(args.out) / name if args.out == DEFAULT_OUT else Path(args.out)
+    print(f"running {name}: {json.dumps(cfg.to_dict())}")
+    try:
+        results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"skmoby run: error: {exc}", file=sys.stderr)
+        return 2
+    _report(results, out, name)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from .experiment import resume_experiment
+
+    out = Path(args.dir)
+    try:
+        results = resume_experiment(out, progress=not args.quiet, log=_print_cycle)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"skmoby resume: error: {exc}", file=sys.stderr)
+        return 2
+    _report(results, out, out.name)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    out = Path(args.dir)
+    csv = out / "results.csv"
+    if not csv.exists():
+        print(f"skmoby plot: error: {csv} not found", file=sys.stderr)
+        return 2
+    _report(pd.read_csv(csv), out, out.name)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``skmoby`` command."""
+    """The argument parser of the ``skmoby`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    from .datasets import DATASETS
+    from .experiment import PRESETS
+
     parser = argparse.ArgumentParser(
-        prog="skmoby", description="Self-supervised active learning (MoBYv2AL)."
+        prog="skmoby",
+        description="Self-supervised active learning (MoBYv2AL): run the paper's protocol.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     demo = sub.add_parser(
-        "demo", help="fit MoBYv2 on scikit-learn's digits with few labels and report",
-        description="Fit MoBYv2Classifier on scikit-learn's digits with few labels and the "
-        "rest unlabelled, compare with supervised-only training, print a report.",
+        "demo", help="MoBYv2AL vs random selection on scikit-learn's digits (a few minutes)",
+        description="Run a short active-learning comparison of MoBYv2AL and random "
+        "selection on scikit-learn's digits (no download needed), print the per-cycle "
+        "table and write results and a learning-curve plot.",
     )
-    demo.add_argument("--n-labelled", type=int, default=100, help="labelled images (100)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (30)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    demo.add_argument("--out", default=DEFAULT_OUT,
+                      help=f"results folder; the demo writes OUT/demo ({DEFAULT_OUT})")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the first trial (0)")
     demo.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (auto)")
+    common(demo)
     demo.set_defaults(func=_demo)
+
+    run = sub.add_parser(
+        "run", help="run a preset or a custom protocol",
+        description="Run the active-learning protocol. Start from a --preset (the paper's "
+        f"protocols: {', '.join(PRESETS)}) and override any value, or describe a run "
+        "from scratch with --dataset.",
+    )
+    run.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol")
+    run.add_argument("--dataset", choices=DATASETS)
+    run.add_argument("--methods", help="comma-separated: mobyv2al,coreset,random,entropy")
+    run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn",
+                                            "mlp"])
+    run.add_argument("--initial", type=_positive_int, help="initial labelled images")
+    run.add_argument("--budget", type=_positive_int, help="images labelled per cycle")
+    run.add_argument("--cycles", type=_positive_int)
+    run.add_argument("--trials", type=_positive_int)
+    run.add_argument("--epochs", type=_positive_int, help="training epochs per cycle")
+    run.add_argument("--batch-size", type=_positive_int)
+    run.add_argument("--lr", type=_positive_float)
+    run.add_argument("--unlabeled", choices=["lowest_loss", "random", "all"],
+                     help="unlabelled training data of mobyv2al (lowest_loss)")
+    run.add_argument("--pool-subset", type=_positive_int,
+                     help="random pool subset scanned per cycle (default: whole pool)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    run.add_argument("--data-root", help="folder of the dataset files")
+    run.add_argument("--download", action="store_true", default=None,
+                     help="download missing dataset files")
+    run.add_argument("--out", default=DEFAULT_OUT,
+                     help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)")
+    common(run)
+    run.set_defaults(func=_run)
+
+    resume = sub.add_parser("resume", help="continue an interrupted run",
+                            description="Continue the run stored in DIR from its last "
+                            "finished cycle.")
+    resume.add_argument("dir", help="results folder of the run")
+    common(resume)
+    resume.set_defaults(func=_resume)
+
+    plot = sub.add_parser("plot", help="summary table and learning curves of a run",
+                          description="Print the summary table of the run in DIR and "
+                          "write DIR/learning_curve.png and .svg.")
+    plot.add_argument("dir", help="results folder of the run")
+    plot.set_defaults(func=_plot)
     return parser
 
 
@@ -78,12 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "n_labelled", 20) < 20:
-        parser.error("--n-labelled must be at least 20")
-    if getattr(args, "epochs", 1) < 1:
-        parser.error("--epochs must be at least 1")
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

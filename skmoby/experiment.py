@@ -1,0 +1,479 @@
+"""The pool-based active-learning protocol of MoBYv2AL, with results that survive crashes.
+
+A run compares methods over trials. In each trial all methods start from the same random
+labelled set; every cycle trains a fresh learner (modAL ``ActiveLearner``), evaluates it
+on the test set and selects the next ``budget`` images to label. After every cycle the
+results table (``results.csv``), the selections (``selections.json``) and the
+configuration (``config.json``) are written atomically to the run's folder, so a crash
+loses at most the cycle in progress, and :func:`resume_experiment` carries on from there.
+
+Methods:
+
+``mobyv2al``
+    :class:`~skmoby.MoBYv2Classifier` + :func:`~skmoby.coreset`; trained on the labelled
+    set plus as many unlabelled images, those with the lowest contrastive loss under the
+    previous cycle's model (random in the first cycle), as in the paper (Section 4.2).
+``coreset``
+    The same backbone trained supervised-only (``lambda_c=0``, no unlabelled data) +
+    CoreSet on its features: the paper's CoreSet baseline.
+``random``, ``entropy``
+    The supervised learner with random selection or maximum-entropy selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .classifier import MoBYv2Classifier
+from .datasets import ImageDataset, load_dataset
+from .query.strategies import (
+    coreset,
+    lowest_contrastive_subset,
+    max_entropy,
+    random_sampling,
+)
+
+__all__ = [
+    "METHODS",
+    "PRESETS",
+    "ExperimentConfig",
+    "plot_learning_curves",
+    "resume_experiment",
+    "run_experiment",
+    "summarize",
+]
+
+METHODS = ("mobyv2al", "coreset", "random", "entropy")
+RESULT_DTYPES = {"method": str, "trial": int, "cycle": int, "n_labelled": int,
+                 "accuracy": float, "fit_seconds": float, "query_seconds": float}
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines a run; stored as ``config.json`` in the run's folder.
+
+    Parameters
+    ----------
+    dataset : str
+        A name accepted by :func:`~skmoby.datasets.load_dataset`.
+    methods : list of str
+        Any of ``"mobyv2al"``, ``"coreset"``, ``"random"``, ``"entropy"``.
+    backbone : str
+        Backbone name for :class:`~skmoby.MoBYv2Classifier`.
+    initial : int
+        Size of the initial random labelled set.
+    budget : int
+        Images labelled per cycle.
+    cycles : int
+        Number of train/evaluate cycles (selection happens between cycles).
+    trials : int
+        Repetitions with different seeds.
+    epochs, batch_size, lr : int, int, float
+        Training settings of every learner.
+    unlabeled : {"lowest_loss", "random", "all"}
+        Unlabelled training data of ``mobyv2al``: as many pool images as labelled ones,
+        lowest contrastive loss first (the paper) or at random; or the whole pool.
+    pool_subset : int or None
+        Size of a random subset of the unlabelled pool scanned per cycle (the authors'
+        code uses 10000); None scans the whole pool.
+    seed : int
+        Seed of trial 0; trial ``t`` uses ``seed + t``.
+    device : str
+        Torch device for the learners (``"auto"``: CUDA when available).
+    data_root : str or None
+        Folder of the dataset files; ``download`` fetches missing ones.
+    """
+
+    dataset: str = "digits"
+    methods: list[str] = field(default_factory=lambda: ["mobyv2al", "random"])
+    backbone: str = "cnn"
+    initial: int = 100
+    budget: int = 100
+    cycles: int = 5
+    trials: int = 3
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
+    unlabeled: str = "lowest_loss"
+    pool_subset: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    download: bool = False
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        for name in ("initial", "budget", "cycles", "trials", "epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(f"batch_size must be an int >= 2; got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr!r}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if not self.methods or bad:
+            raise ValueError(f"methods must be a non-empty list of {list(METHODS)}; "
+                             f"got {self.methods!r}")
+        if self.unlabeled not in ("lowest_loss", "random", "all"):
+            raise ValueError("unlabeled must be 'lowest_loss', 'random' or 'all'; "
+                             f"got {self.unlabeled!r}")
+        if self.pool_subset is not None and self.pool_subset < self.budget:
+            raise ValueError(f"pool_subset must be at least budget ({self.budget}); "
+                             f"got {self.pool_subset}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown experiment settings: {sorted(unknown)}")
+        return cls(**d)
+
+
+#: The paper's protocols (METHOD.md) and CPU-sized ones, selectable by name.
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn",
+                 initial=50, budget=50, cycles=4, trials=2, epochs=15, batch_size=64,
+                 lr=0.05),
+    "cifar10": dict(dataset="cifar10", methods=["mobyv2al", "coreset", "random"],
+                    backbone="vgg16", initial=5000, budget=2500, cycles=7, trials=5,
+                    epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
+    "cifar100": dict(dataset="cifar100", methods=["mobyv2al", "coreset", "random"],
+                     backbone="vgg16", initial=5000, budget=2500, cycles=7, trials=5,
+                     epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
+    "svhn": dict(dataset="svhn", methods=["mobyv2al", "coreset", "random"],
+                 backbone="resnet18", initial=1000, budget=1000, cycles=10, trials=5,
+                 epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
+    "fashionmnist": dict(dataset="fashionmnist", methods=["mobyv2al", "coreset", "random"],
+                         backbone="resnet18", initial=1000, budget=1000, cycles=10,
+                         trials=5, epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
+    "cifar10-imbalanced": dict(dataset="cifar10-imbalanced",
+                               methods=["mobyv2al", "coreset", "random"],
+                               backbone="resnet18", initial=1000, budget=1000, cycles=7,
+                               trials=5, epochs=200, batch_size=128, lr=0.01,
+                               pool_subset=10000),
+    "fashionmnist-cpu": dict(dataset="fashionmnist", methods=["mobyv2al", "coreset", "random"],
+                             backbone="lenet5", initial=200, budget=200, cycles=5, trials=3,
+                             epochs=15, batch_size=128, lr=0.05, pool_subset=5000),
+}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class _Store:
+    """The run folder: config, results table and selections, each rewritten atomically."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.results = out / "results.csv"
+        self.selections = out / "selections.json"
+        self.config = out / "config.json"
+
+    def load(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        if self.results.exists():
+            rows = pd.read_csv(self.results).astype(RESULT_DTYPES)
+        else:
+            rows = pd.DataFrame({c: pd.Series(dtype=t) for c, t in RESULT_DTYPES.items()})
+        sel = json.loads(self.selections.read_text()) if self.selections.exists() else {}
+        return rows, sel
+
+    def save(self, rows: pd.DataFrame, sel: dict[str, Any]) -> None:
+        # Selections first: a results row never exists without its selection.
+        _atomic_write(self.selections, json.dumps(sel))
+        _atomic_write(self.results, rows.to_csv(index=False))
+
+
+def _key(method: str, trial: int, cycle: int) -> str:
+    return f"{method}/{trial}/{cycle}"
+
+
+def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: int):
+    kw = dict(backbone=cfg.backbone, max_epochs=cfg.epochs, batch_size=cfg.batch_size,
+              lr=cfg.lr, normalize=ds.normalize, random_state=seed, device=cfg.device)
+    if method == "mobyv2al":
+        return MoBYv2Classifier(**kw)
+    return MoBYv2Classifier(lambda_c=0.0, **kw)
+
+
+_STRATEGIES: dict[str, Callable[..., Any]] = {
+    "mobyv2al": coreset, "coreset": coreset, "random": random_sampling,
+    "entropy": max_entropy,
+}
+
+
+def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng):
+    """Train, evaluate and select; return the row, the selection and next unlabelled set."""
+    from modAL.models import ActiveLearner
+
+    seed = cfg.seed + trial
+    n_pool = len(ds.X_train)
+    fit_kw = {}
+    if method == "mobyv2al" and unl_train is not None and len(unl_train):
+        fit_kw["X_unlabeled"] = ds.X_train[unl_train]
+    strategy = _STRATEGIES[method]
+    if method == "random":
+        def strategy(learner, X, n_instances=1, _s=seed * 1000 + cycle):
+            return random_sampling(learner, X, n_instances, random_state=_s)
+    t0 = time.perf_counter()
+    learner = ActiveLearner(
+        estimator=_make_estimator(cfg, method, ds, seed * 1000 + cycle),
+        query_strategy=strategy, X_training=ds.X_train[labelled],
+        y_training=ds.y_train[labelled], **fit_kw,
+    )
+    fit_s = time.perf_counter() - t0
+    acc = float(learner.estimator.score(ds.X_test, ds.y_test))
+    row = dict(method=method, trial=trial, cycle=cycle, n_labelled=len(labelled),
+               accuracy=acc, fit_seconds=fit_s, query_seconds=0.0)
+    if cycle == cfg.cycles - 1:
+        return row, [], None
+    is_lab = np.zeros(n_pool, dtype=bool)
+    is_lab[labelled] = True
+    pool = np.flatnonzero(~is_lab)
+    if cfg.pool_subset is not None and cfg.pool_subset < len(pool):
+        pool = np.sort(rng.choice(pool, cfg.pool_subset, replace=False))
+    budget = min(cfg.budget, len(pool))
+    t0 = time.perf_counter()
+    idx, _ = learner.query(ds.X_train[pool], n_instances=budget)
+    selected = pool[np.asarray(idx)]
+    row["query_seconds"] = time.perf_counter() - t0
+    next_unl = None
+    if method == "mobyv2al":
+        is_lab[selected] = True
+        rest = np.flatnonzero(~is_lab)
+        n_unl = min(len(labelled) + budget, len(rest))
+        if cfg.unlabeled == "all":
+            next_unl = rest
+        elif cfg.unlabeled == "random":
+            next_unl = np.sort(rng.choice(rest, n_unl, replace=False))
+        else:
+            cand = rest
+            if cfg.pool_subset is not None and cfg.pool_subset < len(rest):
+                cand = np.sort(rng.choice(rest, cfg.pool_subset, replace=False))
+            sub, _ = lowest_contrastive_subset(learner.estimator, ds.X_train[cand],
+                                               min(n_unl, len(cand)))
+            next_unl = cand[sub]
+    return row, selected, next_unl
+
+
+def _initial_unlabelled(cfg, labelled, n_pool, rng):
+    is_lab = np.zeros(n_pool, dtype=bool)
+    is_lab[labelled] = True
+    rest = np.flatnonzero(~is_lab)
+    if cfg.unlabeled == "all":
+        return rest
+    return np.sort(rng.choice(rest, min(len(labelled), len(rest)), replace=False))
+
+
+def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
+         log: Callable[[str], None]) -> pd.DataFrame:
+    cfg.validate()
+    ds = ds if ds is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.download)
+    n_pool = len(ds.X_train)
+    need = cfg.initial + cfg.budget * (cfg.cycles - 1)
+    if need > n_pool:
+        raise ValueError(f"initial + budget * (cycles - 1) = {need} exceeds the pool of "
+                         f"{n_pool} {cfg.dataset} training images")
+    store = _Store(out)
+    rows, sel = store.load()
+    done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
+    total = cfg.trials * len(cfg.methods) * cfg.cycles
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=len(done), desc="cycles", unit="cycle")
+    try:
+        for trial in range(cfg.trials):
+            seed = cfg.seed + trial
+            init = np.sort(np.random.RandomState(seed).choice(n_pool, cfg.initial,
+                                                              replace=False))
+            for method in cfg.methods:
+                labelled = init.copy()
+                rng = np.random.RandomState([seed, METHODS.index(method)])
+                unl = (_initial_unlabelled(cfg, labelled, n_pool, rng)
+                       if method == "mobyv2al" else None)
+                for cycle in range(cfg.cycles):
+                    key = _key(method, trial, cycle)
+                    if (method, trial, cycle) in done:
+                        entry = sel[key]  # replay what the finished cycle chose
+                        labelled = np.union1d(labelled, entry["selected"])
+                        if entry.get("next_unlabeled") is not None:
+                            unl = np.asarray(entry["next_unlabeled"], dtype=np.int64)
+                        rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
+                        continue
+                    row, selected, next_unl = _one_cycle(cfg, ds, method, trial, cycle,
+                                                         labelled, unl, rng)
+                    sel[key] = {"selected": [int(i) for i in selected],
+                                "next_unlabeled": (None if next_unl is None
+                                                   else [int(i) for i in next_unl])}
+                    new = pd.DataFrame([row]).astype(RESULT_DTYPES)
+                    rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
+                    store.save(rows, sel)
+                    log(f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} "
+                        f"labels, accuracy {row['accuracy']:.4f}")
+                    labelled = np.union1d(labelled, selected)
+                    if next_unl is not None:
+                        unl = next_unl
+                    rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = rows.astype(RESULT_DTYPES)
+    return rows.sort_values(["method", "trial", "cycle"]).reset_index(drop=True)
+
+
+def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
+                   dataset: ImageDataset | None = None, progress: bool = True,
+                   log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Run the protocol into the folder ``out`` (created; must not hold another run).
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        What to run.
+    out : path
+        Results folder. If it already holds a run with the same configuration, the run
+        is resumed; a different configuration raises ``ValueError``.
+    dataset : ImageDataset, optional
+        Data to use instead of loading ``config.dataset``.
+    progress : bool, default=True
+        Show a tqdm progress bar over cycles.
+    log : callable, optional
+        Called with one line per finished cycle.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, trial, cycle): ``n_labelled``, ``accuracy``,
+        ``fit_seconds``, ``query_seconds``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config.validate()
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
+        if old != config:
+            raise ValueError(f"{out} holds a run with another configuration; use "
+                             "resume_experiment() or another folder")
+    else:
+        _atomic_write(cfg_path, json.dumps(config.to_dict(), indent=2))
+    return _run(config, out, dataset, progress, log or (lambda s: None))
+
+
+def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = None,
+                      progress: bool = True,
+                      log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Continue the run stored in ``out`` from its last finished cycle.
+
+    Parameters
+    ----------
+    out : path
+        A folder written by :func:`run_experiment`.
+    dataset, progress, log
+        As in :func:`run_experiment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{out} holds no experiment (no config.json)")
+    cfg = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
+    return _run(cfg, out, dataset, progress, log or (lambda s: None))
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of test accuracy over trials, per method and cycle.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The table returned by :func:`run_experiment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(cycle, n_labelled)``, columns ``(method, mean|std|trials)``.
+    """
+    g = results.groupby(["method", "cycle"])
+    table = g.agg(n_labelled=("n_labelled", "first"), mean=("accuracy", "mean"),
+                  std=("accuracy", "std"), trials=("accuracy", "size")).reset_index()
+    return table.pivot(index=["cycle", "n_labelled"], columns="method",
+                       values=["mean", "std", "trials"]).swaplevel(axis=1).sort_index(axis=1)
+
+
+def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
+                         title: str | None = None) -> list[Path]:
+    """Plot mean +- std test accuracy against the number of labels, one line per method.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The table returned by :func:`run_experiment`.
+    out : path
+        Folder to write ``learning_curve.png`` and ``learning_curve.svg`` into.
+    title : str, optional
+        Plot title.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, df in results.groupby("method"):
+        g = df.groupby("n_labelled")["accuracy"]
+        mean, std = g.mean(), g.std().fillna(0.0)
+        ax.plot(mean.index, 100 * mean.values, marker="o", label=method)
+        ax.fill_between(mean.index, 100 * (mean - std).values, 100 * (mean + std).values,
+                        alpha=0.2)
+    ax.set_xlabel("number of labelled images")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    files = [out / "learning_curve.png", out / "learning_curve.svg"]
+    for f in files:
+        fig.savefig(f, dpi=150)
+    plt.close(fig)
+    return files

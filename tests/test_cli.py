@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from skmoby import cli
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["demo", "--help"], ["run", "--help"], ["resume", "--help"],
+                 ["plot", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 0
+    assert "preset" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--preset", "nope"], "invalid choice"),
+        (["run", "--dataset", "digits", "--budget", "0"], "positive integer"),
+        (["run", "--dataset", "digits", "--lr", "-1"], "positive number"),
+        (["run", "--dataset", "digits", "--methods", "mobyv2al,magic"], "methods"),
+        (["run"], "give --preset or --dataset"),
+        ([], "required"),
+    ],
+)
+def test_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code != 0
+    captured = capsys.readouterr()
+    assert message in captured.err + str(e.value)
+
+
+def test_missing_run_folder(tmp_path, capsys):
+    assert cli.main(["resume", str(tmp_path / "none")]) == 2
+    assert cli.main(["plot", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "no config.json" in err and "results.csv not found" in err
+
+
+def test_missing_dataset_files(tmp_path, capsys):
+    code = cli.main(["run", "--dataset", "cifar10", "--data-root", str(tmp_path),
+                     "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    assert "Put them here" in capsys.readouterr().err
+
+
+def test_run_resume_plot_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "digits", "--methods", "random,coreset", "--backbone", "cnn",
+            "--initial", "20", "--budget", "10", "--cycles", "2", "--trials", "1",
+            "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "learning_curve.png" in text and "results.csv" in text
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["budget"] == 10 and cfg["methods"] == ["random", "coreset"]
+    assert cli.main(["resume", str(out), "--quiet"]) == 0  # nothing left: no new rows
+    assert cli.main(["plot", str(out)]) == 0
+    assert (out / "learning_curve.svg").exists()

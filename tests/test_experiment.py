@@ -1,0 +1,145 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skmoby import experiment
+from skmoby.datasets import load_dataset
+from skmoby.experiment import (
+    ExperimentConfig,
+    plot_learning_curves,
+    resume_experiment,
+    run_experiment,
+    summarize,
+)
+
+
+@pytest.fixture(scope="module")
+def digits_ds():
+    return load_dataset("digits")
+
+
+def tiny(**kw):
+    base = dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn",
+                initial=20, budget=10, cycles=3, trials=2, epochs=1, batch_size=32,
+                lr=0.05, device="cpu")
+    base.update(kw)
+    return ExperimentConfig(**base)
+
+
+def _labelled_sets(out, cfg, n_pool):
+    sel = json.loads((out / "selections.json").read_text())
+    sets = {}
+    for trial in range(cfg.trials):
+        init = np.sort(np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial,
+                                                                      replace=False))
+        for method in cfg.methods:
+            labelled = list(init)
+            for cycle in range(cfg.cycles):
+                entry = sel[f"{method}/{trial}/{cycle}"]
+                sets[(method, trial, cycle)] = (list(labelled), entry)
+                labelled += entry["selected"]
+    return sets
+
+
+def test_protocol_bookkeeping(tmp_path, digits_ds):
+    cfg = tiny(methods=["mobyv2al", "coreset", "random", "entropy"])
+    res = run_experiment(cfg, tmp_path, dataset=digits_ds, progress=False)
+    assert len(res) == cfg.trials * 4 * cfg.cycles
+    assert list(res.columns) == ["method", "trial", "cycle", "n_labelled", "accuracy",
+                                 "fit_seconds", "query_seconds"]
+    for _, g in res.groupby(["method", "trial"]):
+        assert g.sort_values("cycle")["n_labelled"].tolist() == [20, 30, 40]
+    sets = _labelled_sets(tmp_path, cfg, len(digits_ds.X_train))
+    for (method, _trial, cycle), (labelled, entry) in sets.items():
+        sel = entry["selected"]
+        assert len(set(labelled)) == len(labelled)  # no index labelled twice
+        if cycle < cfg.cycles - 1:
+            assert len(sel) == cfg.budget and not set(sel) & set(labelled)
+        else:
+            assert sel == []
+        unl = entry["next_unlabeled"]
+        if method == "mobyv2al" and unl is not None:
+            # As many unlabelled as labelled next cycle, disjoint from labelled ones.
+            assert len(unl) == len(labelled) + len(sel)
+            assert not set(unl) & (set(labelled) | set(sel))
+        elif method != "mobyv2al":
+            assert unl is None
+    # The methods of a trial share the initial labelled set.
+    inits = {m: tuple(sets[(m, 0, 0)][0]) for m in cfg.methods}
+    assert len(set(inits.values())) == 1
+    assert (tmp_path / "config.json").exists()
+
+
+def test_seeds_reproduce(tmp_path, digits_ds):
+    cfg = tiny(trials=1)
+    a = run_experiment(cfg, tmp_path / "a", dataset=digits_ds, progress=False)
+    b = run_experiment(cfg, tmp_path / "b", dataset=digits_ds, progress=False)
+    pd.testing.assert_series_equal(a["accuracy"], b["accuracy"])
+    assert ((tmp_path / "a" / "selections.json").read_text()
+            == (tmp_path / "b" / "selections.json").read_text())
+
+
+def test_resume_after_crash_loses_and_duplicates_nothing(tmp_path, digits_ds, monkeypatch):
+    cfg = tiny(trials=1)
+    full = run_experiment(cfg, tmp_path / "ref", dataset=digits_ds, progress=False)
+    calls = {"n": 0}
+    real = experiment._one_cycle
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # mobyv2al cycles 0-2 and random cycle 0 finish, then boom
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_one_cycle", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path / "run", dataset=digits_ds, progress=False)
+    partial = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert len(partial) == 3
+    monkeypatch.setattr(experiment, "_one_cycle", real)
+    done = resume_experiment(tmp_path / "run", dataset=digits_ds, progress=False)
+    assert len(done) == len(full)
+    assert not done.duplicated(["method", "trial", "cycle"]).any()
+    pd.testing.assert_frame_equal(done[["method", "trial", "cycle", "n_labelled", "accuracy"]],
+                                  full[["method", "trial", "cycle", "n_labelled", "accuracy"]])
+    assert ((tmp_path / "run" / "selections.json").read_text()
+            == (tmp_path / "ref" / "selections.json").read_text())
+
+
+def test_other_config_in_same_folder_is_refused(tmp_path, digits_ds):
+    run_experiment(tiny(trials=1, cycles=1), tmp_path, dataset=digits_ds, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(tiny(trials=1, cycles=2), tmp_path, dataset=digits_ds, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"methods": ["magic"]}, "methods"),
+        ({"methods": []}, "methods"),
+        ({"budget": 0}, "budget"),
+        ({"unlabeled": "some"}, "unlabeled"),
+        ({"pool_subset": 5}, "pool_subset"),
+        ({"initial": 2000}, "exceeds the pool"),
+    ],
+)
+def test_bad_config(tmp_path, digits_ds, kw, match):
+    with pytest.raises(ValueError, match=match):
+        run_experiment(tiny(**kw), tmp_path, dataset=digits_ds, progress=False)
+
+
+def test_summary_and_plot(tmp_path):
+    res = pd.DataFrame({
+        "method": ["a", "a", "a", "a", "b", "b", "b", "b"],
+        "trial": [0, 0, 1, 1, 0, 0, 1, 1], "cycle": [0, 1] * 4,
+        "n_labelled": [10, 20] * 4, "accuracy": [0.5, 0.6, 0.7, 0.8, 0.1, 0.2, 0.3, 0.4],
+        "fit_seconds": 1.0, "query_seconds": 0.1,
+    })
+    table = summarize(res)
+    assert table.loc[(1, 20), ("a", "mean")] == pytest.approx(0.7)
+    assert table.loc[(0, 10), ("b", "trials")] == 2
+    files = plot_learning_curves(res, tmp_path, title="t")
+    assert all(f.exists() and f.stat().st_size > 1000 for f in files)
+    assert files[1].read_text().lstrip().startswith("<?xml")
