@@ -5,8 +5,9 @@ modAL (``modal-python``) 0.4.2.1, its last release, calls
 1.6 renamed that argument to ``ensure_all_finite`` and 1.8 removed the old name, so
 ``teach`` raises ``TypeError`` there (modAL issue #196). When, and only when, the
 installed modAL is at most 0.4.2.1 and scikit-learn's ``check_X_y`` no longer accepts
-``force_all_finite``, :func:`patch_modal` replaces the ``check_X_y`` that
-``modAL.models.learners`` imported by a wrapper that renames the argument. Nothing else in
+``force_all_finite``, :func:`patch_modal` replaces the ``check_X_y`` that modAL imported
+(into ``modAL.models.learners`` in 0.4.2.x, ``modAL.models.base`` in 0.4.1) by a wrapper
+that renames the argument. Nothing else in
 modAL or scikit-learn is touched. A newer modAL is left alone.
 
 modAL also changed what a query strategy returns: 0.4.1 expects the selected indices
@@ -60,6 +61,11 @@ def _needs_patch(version: tuple[int, ...] | None, check_X_y) -> bool:
     return "force_all_finite" not in inspect.signature(check_X_y).parameters
 
 
+# Modules of modAL that import scikit-learn's check_X_y: 0.4.2.x calls it from
+# ``learners``, 0.4.1 from ``base``.
+_MODULES = ("modAL.models.learners", "modAL.models.base")
+
+
 def patch_modal() -> bool:
     """Apply the ``force_all_finite`` fix to modAL if this installation needs it.
 
@@ -69,23 +75,40 @@ def patch_modal() -> bool:
     -------
     bool
         True if modAL's ``check_X_y`` is (now) the renaming wrapper.
-    """
-    try:
-        from modAL.models import learners
-    except ImportError:
-        return False
-    current = learners.check_X_y
-    if getattr(current, "_skmoby_patched", False):
-        return True
-    if not _needs_patch(modal_version(), current):
-        return False
 
-    @functools.wraps(current)
-    def check_X_y(*args, **kwargs):
+    Examples
+    --------
+    >>> isinstance(patch_modal(), bool)
+    True
+    """
+    import importlib
+
+    version = modal_version()
+    patched = False
+    for name in _MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        current = getattr(module, "check_X_y", None)
+        if current is None:
+            continue
+        if getattr(current, "_skmoby_patched", False):
+            patched = True
+            continue
+        if not _needs_patch(version, current):
+            continue
+        module.check_X_y = _renaming(current)
+        patched = True
+    return patched
+
+
+def _renaming(check_X_y):
+    @functools.wraps(check_X_y)
+    def wrapper(*args, **kwargs):
         if "force_all_finite" in kwargs:
             kwargs["ensure_all_finite"] = kwargs.pop("force_all_finite")
-        return current(*args, **kwargs)
+        return check_X_y(*args, **kwargs)
 
-    check_X_y._skmoby_patched = True  # type: ignore[attr-defined]
-    learners.check_X_y = check_X_y
-    return True
+    wrapper._skmoby_patched = True  # type: ignore[attr-defined]
+    return wrapper

@@ -51,6 +51,12 @@ class ImageDataset:
     classes : list of str
     normalize : tuple of (mean, std) or "auto"
         Per-channel statistics to pass to ``MoBYv2Classifier(normalize=...)``.
+
+    Examples
+    --------
+    >>> ds = load_dataset("digits")
+    >>> ds.name, ds.y_train.dtype, len(ds.classes)
+    ('digits', dtype('int64'), 10)
     """
 
     name: str

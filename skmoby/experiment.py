@@ -93,6 +93,13 @@ class ExperimentConfig:
         Torch device for the learners (``"auto"``: CUDA when available).
     data_root : str or None
         Folder of the dataset files; ``download`` fetches missing ones.
+
+    Examples
+    --------
+    >>> cfg = ExperimentConfig(dataset="digits", methods=["mobyv2al", "random"], cycles=3)
+    >>> cfg.validate()
+    >>> cfg.initial + cfg.budget * (cfg.cycles - 1)
+    300
     """
 
     dataset: str = "digits"
@@ -147,9 +154,12 @@ class ExperimentConfig:
 
 #: The paper's protocols (METHOD.md) and CPU-sized ones, selectable by name.
 PRESETS: dict[str, dict[str, Any]] = {
+    # The digits pool is small, so the demo trains MoBYv2 on all of it ("all"); with the
+    # paper's subset rule (as many unlabelled images as labelled ones) 30-120 images are
+    # too few for the contrastive loss to help.
     "demo": dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn",
-                 initial=50, budget=50, cycles=4, trials=2, epochs=15, batch_size=64,
-                 lr=0.05),
+                 initial=30, budget=30, cycles=4, trials=2, epochs=20, batch_size=32,
+                 lr=0.05, unlabeled="all"),
     "cifar10": dict(dataset="cifar10", methods=["mobyv2al", "coreset", "random"],
                     backbone="vgg16", initial=5000, budget=2500, cycles=7, trials=5,
                     epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
@@ -169,7 +179,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                                pool_subset=10000),
     "fashionmnist-cpu": dict(dataset="fashionmnist", methods=["mobyv2al", "coreset", "random"],
                              backbone="lenet5", initial=200, budget=200, cycles=5, trials=3,
-                             epochs=15, batch_size=128, lr=0.05, pool_subset=5000),
+                             epochs=30, batch_size=64, lr=0.05, pool_subset=5000),
 }
 
 
@@ -375,6 +385,16 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     pandas.DataFrame
         One row per (method, trial, cycle): ``n_labelled``, ``accuracy``,
         ``fit_seconds``, ``query_seconds``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = ExperimentConfig(methods=["random"], initial=20, budget=10, cycles=2,
+    ...                        trials=1, epochs=1, device="cpu")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     results = run_experiment(cfg, out, progress=False)
+    >>> results[["method", "cycle", "n_labelled"]].values.tolist()
+    [['random', 0, 20], ['random', 1, 30]]
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -405,6 +425,17 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
     Returns
     -------
     pandas.DataFrame
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = ExperimentConfig(methods=["random"], initial=20, budget=10, cycles=2,
+    ...                        trials=1, epochs=1, device="cpu")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     _ = run_experiment(cfg, out, progress=False)
+    ...     again = resume_experiment(out, progress=False)  # nothing left to run
+    >>> len(again)
+    2
     """
     out = Path(out)
     cfg_path = out / "config.json"
@@ -426,6 +457,14 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Index ``(cycle, n_labelled)``, columns ``(method, mean|std|trials)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> res = pd.DataFrame({"method": ["a", "a"], "trial": [0, 1], "cycle": [0, 0],
+    ...                     "n_labelled": [10, 10], "accuracy": [0.5, 0.7]})
+    >>> float(summarize(res).loc[(0, 10), ("a", "mean")])
+    0.6
     """
     g = results.groupby(["method", "cycle"])
     table = g.agg(n_labelled=("n_labelled", "first"), mean=("accuracy", "mean"),
@@ -451,6 +490,16 @@ def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
     -------
     list of Path
         The files written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> res = pd.DataFrame({"method": ["a", "a"], "trial": [0, 0], "cycle": [0, 1],
+    ...                     "n_labelled": [10, 20], "accuracy": [0.5, 0.7]})
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     [f.name for f in plot_learning_curves(res, out)]
+    ['learning_curve.png', 'learning_curve.svg']
     """
     import matplotlib
 

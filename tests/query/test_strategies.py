@@ -3,7 +3,6 @@ import pytest
 from modAL.models import ActiveLearner
 from sklearn.linear_model import LogisticRegression
 
-import skmoby
 from skmoby import _modal_compat as compat
 from skmoby import (
     coreset,
@@ -167,14 +166,18 @@ def test_version_gates():
 
 
 def test_patch_is_applied_and_idempotent():
+    import importlib
     import inspect
 
-    from modAL.models import learners
     from sklearn.utils import check_X_y
 
     needed = "force_all_finite" not in inspect.signature(check_X_y).parameters
-    assert getattr(learners.check_X_y, "_skmoby_patched", False) == needed
-    assert skmoby._modal_compat.patch_modal() == needed
-    wrapped = learners.check_X_y
-    assert skmoby._modal_compat.patch_modal() == needed
-    assert learners.check_X_y is wrapped
+    users = [m for m in (importlib.import_module(n) for n in compat._MODULES)
+             if hasattr(m, "check_X_y")]
+    assert users  # the installed modAL imports check_X_y somewhere we know
+    for module in users:
+        assert getattr(module.check_X_y, "_skmoby_patched", False) == needed
+    assert compat.patch_modal() == needed
+    wrapped = [m.check_X_y for m in users]
+    assert compat.patch_modal() == needed
+    assert [m.check_X_y for m in users] == wrapped
