@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from skorch.callbacks import Callback
 
 from .classifier import MoBYv2Classifier
 from .datasets import ImageDataset, load_dataset
@@ -224,9 +225,31 @@ def _key(method: str, trial: int, cycle: int) -> str:
     return f"{method}/{trial}/{cycle}"
 
 
-def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: int):
+class _EpochProgress(Callback):
+    """A tqdm bar over the epochs of one fit (nested under the bar over cycles)."""
+
+    def __init__(self, desc: str = "epochs") -> None:
+        self.desc = desc
+
+    def on_train_begin(self, net, **kwargs):
+        from tqdm.auto import tqdm
+
+        self.bar_ = tqdm(total=net.max_epochs, desc=self.desc, unit="epoch", leave=False,
+                         position=1)
+
+    def on_epoch_end(self, net, **kwargs):
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
+
+
+def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: int,
+                    progress: bool = False):
     kw = dict(backbone=cfg.backbone, max_epochs=cfg.epochs, batch_size=cfg.batch_size,
               lr=cfg.lr, normalize=ds.normalize, random_state=seed, device=cfg.device)
+    if progress:
+        kw["callbacks"] = [("epoch_progress", _EpochProgress(f"{method} epochs"))]
     if method == "mobyv2al":
         return MoBYv2Classifier(**kw)
     return MoBYv2Classifier(lambda_c=0.0, **kw)
@@ -238,7 +261,7 @@ _STRATEGIES: dict[str, Callable[..., Any]] = {
 }
 
 
-def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng):
+def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress=False):
     """Train, evaluate and select; return the row, the selection and next unlabelled set."""
     from modAL.models import ActiveLearner
 
@@ -253,7 +276,7 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng):
             return random_sampling(learner, X, n_instances, random_state=_s)
     t0 = time.perf_counter()
     learner = ActiveLearner(
-        estimator=_make_estimator(cfg, method, ds, seed * 1000 + cycle),
+        estimator=_make_estimator(cfg, method, ds, seed * 1000 + cycle, progress),
         query_strategy=strategy, X_training=ds.X_train[labelled],
         y_training=ds.y_train[labelled], **fit_kw,
     )
@@ -339,7 +362,7 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
                         rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
                         continue
                     row, selected, next_unl = _one_cycle(cfg, ds, method, trial, cycle,
-                                                         labelled, unl, rng)
+                                                         labelled, unl, rng, progress)
                     sel[key] = {"selected": [int(i) for i in selected],
                                 "next_unlabeled": (None if next_unl is None
                                                    else [int(i) for i in next_unl])}
@@ -376,7 +399,7 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     dataset : ImageDataset, optional
         Data to use instead of loading ``config.dataset``.
     progress : bool, default=True
-        Show a tqdm progress bar over cycles.
+        Show tqdm progress bars over cycles and over the epochs of each fit.
     log : callable, optional
         Called with one line per finished cycle.
 

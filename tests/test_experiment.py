@@ -143,3 +143,10 @@ def test_summary_and_plot(tmp_path):
     files = plot_learning_curves(res, tmp_path, title="t")
     assert all(f.exists() and f.stat().st_size > 1000 for f in files)
     assert files[1].read_text().lstrip().startswith("<?xml")
+
+
+def test_progress_bars_over_cycles_and_epochs(tmp_path, digits_ds, capsys):
+    cfg = tiny(methods=["random"], trials=1, cycles=2, epochs=2)
+    run_experiment(cfg, tmp_path, dataset=digits_ds, progress=True)
+    err = capsys.readouterr().err
+    assert "cycles" in err and "random epochs" in err and "2/2" in err
