@@ -64,8 +64,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"MoBYv2AL against random selection on scikit-learn's digits: "
           f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
           f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
-          "also learns from the unlabelled pool; random selection trains on the labels "
-          "alone.")
+          "also learns from the unlabelled pool, so its epochs take many more steps; "
+          "random selection trains on the labels alone.")
     results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle)
     _report(results, out, "skmoby demo: digits")
     return 0
