@@ -298,24 +298,21 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
     row["query_seconds"] = time.perf_counter() - t0
     next_unl = None
     if method == "mobyv2al":
-        is_lab[selected] = True
-        rest = np.flatnonzero(~is_lab)
-        n_unl = min(len(labelled) + budget, len(rest))
-        if cfg.unlabeled == "all":
-            next_unl = rest
-        elif cfg.unlabeled == "random":
-            next_unl = np.sort(rng.choice(rest, n_unl, replace=False))
+        if cfg.unlabeled != "lowest_loss":
+            next_unl = _unlabelled_subset(cfg, np.union1d(labelled, selected), n_pool, rng)
         else:
-            cand = rest
-            if cfg.pool_subset is not None and cfg.pool_subset < len(rest):
-                cand = np.sort(rng.choice(rest, cfg.pool_subset, replace=False))
+            is_lab[selected] = True
+            cand = np.flatnonzero(~is_lab)
+            if cfg.pool_subset is not None and cfg.pool_subset < len(cand):
+                cand = np.sort(rng.choice(cand, cfg.pool_subset, replace=False))
             sub, _ = lowest_contrastive_subset(learner.estimator, ds.X_train[cand],
-                                               min(n_unl, len(cand)))
+                                               min(len(labelled) + len(selected), len(cand)))
             next_unl = cand[sub]
     return row, selected, next_unl
 
 
-def _initial_unlabelled(cfg, labelled, n_pool, rng):
+def _unlabelled_subset(cfg, labelled, n_pool, rng):
+    """The whole rest of the pool (``"all"``), else as many random rows as labelled."""
     is_lab = np.zeros(n_pool, dtype=bool)
     is_lab[labelled] = True
     rest = np.flatnonzero(~is_lab)
@@ -350,33 +347,31 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
             for method in cfg.methods:
                 labelled = init.copy()
                 rng = np.random.RandomState([seed, METHODS.index(method)])
-                unl = (_initial_unlabelled(cfg, labelled, n_pool, rng)
+                unl = (_unlabelled_subset(cfg, labelled, n_pool, rng)
                        if method == "mobyv2al" else None)
                 for cycle in range(cfg.cycles):
                     key = _key(method, trial, cycle)
                     if (method, trial, cycle) in done:
-                        entry = sel[key]  # replay what the finished cycle chose
-                        labelled = np.union1d(labelled, entry["selected"])
-                        if entry.get("next_unlabeled") is not None:
-                            unl = np.asarray(entry["next_unlabeled"], dtype=np.int64)
-                        rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
-                        continue
-                    row, selected, next_unl = _one_cycle(cfg, ds, method, trial, cycle,
-                                                         labelled, unl, rng, progress)
-                    sel[key] = {"selected": [int(i) for i in selected],
-                                "next_unlabeled": (None if next_unl is None
-                                                   else [int(i) for i in next_unl])}
-                    new = pd.DataFrame([row]).astype(RESULT_DTYPES)
-                    rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
-                    store.save(rows, sel)
-                    log(f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} "
-                        f"labels, accuracy {row['accuracy']:.4f}")
+                        # Replay what the finished cycle chose.
+                        selected = sel[key]["selected"]
+                        next_unl = sel[key].get("next_unlabeled")
+                    else:
+                        row, selected, next_unl = _one_cycle(cfg, ds, method, trial, cycle,
+                                                             labelled, unl, rng, progress)
+                        sel[key] = {"selected": [int(i) for i in selected],
+                                    "next_unlabeled": (None if next_unl is None
+                                                       else [int(i) for i in next_unl])}
+                        new = pd.DataFrame([row]).astype(RESULT_DTYPES)
+                        rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
+                        store.save(rows, sel)
+                        log(f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} "
+                            f"labels, accuracy {row['accuracy']:.4f}")
+                        if bar is not None:
+                            bar.update(1)
                     labelled = np.union1d(labelled, selected)
                     if next_unl is not None:
-                        unl = next_unl
+                        unl = np.asarray(next_unl, dtype=np.int64)
                     rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
-                    if bar is not None:
-                        bar.update(1)
     finally:
         if bar is not None:
             bar.close()
