@@ -89,19 +89,14 @@ class _Alternating:
         return 2 * max(len(self.labelled), len(self.unlabelled))
 
     def __iter__(self) -> Iterator[Any]:
-        n = max(len(self.labelled), len(self.unlabelled))
-        it_l, it_u = iter(self.labelled), iter(self.unlabelled)
-        for _ in range(n):
-            for name in ("l", "u"):
-                try:
-                    yield next(it_l if name == "l" else it_u)
-                except StopIteration:
-                    if name == "l":
-                        it_l = iter(self.labelled)
-                        yield next(it_l)
-                    else:
-                        it_u = iter(self.unlabelled)
-                        yield next(it_u)
+        def forever(loader):  # a new pass (and shuffle) each time one ends
+            while True:
+                yield from loader
+
+        labelled, unlabelled = forever(self.labelled), forever(self.unlabelled)
+        for _ in range(len(self) // 2):
+            yield next(labelled)
+            yield next(unlabelled)
 
 
 def _resolve_device(device: Any) -> Any:
