@@ -544,16 +544,16 @@ class MoBYv2Classifier(NeuralNetClassifier):
                 X_unlabeled = X_unlabeled.detach().cpu().numpy()
             if len(X_unlabeled):
                 U = self._check_X(X_unlabeled, "X_unlabeled", reset=False)
+                # After _check_X only images stay uint8 (0-255); float images are in [0, 1].
                 if U.dtype != X.dtype:
-                    U = U.astype(np.float32) if X.dtype == np.float32 else U
                     if X.dtype == np.uint8:
                         raise ValueError(
-                            "X_unlabeled must be uint8 like X (or pass both as floats in [0, 1])"
+                            "X_unlabeled holds floats but X holds uint8 images; pass both as "
+                            "uint8 or both as floats in [0, 1]"
                         )
+                    U = U.astype(np.float32) / np.float32(255.0)
                 parts.append(U)
         U_all = np.concatenate(parts) if parts else None
-        if U_all is not None and U_all.dtype != X_l.dtype:
-            U_all = U_all.astype(X_l.dtype)
         if len(y_l) == 0:
             raise ValueError("y has no labelled rows; at least 2 classes are needed")
         check_classification_targets(y_l)

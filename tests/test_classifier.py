@@ -145,6 +145,17 @@ def test_input_kinds(digits, kind):
     assert clf.transform(X[:5]).shape == (5, 128)
 
 
+def test_unlabelled_pixel_types_are_reconciled(digits):
+    X, y = digits
+    X = X[:40]
+    U8 = (X * 255).round().astype(np.uint8)
+    clf = small_clf(max_epochs=1)
+    _, _, U = clf._prepare_fit_data(X, y[:40], U8, reset=True)
+    np.testing.assert_allclose(U, X[:, None], atol=0.5 / 255)  # onto X's [0, 1] scale
+    with pytest.raises(ValueError, match="X_unlabeled holds floats but X holds uint8"):
+        small_clf(max_epochs=1).fit(U8, y[:40], X_unlabeled=X)
+
+
 def test_tabular_data():
     rng = np.random.RandomState(0)
     X = rng.randn(120, 5)
