@@ -140,11 +140,15 @@ class WeakAugment:
 
     Parameters
     ----------
-    padding : int, default=4
+    padding : int or "auto", default="auto"
         Zero padding on each side before cropping back to the input size; the crop
         offset is uniform over the ``(2 * padding + 1) ** 2`` integer positions.
+        ``"auto"`` keeps the paper's proportion, 4 pixels on 32x32 images: one eighth
+        of the shorter side, rounded, at least 1 (4 for 28x28 and 32x32, 2 for 16x16,
+        1 for 8x8). A fixed 4-pixel shift would move an 8x8 image by half its size.
     flip_p : float, default=0.5
-        Probability of a horizontal flip.
+        Probability of a horizontal flip (set 0 for data that is not mirror
+        symmetric, such as digits or text).
 
     Examples
     --------
@@ -152,18 +156,30 @@ class WeakAugment:
     >>> g = torch.Generator().manual_seed(0)
     >>> WeakAugment()(torch.rand(5, 3, 16, 16), generator=g).shape
     torch.Size([5, 3, 16, 16])
+    >>> WeakAugment().padding_for(8, 8), WeakAugment().padding_for(32, 32)
+    (1, 4)
     """
 
-    padding: int = 4
+    padding: int | str = "auto"
     flip_p: float = 0.5
+
+    def padding_for(self, height: int, width: int) -> int:
+        """The padding in pixels used for images of size ``height`` x ``width``."""
+        if self.padding == "auto":
+            return max(1, int(min(height, width) / 8 + 0.5))
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) \
+                or self.padding < 0:
+            raise ValueError(f"padding must be 'auto' or an int >= 0; got {self.padding!r}")
+        return self.padding
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         _check_images(x)
         n, _, h, w = x.shape
         g = generator
+        pad = self.padding_for(h, w)
         flip = torch.where(_coin(n, self.flip_p, g, x), -1.0, 1.0).to(x)
-        dx = torch.randint(-self.padding, self.padding + 1, (n,), generator=g, device=x.device)
-        dy = torch.randint(-self.padding, self.padding + 1, (n,), generator=g, device=x.device)
+        dx = torch.randint(-pad, pad + 1, (n,), generator=g, device=x.device)
+        dy = torch.randint(-pad, pad + 1, (n,), generator=g, device=x.device)
         theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
         theta[:, 0, 0] = flip
         theta[:, 1, 1] = 1.0

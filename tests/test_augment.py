@@ -62,6 +62,28 @@ def test_weak_is_integer_shift_and_flip_with_zero_padding():
     assert not torch.allclose(out, x)
 
 
+@pytest.mark.parametrize("size, pad", [((8, 8), 1), ((12, 12), 2), ((16, 16), 2),
+                                       ((28, 28), 4), ((32, 32), 4), ((32, 20), 3),
+                                       ((64, 64), 8)])
+def test_auto_padding_is_one_eighth_of_the_shorter_side(size, pad):
+    aug = WeakAugment(flip_p=0.0)
+    assert aug.padding_for(*size) == pad
+    # The shifts actually drawn stay within that padding and reach it.
+    h, w = size
+    x = torch.zeros(400, 1, h, w)
+    x[:, :, h // 2, w // 2] = 1.0  # one bright pixel; its new position is the shift
+    out = aug(x, _gen())
+    pos = out[:, 0].flatten(1).argmax(1)
+    dy, dx = pos // w - h // 2, pos % w - w // 2
+    assert int(dy.abs().max()) == pad and int(dx.abs().max()) == pad
+
+
+@pytest.mark.parametrize("padding", [-1, 1.5, True, "big"])
+def test_weak_rejects_bad_padding(padding):
+    with pytest.raises(ValueError, match="padding"):
+        WeakAugment(padding=padding)(torch.rand(2, 1, 8, 8), _gen())
+
+
 def test_weak_with_no_padding_and_no_flip_is_identity():
     x = torch.rand(4, 3, 9, 9)
     torch.testing.assert_close(WeakAugment(padding=0, flip_p=0.0)(x, _gen()), x)
