@@ -144,6 +144,82 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def n_labelled(self) -> list[int]:
+        """Labelled images in each cycle: ``initial + cycle * budget``."""
+        return [self.initial + c * self.budget for c in range(self.cycles)]
+
+    def n_unlabelled(self, n_pool: int) -> list[int]:
+        """Unlabelled training images of ``mobyv2al`` in each cycle, on a pool of ``n_pool``.
+
+        ``"all"``: the rest of the pool; otherwise as many as labelled (at most the rest
+        of the pool, and at most ``pool_subset`` from the second cycle on, when the
+        lowest-loss subset is chosen among a scanned subset of the pool).
+        """
+        sizes = []
+        for c, n_lab in enumerate(self.n_labelled()):
+            rest = max(n_pool - n_lab, 0)
+            if self.unlabeled == "all":
+                sizes.append(rest)
+            elif self.unlabeled == "lowest_loss" and c > 0 and self.pool_subset is not None:
+                sizes.append(min(n_lab, rest, self.pool_subset))
+            else:
+                sizes.append(min(n_lab, rest))
+        return sizes
+
+    def training_steps(self, n_pool: int) -> pd.DataFrame:
+        """SGD steps that one trial of each method takes, cycle by cycle.
+
+        Every cycle trains a fresh learner for ``epochs`` epochs. A supervised epoch is
+        one pass over the labelled images; a ``mobyv2al`` epoch alternates labelled and
+        unlabelled batches over the larger of the two sets (see
+        :class:`~skmoby.MoBYv2Classifier`), so it takes twice as many steps as the
+        larger set has batches. Multiplying by the seconds per step of a device (for
+        example ``fit_seconds`` of a finished cycle divided by its steps) estimates
+        the run time.
+
+        Parameters
+        ----------
+        n_pool : int
+            Number of training images of the dataset (the pool).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``cycle``; column ``n_labelled`` and one column of steps per method.
+
+        Examples
+        --------
+        >>> cfg = ExperimentConfig(methods=["mobyv2al", "random"], initial=100,
+        ...                        budget=100, cycles=2, epochs=10, batch_size=64)
+        >>> cfg.training_steps(n_pool=1000)  # doctest: +NORMALIZE_WHITESPACE
+               n_labelled  mobyv2al  random
+        cycle
+        0             100        40      20
+        1             200        80      40
+        """
+        self.validate()
+        if isinstance(n_pool, bool) or not isinstance(n_pool, int | np.integer) \
+                or n_pool < self.initial + self.budget * (self.cycles - 1):
+            raise ValueError("n_pool must be an int of at least initial + budget * "
+                             f"(cycles - 1); got {n_pool!r}")
+
+        def batches(n: int) -> int:  # a lone last sample is dropped (batch norm)
+            b = self.batch_size
+            return 1 if n == 1 else n // b + (n % b > 1)
+
+        labelled = self.n_labelled()
+        table = pd.DataFrame({"n_labelled": labelled},
+                             index=pd.RangeIndex(self.cycles, name="cycle"))
+        for method in self.methods:
+            if method == "mobyv2al":
+                per_epoch = [2 * max(batches(n), batches(u)) if u else batches(n)
+                             for n, u in zip(labelled, self.n_unlabelled(n_pool),
+                                             strict=True)]
+            else:
+                per_epoch = [batches(n) for n in labelled]
+            table[method] = [self.epochs * k for k in per_epoch]
+        return table
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
         names = {f.name for f in dataclasses.fields(cls)}

@@ -150,3 +150,34 @@ def test_progress_bars_over_cycles_and_epochs(tmp_path, digits_ds, capsys):
     run_experiment(cfg, tmp_path, dataset=digits_ds, progress=True)
     err = capsys.readouterr().err
     assert "cycles" in err and "random epochs" in err and "2/2" in err
+
+
+@pytest.mark.parametrize("unlabeled, pool_subset", [("lowest_loss", None), ("lowest_loss", 40),
+                                                    ("random", None), ("all", None)])
+def test_training_steps_match_the_fits_of_a_run(tmp_path, digits_ds, monkeypatch,
+                                                unlabeled, pool_subset):
+    # initial=33 with batch 32 leaves a lone last sample, which the loader drops.
+    cfg = tiny(methods=["mobyv2al", "coreset"], initial=33, budget=32, cycles=3, trials=1,
+               unlabeled=unlabeled, pool_subset=pool_subset)
+    made = []
+    original = experiment._make_estimator
+
+    def recording(*args, **kwargs):
+        est = original(*args, **kwargs)
+        made.append(est)
+        return est
+
+    monkeypatch.setattr(experiment, "_make_estimator", recording)
+    run_experiment(cfg, tmp_path, dataset=digits_ds, progress=False)
+    actual = [est.steps_per_epoch_ * est.max_epochs for est in made]  # method, then cycle
+    expected = cfg.training_steps(len(digits_ds.X_train))
+    assert actual == expected["mobyv2al"].tolist() + expected["coreset"].tolist()
+    assert expected["n_labelled"].tolist() == [33, 65, 97]
+    sel = json.loads((tmp_path / "selections.json").read_text())
+    stored = [len(sel[f"mobyv2al/0/{c}"]["next_unlabeled"]) for c in range(cfg.cycles - 1)]
+    assert stored == cfg.n_unlabelled(len(digits_ds.X_train))[1:]
+
+
+def test_training_steps_rejects_a_pool_too_small():
+    with pytest.raises(ValueError, match="n_pool"):
+        tiny().training_steps(n_pool=30)
