@@ -142,7 +142,10 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Initial EMA momentum of the key branch; it rises to 1 by a cosine schedule over
         all ``max_epochs`` x (batches per epoch) training steps.
     lambda_c : float, default=0.5
-        Weight of the contrastive loss.
+        Weight of the contrastive loss. ``0`` trains supervised-only (the paper's
+        baselines): the strong view, the key branch and the queues are then skipped,
+        which makes each step several times cheaper; :meth:`contrastive_loss` of such a
+        model is not meaningful.
     lr : float, default=0.01
         Learning rate of the optimizer.
     max_epochs : int, default=200
@@ -755,6 +758,14 @@ class MoBYv2Classifier(NeuralNetClassifier):
         x = self._normalized(x)
         return weak_fn(x, generator), strong_fn(x, generator)
 
+    def _weak_view(self, raw, generator) -> torch.Tensor:
+        """The normalised weak view alone (supervised-only training)."""
+        x = self._to_unit(raw)
+        weak_fn, _ = self._augmenters()
+        if self._is_image:
+            return self._normalized(weak_fn(x, generator))
+        return weak_fn(self._normalized(x), generator)
+
     def infer(self, x, **fit_params):
         """Class logits (float32) of a raw batch: scaling and normalisation happen here."""
         with self._autocast():
@@ -773,6 +784,17 @@ class MoBYv2Classifier(NeuralNetClassifier):
         """One MoBYv2AL step: contrastive loss on two views, plus CE if labelled."""
         self._set_training(True)
         Xi, yi = unpack_data(batch)
+        if self.lambda_c == 0:
+            # Supervised only: the contrastive term would be multiplied by zero, so the
+            # strong view, the key branch and the queues are skipped. Unlabelled batches
+            # still make an (all-zero gradient) optimizer step, as with lambda_c > 0.
+            weak = self._weak_view(Xi, self._aug_generator_)
+            with self._autocast():
+                y_pred = self.module_(weak).float()
+            loss = self.get_loss(y_pred, yi)
+            loss.backward()
+            self._keys_ = None
+            return {"loss": loss, "y_pred": y_pred}
         weak, strong = self._views(Xi, self._aug_generator_)
         with self._autocast():
             con, f_weak, k_weak, k_strong = self.module_.contrastive_terms(
@@ -787,10 +809,11 @@ class MoBYv2Classifier(NeuralNetClassifier):
     def train_step(self, batch, **fit_params):
         """Optimizer step, then the key branch's EMA update and the queue update."""
         step = super().train_step(batch, **fit_params)
-        m = cosine_momentum(self.key_step_, self.total_steps_, self.key_momentum)
-        self.module_.update_keys(m)
-        self.module_.enqueue(*self._keys_)
-        self._keys_ = None
+        if self._keys_ is not None:  # None when lambda_c == 0 (no contrastive branch)
+            m = cosine_momentum(self.key_step_, self.total_steps_, self.key_momentum)
+            self.module_.update_keys(m)
+            self.module_.enqueue(*self._keys_)
+            self._keys_ = None
         self.key_step_ += 1
         return step
 

@@ -108,6 +108,22 @@ def test_unlabelled_batches_carry_only_contrastive_loss(digits):
     assert losses[0] > 0 and losses[1] == 0.0  # labelled CE, then unlabelled 0 * L_con
 
 
+def test_supervised_only_skips_the_contrastive_branch(digits, monkeypatch):
+    from skmoby.network import MoBYv2Network
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the contrastive branch ran with lambda_c=0")
+
+    monkeypatch.setattr(MoBYv2Network, "contrastive_terms", fail)
+    monkeypatch.setattr(MoBYv2Network, "update_keys", fail)
+    X, y = digits
+    clf = small_clf(max_epochs=4, lambda_c=0.0, lr=0.05)
+    clf.fit(X[:200], y[:200], X_unlabeled=X[200:400])
+    assert clf.key_step_ == 4 * clf.steps_per_epoch_ == 4 * 2 * 7  # both kinds of batch
+    assert int(clf.module_.queue_ptr) == 0
+    assert clf.score(X[400:800], y[400:800]) > 0.3  # chance is 0.1
+
+
 def test_string_labels_are_kept(digits):
     X, y = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
