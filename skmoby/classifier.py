@@ -641,6 +641,18 @@ class MoBYv2Classifier(NeuralNetClassifier):
         -------
         self : MoBYv2Classifier
 
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> y_semi = y[:300].copy()
+        >>> y_semi[100:] = -1                      # rows 100-299 are unlabelled
+        >>> clf.fit(X[:300], y_semi).classes_.tolist() == list(range(10))
+        True
+
         Raises
         ------
         ValueError
@@ -666,6 +678,18 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Returns
         -------
         self : MoBYv2Classifier
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf = clf.partial_fit(X[:100], y[:100], X_unlabeled=X[100:300])
+        >>> clf = clf.partial_fit(X[:100], y[:100], X_unlabeled=X[100:300])
+        >>> len(clf.history)                       # two epochs in all
+        2
         """
         reset = not getattr(self, "initialized_", False)
         X_l, y_enc, U = self._prepare_fit_data(X, y, X_unlabeled, reset=reset, classes=classes)
@@ -838,6 +862,17 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Returns
         -------
         ndarray of shape (n, n_classes)
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> P = clf.fit(X[:200], y[:200]).predict_proba(X[200:205])
+        >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-5)
+        ((5, 10), True)
         """
         return super().predict_proba(self._check_predict_X(X))
 
@@ -852,6 +887,17 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Returns
         -------
         ndarray of shape (n,)
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> names = np.array(list("abcdefghij"))[y]  # string labels come back as strings
+        >>> clf.fit(X[:200], names[:200]).predict(X[200:203]).dtype.kind
+        'U'
         """
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
@@ -871,6 +917,19 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf = clf.fit(X[:200], y[:200])
+        >>> y_test = y[200:400].copy()
+        >>> y_test[:100] = -1                      # these rows do not count
+        >>> clf.score(X[200:400], y_test) == clf.score(X[300:400], y[300:400])
+        True
         """
         from sklearn.metrics import accuracy_score
 
@@ -902,6 +961,16 @@ class MoBYv2Classifier(NeuralNetClassifier):
         -------
         ndarray of shape (n, d), float32
             ``d`` is ``feature_dim_``.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf.fit(X[:200], y[:200]).transform(X[:4]).shape  # (n, feature_dim_)
+        (4, 128)
         """
         X = self._check_predict_X(X)
         self.module_.eval()
@@ -930,6 +999,18 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Returns
         -------
         ndarray of shape (n,), float32
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf = clf.fit(X[:200], y[:200], X_unlabeled=X[200:400])
+        >>> loss = clf.contrastive_loss(X[400:410])
+        >>> loss.shape, bool((loss == clf.contrastive_loss(X[400:410])).all())  # seeded
+        ((10,), True)
         """
         X = self._check_predict_X(X)
         self.module_.eval()
@@ -954,6 +1035,16 @@ class MoBYv2Classifier(NeuralNetClassifier):
         -------
         ndarray of shape (n, d), float32
             ``d`` is ``feature_dim_``.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf.fit_transform(X[:200], y[:200]).shape
+        (200, 128)
         """
         return self.fit(X, y, X_unlabeled=X_unlabeled).transform(X)
 

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["run", "--preset", "fashionmnist", "--trials", "1"])
+    >>> args.command, args.preset, args.trials
+    ('run', 'fashionmnist', 1)
     """
     from .datasets import DATASETS
     from .experiment import PRESETS
@@ -223,6 +229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         Exit status.
+
+    Examples
+    --------
+    >>> import contextlib, io, tempfile
+    >>> with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+    ...     status = main(["run", "--dataset", "digits", "--methods", "random",
+    ...                    "--initial", "20", "--budget", "10", "--cycles", "2",
+    ...                    "--trials", "1", "--epochs", "1", "--device", "cpu",
+    ...                    "--quiet", "--out", out])
+    >>> status
+    0
     """
     args = build_parser().parse_args(argv)
     return int(args.func(args))

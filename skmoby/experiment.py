@@ -121,7 +121,15 @@ class ExperimentConfig:
     download: bool = False
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid setting."""
+        """Raise ``ValueError`` naming the first invalid setting.
+
+        Examples
+        --------
+        >>> ExperimentConfig(budget=0).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: budget must be a positive int; got 0
+        """
         for name in ("initial", "budget", "cycles", "trials", "epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -142,10 +150,23 @@ class ExperimentConfig:
                              f"got {self.pool_subset}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable dict (what ``config.json`` stores).
+
+        Examples
+        --------
+        >>> ExperimentConfig(dataset="digits", cycles=2).to_dict()["cycles"]
+        2
+        """
         return dataclasses.asdict(self)
 
     def n_labelled(self) -> list[int]:
-        """Labelled images in each cycle: ``initial + cycle * budget``."""
+        """Labelled images in each cycle: ``initial + cycle * budget``.
+
+        Examples
+        --------
+        >>> ExperimentConfig(initial=100, budget=50, cycles=3).n_labelled()
+        [100, 150, 200]
+        """
         return [self.initial + c * self.budget for c in range(self.cycles)]
 
     def n_unlabelled(self, n_pool: int) -> list[int]:
@@ -154,6 +175,14 @@ class ExperimentConfig:
         ``"all"``: the rest of the pool; otherwise as many as labelled (at most the rest
         of the pool, and at most ``pool_subset`` from the second cycle on, when the
         lowest-loss subset is chosen among a scanned subset of the pool).
+
+        Examples
+        --------
+        >>> cfg = ExperimentConfig(initial=100, budget=50, cycles=3, unlabeled="all")
+        >>> cfg.n_unlabelled(n_pool=1000)
+        [900, 850, 800]
+        >>> ExperimentConfig(initial=100, budget=50, cycles=3).n_unlabelled(n_pool=1000)
+        [100, 150, 200]
         """
         sizes = []
         for c, n_lab in enumerate(self.n_labelled()):
@@ -222,6 +251,23 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
+        """Rebuild a configuration from :meth:`to_dict`; unknown keys raise ``ValueError``.
+
+        Parameters
+        ----------
+        d : dict
+            Settings by name.
+
+        Returns
+        -------
+        ExperimentConfig
+
+        Examples
+        --------
+        >>> cfg = ExperimentConfig(dataset="digits", trials=1)
+        >>> ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+        True
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
