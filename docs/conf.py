@@ -1,6 +1,19 @@
 """Sphinx configuration of the skmoby documentation."""
 
+import shutil
+from pathlib import Path
+
 import skmoby
+
+# The tutorial notebooks live in examples/ (where users open them); the docs render
+# copies of them, with the outputs stored in the notebooks (plots included).
+_HERE = Path(__file__).resolve().parent
+_TUTORIALS = _HERE / "tutorials"
+if _TUTORIALS.exists():
+    shutil.rmtree(_TUTORIALS)
+_TUTORIALS.mkdir()
+for _nb in sorted((_HERE.parent / "examples").glob("*.ipynb")):
+    shutil.copy2(_nb, _TUTORIALS / _nb.name)
 
 project = "skmoby"
 author = "skmoby developers"
@@ -15,7 +28,10 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
+    "myst_nb",
 ]
+# Render the outputs stored in the notebooks; the test suite executes them (nbmake).
+nb_execution_mode = "off"
 autosummary_generate = True
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -28,7 +44,7 @@ autodoc_default_options = {
     "set_transform_request",
 }
 intersphinx_mapping = {}
-exclude_patterns = ["_build", "generated/*.examples"]
+exclude_patterns = ["_build", "generated/*.examples", "**/.ipynb_checkpoints"]
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_title = "skmoby"
