@@ -4,13 +4,14 @@ scikit-learn estimator built on skorch."""
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 from skorch import NeuralNetClassifier
@@ -698,7 +699,30 @@ class MoBYv2Classifier(NeuralNetClassifier):
         return self._partial_fit_checked(X_l, y_enc, U, "partial_fit")
 
     def _partial_fit_checked(self, X, y, U, routing):
-        return super().partial_fit(X, y, _routing_method=routing, X_unlabeled=U)
+        out = super().partial_fit(X, y, _routing_method=routing, X_unlabeled=U)
+        self._warn_if_collapsed(X)
+        return out
+
+    def _warn_if_collapsed(self, X: np.ndarray, n: int = 256) -> None:
+        """Warn when training ended with the encoder giving every sample the same features.
+
+        That happens when, for instance, a learning rate too high for a backbone without
+        batch norm kills all its ReLUs: the loss stays finite, but every prediction is
+        the same class. Checked on up to ``n`` distinct training samples, in eval mode.
+        """
+        sample = X[:n]
+        if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
+            return
+        with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
+            features = self.transform(sample)
+        if np.ptp(features, axis=0).max() == 0:
+            warnings.warn(
+                f"{type(self).__name__} training collapsed: the encoder maps every training "
+                "sample to the same features, so all predictions are one class (dead ReLUs "
+                f"after too large steps, for example). Try a lower lr (now {self.lr}), a "
+                "backbone with batch norm, or fewer epochs at the initial rate.",
+                ConvergenceWarning, stacklevel=4,
+            )
 
     def check_data(self, X, y):
         """Data is validated by :meth:`fit`; classes are kept in the user's label type."""

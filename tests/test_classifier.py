@@ -414,3 +414,34 @@ def test_gpu_fit_bf16_channels_last(digits):
     assert next(clf.module_.parameters()).is_cuda
     assert clf.predict(X[:10]).shape == (10,)
     assert clf.transform(X[:10]).dtype == np.float32
+
+
+def test_collapsed_training_is_reported(digits):
+    from sklearn.exceptions import ConvergenceWarning
+
+    class Dead(torch.nn.Module):
+        """An encoder whose ReLU output is always zero, like one whose units all died."""
+
+        feature_dim = 8
+
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 8)
+
+        def forward(self, x):
+            return torch.relu(self.linear(x.flatten(1)) * 0.0 - 1.0)
+
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match="collapsed"):
+        small_clf(backbone=Dead(), max_epochs=1).fit(X[:64], y[:64])
+
+
+def test_healthy_training_is_not_reported_as_collapsed(digits):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        small_clf(max_epochs=1).fit(X[:64], y[:64])
