@@ -100,6 +100,12 @@ class _Alternating:
             yield next(unlabelled)
 
 
+def _drops_lone_last(n: int, batch_size: int) -> bool:
+    """Whether training on ``n`` samples drops the last batch: it would hold a single
+    sample, which breaks batch norm in training mode."""
+    return n > 1 and n % batch_size == 1
+
+
 def _resolve_device(device: Any) -> Any:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -748,8 +754,7 @@ class MoBYv2Classifier(NeuralNetClassifier):
             kw = dict(kwargs)
             if kw["batch_size"] == -1:
                 kw["batch_size"] = len(ds)
-            # A lone last sample would break batch norm in training mode.
-            kw.setdefault("drop_last", len(ds) > 1 and len(ds) % kw["batch_size"] == 1)
+            kw.setdefault("drop_last", _drops_lone_last(len(ds), kw["batch_size"]))
             kw.setdefault("generator", self._generator(step, salt))
             return self.iterator_train(ds, **kw)
 
@@ -796,23 +801,16 @@ class MoBYv2Classifier(NeuralNetClassifier):
             strong = StrongAugment() if image else TabularStrongAugment()
         return weak, strong
 
-    def _views(self, raw, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weak and strong normalised views of a raw batch."""
+    def _views(self, raw, generator, *, strong: bool = True) -> tuple[torch.Tensor, ...]:
+        """Weak and strong normalised views of a raw batch (the weak one alone with
+        ``strong=False``); the weak view draws from ``generator`` first either way."""
         x = self._to_unit(raw)
         weak_fn, strong_fn = self._augmenters()
+        fns = (weak_fn, strong_fn) if strong else (weak_fn,)
         if self._is_image:
-            return (self._normalized(weak_fn(x, generator)),
-                    self._normalized(strong_fn(x, generator)))
+            return tuple(self._normalized(fn(x, generator)) for fn in fns)
         x = self._normalized(x)
-        return weak_fn(x, generator), strong_fn(x, generator)
-
-    def _weak_view(self, raw, generator) -> torch.Tensor:
-        """The normalised weak view alone (supervised-only training)."""
-        x = self._to_unit(raw)
-        weak_fn, _ = self._augmenters()
-        if self._is_image:
-            return self._normalized(weak_fn(x, generator))
-        return weak_fn(self._normalized(x), generator)
+        return tuple(fn(x, generator) for fn in fns)
 
     def infer(self, x, **fit_params):
         """Class logits (float32) of a raw batch: scaling and normalisation happen here."""
@@ -836,7 +834,7 @@ class MoBYv2Classifier(NeuralNetClassifier):
             # Supervised only: the contrastive term would be multiplied by zero, so the
             # strong view, the key branch and the queues are skipped. Unlabelled batches
             # still make an (all-zero gradient) optimizer step, as with lambda_c > 0.
-            weak = self._weak_view(Xi, self._aug_generator_)
+            (weak,) = self._views(Xi, self._aug_generator_, strong=False)
             with self._autocast():
                 y_pred = self.module_(weak).float()
             loss = self.get_loss(y_pred, yi)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from skorch.callbacks import Callback
 
-from .classifier import MoBYv2Classifier
+from .classifier import MoBYv2Classifier, _drops_lone_last
 from .datasets import ImageDataset, load_dataset
 from .query.strategies import (
     coreset,
@@ -232,9 +232,8 @@ class ExperimentConfig:
             raise ValueError("n_pool must be an int of at least initial + budget * "
                              f"(cycles - 1); got {n_pool!r}")
 
-        def batches(n: int) -> int:  # a lone last sample is dropped (batch norm)
-            b = self.batch_size
-            return 1 if n == 1 else n // b + (n % b > 1)
+        def batches(n: int) -> int:
+            return -(-n // self.batch_size) - _drops_lone_last(n, self.batch_size)
 
         labelled = self.n_labelled()
         table = pd.DataFrame({"n_labelled": labelled},
