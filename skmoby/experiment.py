@@ -159,6 +159,13 @@ class ExperimentConfig:
         """
         return dataclasses.asdict(self)
 
+    def _check_pool(self, n_pool: Any) -> None:
+        self.validate()
+        if isinstance(n_pool, bool) or not isinstance(n_pool, int | np.integer) \
+                or n_pool < self.initial + self.budget * (self.cycles - 1):
+            raise ValueError("n_pool must be an int of at least initial + budget * "
+                             f"(cycles - 1); got {n_pool!r}")
+
     def n_labelled(self) -> list[int]:
         """Labelled images in each cycle: ``initial + cycle * budget``.
 
@@ -184,6 +191,7 @@ class ExperimentConfig:
         >>> ExperimentConfig(initial=100, budget=50, cycles=3).n_unlabelled(n_pool=1000)
         [100, 150, 200]
         """
+        self._check_pool(n_pool)
         sizes = []
         for c, n_lab in enumerate(self.n_labelled()):
             rest = max(n_pool - n_lab, 0)
@@ -226,11 +234,7 @@ class ExperimentConfig:
         0             100        40      20
         1             200        80      40
         """
-        self.validate()
-        if isinstance(n_pool, bool) or not isinstance(n_pool, int | np.integer) \
-                or n_pool < self.initial + self.budget * (self.cycles - 1):
-            raise ValueError("n_pool must be an int of at least initial + budget * "
-                             f"(cycles - 1); got {n_pool!r}")
+        self._check_pool(n_pool)
 
         def batches(n: int) -> int:
             return -(-n // self.batch_size) - _drops_lone_last(n, self.batch_size)

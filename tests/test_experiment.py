@@ -178,6 +178,8 @@ def test_training_steps_match_the_fits_of_a_run(tmp_path, digits_ds, monkeypatch
     assert stored == cfg.n_unlabelled(len(digits_ds.X_train))[1:]
 
 
-def test_training_steps_rejects_a_pool_too_small():
+@pytest.mark.parametrize("n_pool", [30, -5, 2.5e3, "1000", True])
+@pytest.mark.parametrize("method", ["training_steps", "n_unlabelled"])
+def test_pool_sizing_rejects_a_bad_pool(method, n_pool):
     with pytest.raises(ValueError, match="n_pool"):
-        tiny().training_steps(n_pool=30)
+        getattr(tiny(), method)(n_pool=n_pool)
