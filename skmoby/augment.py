@@ -66,8 +66,10 @@ def rgb_to_grayscale(x: Tensor) -> Tensor:
     >>> rgb_to_grayscale(torch.ones(1, 3, 2, 2)).shape
     torch.Size([1, 1, 2, 2])
     """
-    w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
+    # Python scalars, not a weight tensor: nothing is copied from the host, so this
+    # also runs inside a CUDA graph capture.
+    r, g, b = x.split(1, dim=1)
+    return _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -118,10 +120,14 @@ def _blend(a: Tensor, b: Tensor, factor: Tensor) -> Tensor:
     return (factor.view(-1, 1, 1, 1) * a + (1 - factor.view(-1, 1, 1, 1)) * b).clamp(0, 1)
 
 
-def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """Separable Gaussian blur with one sigma per sample, reflect padding."""
+def _gaussian_blur(x: Tensor, sigma: Tensor, max_sigma: float) -> Tensor:
+    """Separable Gaussian blur with one sigma per sample, reflect padding.
+
+    The kernel spans 3 ``max_sigma`` on each side (capped by the image), a size known
+    without reading ``sigma`` on the host.
+    """
     n, c, h, w = x.shape
-    k = min(2 * math.ceil(3 * float(sigma.max())) + 1, (min(h, w) - 1) // 2 * 2 + 1)
+    k = min(2 * math.ceil(3 * max_sigma) + 1, (min(h, w) - 1) // 2 * 2 + 1)
     k = max(k, 3)
     t = torch.arange(k, device=x.device, dtype=x.dtype) - (k - 1) / 2
     kern = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.view(-1, 1).to(x.dtype) ** 2))
@@ -286,11 +292,12 @@ class StrongAugment:
         gray = _coin(n, self.grayscale_p, g, x).view(-1, 1, 1, 1)
         if x.shape[1] == 3:
             x = torch.where(gray, rgb_to_grayscale(x).expand_as(x), x)
-        blur = _coin(n, self.blur_p, g, x)
+        blur = _coin(n, self.blur_p, g, x).view(-1, 1, 1, 1)
         sigma = _uniform(n, self.blur_sigma[0], self.blur_sigma[1], g, x)
-        if bool(blur.any()):
-            x = x.clone()
-            x[blur] = _gaussian_blur(x[blur], sigma[blur]).clamp(0, 1)
+        # Every image is blurred and the coin picks the result: no host read of the
+        # coins and no data-dependent shapes, so the view can run in a CUDA graph.
+        blurred = _gaussian_blur(x, sigma, float(self.blur_sigma[1])).clamp(0, 1)
+        x = torch.where(blur, blurred, x)
         sol = _coin(n, self.solarize_p, g, x).view(-1, 1, 1, 1)
         x = torch.where(sol & (x >= self.solarize_threshold), 1 - x, x)
         return x

@@ -3,24 +3,24 @@ scikit-learn estimator built on skorch."""
 
 from __future__ import annotations
 
-import secrets
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d, validate_data
+from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring
-from skorch.dataset import unpack_data
 from skorch.utils import to_numpy
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Subset
 
+from . import _engine, _validation
+from ._data import TrainingBatches, inference_batches
+from ._validation import UnlabeledData
 from .augment import StrongAugment, TabularStrongAugment, TabularWeakAugment, WeakAugment
 from .backbones import make_backbone
 from .network import MoBYv2Network, cosine_momentum
@@ -28,37 +28,6 @@ from .network import MoBYv2Network, cosine_momentum
 __all__ = ["MoBYv2Classifier", "UnlabeledData"]
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
-
-
-class UnlabeledData:
-    """A holder for unlabelled samples that scikit-learn passes to ``fit`` whole.
-
-    scikit-learn's cross-validation (``GridSearchCV``, ``cross_validate``) slices every
-    fit parameter whose length equals ``len(X)`` along with ``X``. Wrapping
-    ``X_unlabeled`` in this object (which has no length) keeps it out of that slicing, so
-    every fold trains with all of it.
-
-    Parameters
-    ----------
-    data : array-like or torch.Tensor
-        The unlabelled samples, with the same per-sample shape as ``X``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> u = UnlabeledData(np.zeros((5, 8, 8)))
-    >>> u.data.shape
-    (5, 8, 8)
-    """
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        shape = getattr(self.data, "shape", None)
-        return f"UnlabeledData(shape={tuple(shape) if shape is not None else '?'})"
 
 
 class LRStepSchedule(Callback):
@@ -77,33 +46,6 @@ class LRStepSchedule(Callback):
 def _valid_accuracy(net, X, y):
     """Validation accuracy where ``y`` holds the encoded class indices of the valid split."""
     return float(np.mean(net.predict(X) == net.classes_[to_numpy(y).astype(int)]))
-
-
-class _Alternating:
-    """Iterate labelled and unlabelled batches in turn, one epoch being a pass over
-    the longer of the two loaders; the shorter one starts over when exhausted."""
-
-    def __init__(self, labelled: DataLoader, unlabelled: DataLoader) -> None:
-        self.labelled, self.unlabelled = labelled, unlabelled
-
-    def __len__(self) -> int:
-        return 2 * max(len(self.labelled), len(self.unlabelled))
-
-    def __iter__(self) -> Iterator[Any]:
-        def forever(loader):  # a new pass (and shuffle) each time one ends
-            while True:
-                yield from loader
-
-        labelled, unlabelled = forever(self.labelled), forever(self.unlabelled)
-        for _ in range(len(self) // 2):
-            yield next(labelled)
-            yield next(unlabelled)
-
-
-def _drops_lone_last(n: int, batch_size: int) -> bool:
-    """Whether training on ``n`` samples drops the last batch: it would hold a single
-    sample, which breaks batch norm in training mode."""
-    return n > 1 and n % batch_size == 1
 
 
 def _resolve_device(device: Any) -> Any:
@@ -191,10 +133,30 @@ class MoBYv2Classifier(NeuralNetClassifier):
         the CPU are reproducible (same data and seed give the same predictions).
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
-    precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"`` runs forward passes under bfloat16 autocast (faster on recent GPUs).
-    channels_last : bool, default=False
-        Use the channels-last memory format for images (faster convolutions on GPUs).
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Autocast precision of the forward passes. ``"auto"``: bfloat16 on GPUs that
+        support it, float32 elsewhere. ``"bf16"`` on a GPU without bfloat16 raises
+        ``ValueError``; ``"fp16"`` (CUDA only) uses dynamic loss scaling
+        (``torch.amp.GradScaler``).
+    channels_last : bool or "auto", default="auto"
+        Channels-last memory format for images (faster convolutions on GPUs);
+        ``"auto"`` uses it on CUDA.
+    resident_data : bool or "auto", default="auto"
+        Where the training data lives during ``fit``. It is moved to the device once,
+        in its stored dtype (uint8 images stay uint8), and batches are drawn there by a
+        seeded permutation. ``"auto"`` does so when the data takes at most a quarter of
+        the device's free memory and otherwise streams batches from (pinned) host memory
+        with one ``RuntimeWarning``; ``False`` always streams. On the CPU both are the
+        same memory. The same seed trains the same model either way.
+    capture : bool or "auto", default="auto"
+        Capture the whole training step (augmentations, forward, backward, SGD step,
+        EMA update, enqueue) as a CUDA graph and replay it: a few launches per step
+        instead of hundreds. ``"auto"`` captures on CUDA with the SGD optimizer unless a
+        callback implements ``on_grad_computed`` or ``precision="fp16"``; the first
+        three steps of each kind run eagerly (warm-up), batches of another size (an
+        epoch's last) run eagerly, and a failed capture falls back to eager steps with
+        one warning. ``True`` raises where capture cannot work (CPU, another
+        optimizer). The fitted ``capture_`` says whether it was used.
     train_split : callable or None, default=None
         skorch's validation split of the labelled data; ``None`` (the paper) uses all.
     verbose : int, default=0
@@ -221,6 +183,9 @@ class MoBYv2Classifier(NeuralNetClassifier):
         Normalisation statistics in use (``None`` when ``normalize=None``).
     device_ : str or torch.device
         The device the network lives on.
+    precision_, channels_last_, capture_, resident_data_ : str, bool, bool, bool
+        The resolved ``precision``, ``channels_last``, ``capture`` and
+        ``resident_data`` of the last fit.
     n_features_in_ : int
         ``X.shape[1]`` of the training data (scikit-learn convention).
 
@@ -260,8 +225,10 @@ class MoBYv2Classifier(NeuralNetClassifier):
         unlabeled_label: int | None = -1,
         random_state: int | np.random.RandomState | None = None,
         device: str | torch.device = "auto",
-        precision: str = "fp32",
-        channels_last: bool = False,
+        precision: str = "auto",
+        channels_last: bool | str = "auto",
+        resident_data: bool | str = "auto",
+        capture: bool | str = "auto",
         train_split: Callable | None = None,
         verbose: int = 0,
         module: type = MoBYv2Network,
@@ -297,6 +264,8 @@ class MoBYv2Classifier(NeuralNetClassifier):
         self.random_state = random_state
         self.precision = precision
         self.channels_last = channels_last
+        self.resident_data = resident_data
+        self.capture = capture
 
     # ------------------------------------------------------------------ skorch setup
     def __setattr__(self, name, attr):
@@ -306,6 +275,14 @@ class MoBYv2Classifier(NeuralNetClassifier):
             object.__setattr__(self, name, attr)
         else:
             super().__setattr__(name, attr)
+
+    # Validation lives in _validation.py; bound here as private methods.
+    _check_hyperparameters = _validation.check_hyperparameters
+    _seed = _validation.seed
+    _check_X = _validation.check_X
+    _unlabeled_mask = _validation.unlabeled_mask
+    _prepare_fit_data = _validation.prepare_fit_data
+    _fit_normalization = _validation.fit_normalization
 
     def _get_param_names(self):
         # skorch lists every public attribute; its private bookkeeping is no parameter.
@@ -321,66 +298,12 @@ class MoBYv2Classifier(NeuralNetClassifier):
         callbacks.insert(1, ("lr_schedule", LRStepSchedule()))
         return callbacks
 
-    def _check_hyperparameters(self) -> None:
-        def positive_int(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v <= 0:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
-
-        def positive(name, allow_zero=False):
-            v = getattr(self, name)
-            ok = isinstance(v, int | float | np.number) and not isinstance(v, bool)
-            if not ok or not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-                what = "a non-negative" if allow_zero else "a positive"
-                raise ValueError(f"{name} must be {what} number; got {v!r}")
-
-        for name in ("projection_dim", "queue_size", "max_epochs"):
-            positive_int(name)
-        if not (self.batch_size == -1 or (isinstance(self.batch_size, int | np.integer)
-                                          and self.batch_size > 1)):
-            raise ValueError(f"batch_size must be an int > 1 (or -1 for all); "
-                             f"got {self.batch_size!r}")
-        positive("temperature")
-        positive("lr")
-        positive("lambda_c", allow_zero=True)
-        positive("optimizer__weight_decay", allow_zero=True)
-        positive("optimizer__momentum", allow_zero=True)
-        if not 0.0 <= float(self.key_momentum) <= 1.0:
-            raise ValueError(f"key_momentum must be in [0, 1]; got {self.key_momentum!r}")
-        positive("lr_gamma")
-        if self.lr_milestones is not None and any(
-            not 0.0 <= float(f) <= 1.0 for f in self.lr_milestones
-        ):
-            raise ValueError(
-                f"lr_milestones must hold fractions of max_epochs in [0, 1]; "
-                f"got {self.lr_milestones!r}"
-            )
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16'; got {self.precision!r}")
-        for name in ("weak_augment", "strong_augment"):
-            v = getattr(self, name)
-            if not (v == "auto" if isinstance(v, str) else callable(v)):
-                raise TypeError(f"{name} must be 'auto' or a callable; got {v!r}")
-        if not (isinstance(self.backbone, nn.Module | str)):
-            raise TypeError(
-                f"backbone must be a name or a torch.nn.Module; got {type(self.backbone)}"
-            )
-
-    def _seed(self) -> int:
-        rs = self.random_state
-        if rs is None:
-            return secrets.randbits(62)
-        if isinstance(rs, np.random.RandomState):
-            return int(rs.randint(np.iinfo(np.int32).max))
-        if isinstance(rs, int | np.integer) and not isinstance(rs, bool):
-            return int(rs)
-        raise TypeError(
-            f"random_state must be None, an int or a numpy RandomState; got {type(rs)}"
-        )
+    def _seed_for(self, *salt: int) -> int:
+        seq = np.random.SeedSequence([self.seed_, *salt])
+        return int(seq.generate_state(1, np.uint64)[0]) & (2**63 - 1)
 
     def _generator(self, *salt: int, device: Any = "cpu") -> torch.Generator:
-        seed = np.random.SeedSequence([self.seed_, *salt]).generate_state(1, np.uint64)[0]
-        return torch.Generator(device=device).manual_seed(int(seed) & (2**63 - 1))
+        return torch.Generator(device=device).manual_seed(self._seed_for(*salt))
 
     @contextmanager
     def _device_resolved(self):
@@ -401,10 +324,24 @@ class MoBYv2Classifier(NeuralNetClassifier):
             )
         self._check_hyperparameters()
         self.device_ = _resolve_device(self.device)
+        device = torch.device(self.device_)
+        self.precision_ = _engine.resolve_precision(self.precision, device)
+        self.channels_last_ = _engine.resolve_channels_last(
+            self.channels_last, device, len(self.sample_shape_) == 3)
         self.seed_ = self._seed()
         self.key_step_ = 0
         with self._device_resolved():
             return super().initialize()
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch's optimizer arguments, plus PyTorch's fused SGD kernels on CUDA unless
+        ``foreach`` or ``fused`` is set explicitly."""
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if (prefix == "optimizer" and self.optimizer is torch.optim.SGD
+                and torch.device(self.device_).type == "cuda"
+                and "fused" not in kwargs and "foreach" not in kwargs):
+            kwargs["fused"] = True
+        return args, kwargs
 
     def set_params(self, **kwargs):
         if not getattr(self, "initialized_", False):
@@ -450,7 +387,7 @@ class MoBYv2Classifier(NeuralNetClassifier):
                 queue_size=self.queue_size, **kwargs,
             )
         self.feature_dim_ = dim
-        if self.channels_last and len(self.sample_shape_) == 3:
+        if self.channels_last_:
             self.module_ = self.module_.to(memory_format=torch.channels_last)
         return self
 
@@ -464,172 +401,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
     @property
     def _is_image(self) -> bool:
         return len(self.sample_shape_) == 3
-
-    def _check_X(self, X: Any, name: str, reset: bool) -> np.ndarray:
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        from sklearn.utils import check_array
-
-        check = dict(dtype="numeric", allow_nd=True, ensure_all_finite=True)
-        if name == "X" and getattr(X, "ndim", 2) == 2:
-            # Tabular data: scikit-learn's bookkeeping of n_features_in_ / feature names.
-            X = validate_data(self, X, reset=reset, **check)
-        else:
-            X = check_array(X, input_name=name, **check)
-            if name == "X" and reset:
-                self.n_features_in_ = X.shape[1] if X.ndim == 4 else 1
-                self.__dict__.pop("feature_names_in_", None)
-        if X.ndim > 4:
-            raise ValueError(
-                f"{name} must have shape (n, d), (n, H, W) or (n, C, H, W); got {X.shape}"
-            )
-        if X.ndim == 3:
-            X = X[:, None]
-        if X.ndim == 4:
-            if X.shape[1] not in (1, 3):
-                hint = ""
-                if X.shape[-1] in (1, 3):
-                    hint = " It looks channels-last: pass np.moveaxis(X, -1, 1)."
-                raise ValueError(
-                    f"{name} must hold images of shape (n, C, H, W) with C = 1 or 3; got "
-                    f"{X.shape}.{hint}"
-                )
-            if min(X.shape[2:]) < 8:
-                raise ValueError(f"{name} must hold images of at least 8x8; got {X.shape}")
-            if X.dtype != np.uint8:
-                lo, hi = (float(X.min()), float(X.max())) if X.size else (0.0, 0.0)
-                if lo < 0.0 or hi > 1.0:
-                    raise ValueError(
-                        f"{name} holds images with values in [{lo:.3g}, {hi:.3g}]; "
-                        "pass floats in [0, 1] or uint8 in [0, 255] (normalisation is "
-                        "done by the classifier, see `normalize`)"
-                    )
-        if X.dtype != np.uint8 or X.ndim == 2:
-            X = X.astype(np.float32, copy=False)
-        if not reset or name != "X":
-            expected = self.sample_shape_
-            if tuple(X.shape[1:]) != tuple(expected):
-                ref = "the training data" if name == "X" else "X"
-                raise ValueError(
-                    f"{name} has samples of shape {tuple(X.shape[1:])} but {ref} has "
-                    f"{tuple(expected)}"
-                )
-        return X
-
-    def _unlabeled_mask(self, y: np.ndarray) -> np.ndarray:
-        ul = self.unlabeled_label
-        if ul is None:
-            return np.zeros(len(y), dtype=bool)
-        if y.dtype.kind in "US":
-            return np.zeros(len(y), dtype=bool)
-        if y.dtype == object:
-            return np.array([type(v) is not str and v == ul for v in y], dtype=bool)
-        return y == ul
-
-    def _prepare_fit_data(self, X, y, X_unlabeled, reset: bool, classes=None):
-        """Validate inputs; return labelled X, encoded y and unlabelled X (or None)."""
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None "
-                "(mark unlabelled rows with unlabeled_label instead)"
-            )
-        if isinstance(X_unlabeled, UnlabeledData):
-            X_unlabeled = X_unlabeled.data
-        if isinstance(y, torch.Tensor):
-            y = y.detach().cpu().numpy()
-        y = column_or_1d(y, warn=True)
-        if reset:
-            for attr in ("sample_shape_", "classes_inferred_"):
-                self.__dict__.pop(attr, None)
-        X = self._check_X(X, "X", reset=reset)
-        if X.shape[0] != len(y):
-            raise ValueError(f"X and y have different lengths: {X.shape[0]} and {len(y)}")
-        if reset:
-            self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
-        unl = self._unlabeled_mask(y)
-        X_l, y_l = X[~unl], y[~unl]
-        parts = [X[unl]] if unl.any() else []
-        if X_unlabeled is not None:
-            if isinstance(X_unlabeled, torch.Tensor):
-                X_unlabeled = X_unlabeled.detach().cpu().numpy()
-            if len(X_unlabeled):
-                U = self._check_X(X_unlabeled, "X_unlabeled", reset=False)
-                # After _check_X only images stay uint8 (0-255); float images are in [0, 1].
-                if U.dtype != X.dtype:
-                    if X.dtype == np.uint8:
-                        raise ValueError(
-                            "X_unlabeled holds floats but X holds uint8 images; pass both as "
-                            "uint8 or both as floats in [0, 1]"
-                        )
-                    U = U.astype(np.float32) / np.float32(255.0)
-                parts.append(U)
-        U_all = np.concatenate(parts) if parts else None
-        if len(y_l) == 0:
-            raise ValueError("y has no labelled rows; at least 2 classes are needed")
-        check_classification_targets(y_l)
-        if reset:
-            if classes is None and self.classes is not None:
-                classes = self.classes
-            found = np.unique(y_l)
-            cls = found if classes is None else np.asarray(classes)
-            if classes is not None and not np.isin(found, cls).all():
-                raise ValueError(
-                    f"y has labels {found[~np.isin(found, cls)]!r} outside classes {cls!r}"
-                )
-            if len(cls) < 2:
-                note = ""
-                if unl.any():
-                    note = (f"; the {int(unl.sum())} rows labelled {self.unlabeled_label!r} "
-                            "count as unlabelled (set unlabeled_label=None if that is a "
-                            "class)")
-                raise ValueError(
-                    f"{type(self).__name__} needs at least 2 classes in the labelled y; "
-                    f"got 1 class ({cls[0]!r}){note}"
-                )
-            self.classes_inferred_ = cls
-        cls = self.classes_
-        y_enc = np.searchsorted(cls, y_l)
-        bad = (y_enc >= len(cls)) | (cls[np.minimum(y_enc, len(cls) - 1)] != y_l)
-        if bad.any():
-            raise ValueError(f"y has labels {np.unique(y_l[bad])!r} not seen in the first fit "
-                             f"(classes_ = {cls!r})")
-        if reset:
-            self._fit_normalization(X_l if U_all is None else np.concatenate([X_l, U_all]))
-        return X_l, y_enc.astype(np.int64), U_all
-
-    def _fit_normalization(self, X: np.ndarray) -> None:
-        axes = (0, 2, 3) if X.ndim == 4 else (0,)
-        if isinstance(self.normalize, str) and self.normalize == "auto":
-            scale = 255.0 if X.dtype == np.uint8 and X.ndim == 4 else 1.0
-            mean = np.zeros(X.shape[1])
-            sq = np.zeros(X.shape[1])
-            for start in range(0, len(X), 4096):  # chunked: uint8 images stay small
-                chunk = X[start:start + 4096].astype(np.float64) / scale
-                mean += chunk.sum(axis=axes)
-                sq += (chunk**2).sum(axis=axes)
-            count = len(X) * (int(np.prod(X.shape[2:])) if X.ndim == 4 else 1)
-            mean /= count
-            std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
-            self.mean_, self.std_ = mean, np.where(std > 1e-8, std, 1.0)
-        elif self.normalize is None:
-            self.mean_ = self.std_ = None
-        else:
-            try:
-                mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in self.normalize)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"normalize must be 'auto', None or (mean, std); got {self.normalize!r}"
-                ) from exc
-            for arr in (mean, std):
-                if arr.size not in (1, X.shape[1]):
-                    raise ValueError(
-                        f"normalize needs 1 or {X.shape[1]} values for mean and std; "
-                        f"got {arr.size}"
-                    )
-            if (std <= 0).any():
-                raise ValueError("normalize: std must be positive")
-            self.mean_ = np.broadcast_to(mean, (X.shape[1],)).copy()
-            self.std_ = np.broadcast_to(std, (X.shape[1],)).copy()
 
     # ---------------------------------------------------------------- fitting
     def fit(self, X, y, X_unlabeled=None):
@@ -664,7 +435,14 @@ class MoBYv2Classifier(NeuralNetClassifier):
         ------
         ValueError
             On NaN/inf, mismatched lengths or shapes, fewer than 2 classes, an empty
-            ``X``, an unknown backbone, or invalid hyperparameters.
+            ``X``, an unknown backbone, or invalid hyperparameters; and when training
+            diverges (a non-finite loss, checked once per epoch; the message names the
+            epoch).
+
+        Notes
+        -----
+        Training losses are read from the device once per epoch: during an epoch the
+        batch rows of ``history`` hold them as 0-d tensors, and floats afterwards.
         """
         reset = not (self.warm_start and getattr(self, "initialized_", False))
         X_l, y_enc, U = self._prepare_fit_data(X, y, X_unlabeled, reset=reset)
@@ -740,39 +518,82 @@ class MoBYv2Classifier(NeuralNetClassifier):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         finally:
             self._unlabeled_ = None
+            self._finish_steps()
 
     def get_iterator(self, dataset, training=False):
-        """Training: labelled and unlabelled batches in turn; otherwise skorch's loader."""
+        """Training: :class:`~skmoby._data.TrainingBatches` (labelled and unlabelled
+        batches in turn, drawn on the device); otherwise skorch's loader."""
         if not training:
             return super().get_iterator(dataset, training=False)
-        kwargs = self.get_params_for("iterator_train")
-        kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("shuffle", True)
+        if isinstance(dataset, Subset):  # a train_split of skorch's Dataset
+            idx = np.asarray(dataset.indices)
+            X, y = dataset.dataset.X[idx], dataset.dataset.y[idx]
+        else:
+            X, y = dataset.X, dataset.y
         step = getattr(self, "key_step_", 0)
-
-        def loader(ds, salt):
-            kw = dict(kwargs)
-            if kw["batch_size"] == -1:
-                kw["batch_size"] = len(ds)
-            kw.setdefault("drop_last", _drops_lone_last(len(ds), kw["batch_size"]))
-            kw.setdefault("generator", self._generator(step, salt))
-            return self.iterator_train(ds, **kw)
-
-        labelled = loader(dataset, 1)
-        U = getattr(self, "_unlabeled_", None)
-        iterator = labelled
-        if U is not None and len(U):
-            fill = np.full(len(U), -1, dtype=np.int64)
-            iterator = _Alternating(labelled, loader(self.get_dataset(U, fill), 2))
-        self.steps_per_epoch_ = len(iterator)
+        device = torch.device(self.device_)
+        batches = TrainingBatches(
+            X, np.asarray(y, dtype=np.int64), getattr(self, "_unlabeled_", None),
+            self.batch_size, device, self.resident_data, self._seed_for(step, 1))
+        self.resident_data_ = batches.resident
+        self.steps_per_epoch_ = len(batches)
         self.total_steps_ = max(1, self.steps_per_epoch_ * self.max_epochs)
-        self._aug_generator_ = self._generator(step, 3, device=self.device_)
-        return iterator
+        self._aug_generator_ = self._generator(step, 3, device=device)
+        self._start_steps()
+        return batches
+
+    def _start_steps(self) -> None:
+        """Set up the step loop: the host's copy of the queue pointer (one read per fit;
+        every later value is known on the host) and, where enabled, captured steps."""
+        self._queue_ptr_ = int(self.module_.queue_ptr)
+        self._steps_ = None
+        if _engine.resolve_capture(self):
+            self._steps_ = _engine.CapturedSteps(self)
+        self.capture_ = self._steps_ is not None
+
+    def _finish_steps(self) -> None:
+        steps = getattr(self, "_steps_", None)
+        if steps is not None:
+            steps.close()
+        self._steps_ = None
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch, without a host synchronisation per training batch.
+
+        Training losses stay on the device during the epoch (the batch rows of the
+        history hold them as tensors meanwhile) and are read once at its end; a
+        non-finite loss raises ``ValueError`` then, naming the epoch.
+        """
+        if not training or iterator is None:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        rows, losses = [], []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            loss = step["loss"].detach()
+            losses.append(loss)
+            rows.append(self.history[-1]["batches"][-1])
+            self.history.record_batch(prefix + "_loss", loss)
+            self.history.record_batch(prefix + "_batch_size", len(batch[0]))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        values = torch.stack(losses).float().tolist() if losses else []  # one sync
+        for row, value in zip(rows, values, strict=True):
+            row[prefix + "_loss"] = value
+        self.history.record(prefix + "_batch_count", len(losses))
+        if not np.isfinite(values).all():
+            epoch = len(self.history)
+            raise ValueError(
+                f"Training diverged: the loss became {values[np.argmin(np.isfinite(values))]} "
+                f"in epoch {epoch}. Try a lower lr (now {self.lr}) or "
+                f"optimizer__momentum (now {self.get_params().get('optimizer__momentum')})."
+            )
 
     def _autocast(self):
-        if self.precision != "bf16":
+        precision = getattr(self, "precision_", "fp32")
+        if precision == "fp32":
             return nullcontext()
-        return torch.autocast(device_type=torch.device(self.device_).type, dtype=torch.bfloat16)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=torch.device(self.device_).type, dtype=dtype)
 
     def _to_unit(self, x) -> torch.Tensor:
         """Move a raw batch to the device as float32 (uint8 images scaled to [0, 1])."""
@@ -783,11 +604,19 @@ class MoBYv2Classifier(NeuralNetClassifier):
 
     def _normalized(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean_ is not None:
-            shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
-            mean = torch.as_tensor(self.mean_, dtype=x.dtype, device=x.device).view(shape)
-            std = torch.as_tensor(self.std_, dtype=x.dtype, device=x.device).view(shape)
+            # Cached on the device: no host-to-device copy per batch (or in a graph).
+            key = (x.device, x.dtype, x.ndim)
+            cache = self.__dict__.setdefault("_norm_cache_", {})
+            if cache.get("stats") is not self.mean_:
+                cache.clear()
+                cache["stats"] = self.mean_
+            if key not in cache:
+                shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+                cache[key] = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
+                                   .view(shape) for v in (self.mean_, self.std_))
+            mean, std = cache[key]
             x = (x - mean) / std
-        if self.channels_last and x.ndim == 4:
+        if getattr(self, "channels_last_", False) and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -819,49 +648,82 @@ class MoBYv2Classifier(NeuralNetClassifier):
         return out.float()
 
     def get_loss(self, y_pred, y_true, *args, **kwargs):
-        """Cross-entropy over the rows with a label (unlabelled rows carry -1)."""
-        y_true = torch.as_tensor(y_true, device=y_pred.device)
-        labelled = y_true >= 0
-        if not bool(labelled.any()):
-            return y_pred.sum() * 0.0
-        return self.criterion_(y_pred[labelled], y_true[labelled])
+        """The criterion (cross-entropy) on labelled rows; training batches are either
+        all labelled or all unlabelled, so no rows are masked here."""
+        return self.criterion_(y_pred, torch.as_tensor(y_true, device=y_pred.device))
 
-    def train_step_single(self, batch, **fit_params):
-        """One MoBYv2AL step: contrastive loss on two views, plus CE if labelled."""
-        self._set_training(True)
-        Xi, yi = unpack_data(batch)
+    def step_loss(self, X, y) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """Forward pass of one training batch: ``(loss, y_pred, keys)``.
+
+        ``X`` is a raw batch on the device, ``y`` its encoded labels or ``None`` for an
+        unlabelled batch. The loss is ``CE + lambda_c * L_con`` (labelled) or
+        ``lambda_c * L_con`` (unlabelled); ``keys`` are the weak and strong keys to
+        enqueue, ``None`` when ``lambda_c == 0`` (supervised only: the strong view,
+        the key branch and the queues are skipped). Nothing here reads a device value
+        on the host, so the step can be captured as a CUDA graph.
+        """
         if self.lambda_c == 0:
-            # Supervised only: the contrastive term would be multiplied by zero, so the
-            # strong view, the key branch and the queues are skipped. Unlabelled batches
-            # still make an (all-zero gradient) optimizer step, as with lambda_c > 0.
-            (weak,) = self._views(Xi, self._aug_generator_, strong=False)
+            (weak,) = self._views(X, self._aug_generator_, strong=False)
             with self._autocast():
                 y_pred = self.module_(weak).float()
-            loss = self.get_loss(y_pred, yi)
-            loss.backward()
-            self._keys_ = None
-            return {"loss": loss, "y_pred": y_pred}
-        weak, strong = self._views(Xi, self._aug_generator_)
+            # Unlabelled batches still make an (all-zero gradient) optimizer step.
+            loss = y_pred.sum() * 0.0 if y is None else self.get_loss(y_pred, y)
+            return loss, y_pred, None
+        weak, strong = self._views(X, self._aug_generator_)
         with self._autocast():
             con, f_weak, k_weak, k_strong = self.module_.contrastive_terms(
                 weak, strong, self.temperature
             )
             y_pred = self.module_.head(f_weak).float()
-        loss = self.lambda_c * con.float().mean() + self.get_loss(y_pred, yi)
+        loss = self.lambda_c * con.float().mean()
+        if y is not None:
+            loss = loss + self.get_loss(y_pred, y)
+        return loss, y_pred, (k_weak, k_strong)
+
+    def train_step_single(self, batch, **fit_params):
+        """One MoBYv2AL step: contrastive loss on two views, plus CE if labelled."""
+        self._set_training(True)
+        loss, y_pred, self._keys_ = self.step_loss(*batch[:2])
         loss.backward()
-        self._keys_ = (k_weak, k_strong)
         return {"loss": loss, "y_pred": y_pred}
 
     def train_step(self, batch, **fit_params):
-        """Optimizer step, then the key branch's EMA update and the queue update."""
-        step = super().train_step(batch, **fit_params)
-        if self._keys_ is not None:  # None when lambda_c == 0 (no contrastive branch)
+        """Optimizer step, then the key branch's EMA update and the queue update (as
+        one replayed CUDA graph when steps are captured)."""
+        steps = getattr(self, "_steps_", None)
+        out = steps.step(batch) if steps is not None else None
+        if out is None:
+            out = self._eager_step(batch, **fit_params)
+        self.key_step_ += 1
+        return out
+
+    def _eager_step(self, batch, **fit_params):
+        if self.precision_ == "fp16":
+            step = self._scaled_step(batch, **fit_params)
+        else:
+            step = super().train_step(batch, **fit_params)
+        if self._keys_ is not None:
             m = cosine_momentum(self.key_step_, self.total_steps_, self.key_momentum)
             self.module_.update_keys(m)
-            self.module_.enqueue(*self._keys_)
+            self._queue_ptr_ = self.module_.enqueue(*self._keys_, ptr=self._queue_ptr_)
             self._keys_ = None
-        self.key_step_ += 1
         return step
+
+    def _scaled_step(self, batch, **fit_params):
+        """An fp16 step with dynamic loss scaling (``torch.amp.GradScaler``)."""
+        scaler = self.__dict__.get("_grad_scaler_")
+        if scaler is None:
+            scaler = self._grad_scaler_ = torch.amp.GradScaler(torch.device(self.device_).type)
+        self._zero_grad_optimizer()
+        self._set_training(True)
+        loss, y_pred, self._keys_ = self.step_loss(*batch[:2])
+        scaler.scale(loss).backward()
+        scaler.unscale_(self.optimizer_)
+        self.notify("on_grad_computed", batch=batch,
+                    named_parameters=list(self.get_all_learnable_params()))
+        scaler.step(self.optimizer_)
+        scaler.update()
+        return {"loss": loss, "y_pred": y_pred}
 
     # -------------------------------------------------------------- prediction
     def _check_predict_X(self, X):
@@ -896,7 +758,11 @@ class MoBYv2Classifier(NeuralNetClassifier):
         >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-5)
         ((5, 10), True)
         """
-        return super().predict_proba(self._check_predict_X(X))
+        X = self._check_predict_X(X)
+        if isinstance(X, Dataset):
+            return super().predict_proba(X)
+        nonlin = self._get_predict_nonlinearity()
+        return self._map_batches(X, lambda xb: nonlin(self.infer(xb)), len(self.classes_))
 
     def predict(self, X):
         """Predicted labels, in the type of the training labels.
@@ -963,10 +829,14 @@ class MoBYv2Classifier(NeuralNetClassifier):
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
         return float(accuracy_score(y[keep], self.predict(X[keep]), sample_weight=sw))
 
-    def _batches(self, X) -> Iterator[torch.Tensor]:
-        loader = super().get_iterator(self.get_dataset(X), training=False)
-        for batch in loader:
-            yield unpack_data(batch)[0]
+    @torch.no_grad()
+    def _map_batches(self, X: np.ndarray, fn: Callable, width: int | None) -> np.ndarray:
+        """``fn`` over large device batches of ``X`` in eval mode; one copy back."""
+        self.module_.eval()
+        out = [fn(xb) for xb in inference_batches(X, torch.device(self.device_))]
+        if not out:
+            return np.zeros((0,) if width is None else (0, width), np.float32)
+        return torch.cat(out).float().cpu().numpy()
 
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:
@@ -995,13 +865,12 @@ class MoBYv2Classifier(NeuralNetClassifier):
         (4, 128)
         """
         X = self._check_predict_X(X)
-        self.module_.eval()
-        out = []
-        for xb in self._batches(X):
+
+        def features(xb):
             with self._autocast():
-                f = self.module_.features(self._normalized(self._to_unit(xb)))
-            out.append(f.float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim_), np.float32)
+                return self.module_.features(self._normalized(self._to_unit(xb)))
+
+        return self._map_batches(X, features, self.feature_dim_)
 
     @torch.no_grad()
     def contrastive_loss(self, X) -> np.ndarray:
@@ -1035,15 +904,14 @@ class MoBYv2Classifier(NeuralNetClassifier):
         ((10,), True)
         """
         X = self._check_predict_X(X)
-        self.module_.eval()
         g = self._generator(10**6, device=self.device_)
-        out = []
-        for xb in self._batches(X):
+
+        def loss(xb):
             weak, strong = self._views(xb, g)
             with self._autocast():
-                loss, *_ = self.module_.contrastive_terms(weak, strong, self.temperature)
-            out.append(loss.float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+                return self.module_.contrastive_terms(weak, strong, self.temperature)[0]
+
+        return self._map_batches(X, loss, None)
 
     def fit_transform(self, X, y, X_unlabeled=None) -> np.ndarray:
         """Fit, then return :meth:`transform` of ``X``.

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from skorch.callbacks import Callback
 
-from .classifier import MoBYv2Classifier, _drops_lone_last
+from ._data import drops_lone_last as _drops_lone_last
+from .classifier import MoBYv2Classifier
 from .datasets import ImageDataset, load_dataset
 from .query.strategies import (
     coreset,

@@ -72,11 +72,9 @@ def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> No
     >>> bool(torch.equal(a.weight, b.weight))
     True
     """
-    t_params = [p for p in target.parameters()]
-    s_params = [p for p in source.parameters()]
-    if t_params:
-        torch._foreach_mul_(t_params, momentum)
-        torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+    t_params = list(target.parameters())
+    if t_params:  # theta_t + (1 - m) (theta_s - theta_t), one fused kernel per group
+        torch._foreach_lerp_(t_params, list(source.parameters()), 1.0 - momentum)
 
 
 class ProjectionHead(nn.Module):
@@ -216,14 +214,32 @@ class MoBYv2Network(nn.Module):
         momentum_update(self.key_projector, self.projector, momentum)
 
     @torch.no_grad()
-    def enqueue(self, k_weak: Tensor, k_strong: Tensor) -> None:
-        """Write keys into the ring buffers, overwriting the oldest ones."""
+    def enqueue(self, k_weak: Tensor, k_strong: Tensor, ptr: int | None = None) -> int:
+        """Write keys into the ring buffers, overwriting the oldest ones.
+
+        Parameters
+        ----------
+        k_weak, k_strong : Tensor of shape (n, projection_dim)
+            Keys of the weak and strong views.
+        ptr : int, optional
+            The current write position, when the caller keeps it on the host (as the
+            training loop does: the next position is known there, so nothing is read
+            from the device). ``None`` reads ``queue_ptr``.
+
+        Returns
+        -------
+        int
+            The new write position (also stored in ``queue_ptr``).
+        """
         n = k_weak.shape[0]
         size = self.queue_size
         if n >= size:  # only the newest `size` keys survive
             k_weak, k_strong, n = k_weak[-size:], k_strong[-size:], size
-        ptr = int(self.queue_ptr)
+        if ptr is None:
+            ptr = int(self.queue_ptr)
         idx = (ptr + torch.arange(n, device=k_weak.device)) % size
-        self.queue_weak[idx] = k_weak.to(self.queue_weak.dtype)
-        self.queue_strong[idx] = k_strong.to(self.queue_strong.dtype)
-        self.queue_ptr.fill_((ptr + n) % size)
+        self.queue_weak.index_copy_(0, idx, k_weak.to(self.queue_weak.dtype))
+        self.queue_strong.index_copy_(0, idx, k_strong.to(self.queue_strong.dtype))
+        new = (ptr + n) % size
+        self.queue_ptr.fill_(new)
+        return new
