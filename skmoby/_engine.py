@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-__all__ = ["CapturedSteps", "resolve_capture", "resolve_channels_last", "resolve_precision"]
+from ._data import inference_batches
+from .augment import StrongAugment, TabularStrongAugment, TabularWeakAugment, WeakAugment
+from .network import cosine_momentum
+
+__all__ = ["CapturedSteps", "DeviceSteps", "resolve_capture", "resolve_channels_last",
+           "resolve_precision"]
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -208,3 +216,154 @@ class CapturedSteps:
         """Release the graphs; gradients return to ordinary tensors."""
         self.graphs.clear()
         self.est.optimizer_.zero_grad(set_to_none=True)
+
+
+Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+
+
+class DeviceSteps:
+    """The device side of :class:`~skmoby.MoBYv2Classifier`'s training and inference:
+    seeded generators, input scaling and normalisation, the two views, the loss of a
+    training step, eager and fp16-scaled steps, captured steps, and batched inference.
+    A mixin: it expects the estimator's fitted attributes (``module_``, ``mean_``, ...).
+    """
+
+    def _seed_for(self, *salt: int) -> int:
+        seq = np.random.SeedSequence([self.seed_, *salt])
+        return int(seq.generate_state(1, np.uint64)[0]) & (2**63 - 1)
+
+    def _generator(self, *salt: int, device: Any = "cpu") -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(self._seed_for(*salt))
+
+    def _start_steps(self) -> None:
+        """Set up the step loop: the host's copy of the queue pointer (one read per fit;
+        every later value is known on the host) and, where enabled, captured steps."""
+        self._queue_ptr_ = int(self.module_.queue_ptr)
+        self._steps_ = None
+        if resolve_capture(self):
+            self._steps_ = CapturedSteps(self)
+        self.capture_ = self._steps_ is not None
+
+    def _finish_steps(self) -> None:
+        steps = getattr(self, "_steps_", None)
+        if steps is not None:
+            steps.close()
+        self._steps_ = None
+
+    def _autocast(self):
+        precision = getattr(self, "precision_", "fp32")
+        if precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=torch.device(self.device_).type, dtype=dtype)
+
+    def _to_unit(self, x) -> torch.Tensor:
+        """Move a raw batch to the device as float32 (uint8 images scaled to [0, 1])."""
+        x = torch.as_tensor(x).to(self.device_, non_blocking=True)
+        if x.dtype == torch.uint8 and self._is_image:
+            return x.float().div_(255.0)
+        return x.float()
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean_ is not None:
+            # Cached on the device: no host-to-device copy per batch (or in a graph).
+            key = (x.device, x.dtype, x.ndim)
+            cache = self.__dict__.setdefault("_norm_cache_", {})
+            if cache.get("stats") is not self.mean_:
+                cache.clear()
+                cache["stats"] = self.mean_
+            if key not in cache:
+                shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+                cache[key] = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
+                                   .view(shape) for v in (self.mean_, self.std_))
+            mean, std = cache[key]
+            x = (x - mean) / std
+        if getattr(self, "channels_last_", False) and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _augmenters(self) -> tuple[Augment, Augment]:
+        image = self._is_image
+        weak = self.weak_augment
+        strong = self.strong_augment
+        if isinstance(weak, str):
+            weak = WeakAugment() if image else TabularWeakAugment()
+        if isinstance(strong, str):
+            strong = StrongAugment() if image else TabularStrongAugment()
+        return weak, strong
+
+    def _views(self, raw, generator, *, strong: bool = True) -> tuple[torch.Tensor, ...]:
+        """Weak and strong normalised views of a raw batch (the weak one alone with
+        ``strong=False``); the weak view draws from ``generator`` first either way."""
+        x = self._to_unit(raw)
+        weak_fn, strong_fn = self._augmenters()
+        fns = (weak_fn, strong_fn) if strong else (weak_fn,)
+        if self._is_image:
+            return tuple(self._normalized(fn(x, generator)) for fn in fns)
+        x = self._normalized(x)
+        return tuple(fn(x, generator) for fn in fns)
+
+    def step_loss(self, X, y) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """Forward pass of one training batch: ``(loss, y_pred, keys)``.
+
+        ``X`` is a raw batch on the device, ``y`` its encoded labels or ``None`` for an
+        unlabelled batch. The loss is ``CE + lambda_c * L_con`` (labelled) or
+        ``lambda_c * L_con`` (unlabelled); ``keys`` are the weak and strong keys to
+        enqueue, ``None`` when ``lambda_c == 0`` (supervised only: the strong view,
+        the key branch and the queues are skipped). Nothing here reads a device value
+        on the host, so the step can be captured as a CUDA graph.
+        """
+        if self.lambda_c == 0:
+            (weak,) = self._views(X, self._aug_generator_, strong=False)
+            with self._autocast():
+                y_pred = self.module_(weak).float()
+            # Unlabelled batches still make an (all-zero gradient) optimizer step.
+            loss = y_pred.sum() * 0.0 if y is None else self.get_loss(y_pred, y)
+            return loss, y_pred, None
+        weak, strong = self._views(X, self._aug_generator_)
+        with self._autocast():
+            con, f_weak, k_weak, k_strong = self.module_.contrastive_terms(
+                weak, strong, self.temperature
+            )
+            y_pred = self.module_.head(f_weak).float()
+        loss = self.lambda_c * con.float().mean()
+        if y is not None:
+            loss = loss + self.get_loss(y_pred, y)
+        return loss, y_pred, (k_weak, k_strong)
+
+    def _eager_step(self, batch, **fit_params):
+        if self.precision_ == "fp16":
+            step = self._scaled_step(batch, **fit_params)
+        else:
+            step = super().train_step(batch, **fit_params)
+        if self._keys_ is not None:
+            m = cosine_momentum(self.key_step_, self.total_steps_, self.key_momentum)
+            self.module_.update_keys(m)
+            self._queue_ptr_ = self.module_.enqueue(*self._keys_, ptr=self._queue_ptr_)
+            self._keys_ = None
+        return step
+
+    def _scaled_step(self, batch, **fit_params):
+        """An fp16 step with dynamic loss scaling (``torch.amp.GradScaler``)."""
+        scaler = self.__dict__.get("_grad_scaler_")
+        if scaler is None:
+            scaler = self._grad_scaler_ = torch.amp.GradScaler(torch.device(self.device_).type)
+        self._zero_grad_optimizer()
+        self._set_training(True)
+        loss, y_pred, self._keys_ = self.step_loss(*batch[:2])
+        scaler.scale(loss).backward()
+        scaler.unscale_(self.optimizer_)
+        self.notify("on_grad_computed", batch=batch,
+                    named_parameters=list(self.get_all_learnable_params()))
+        scaler.step(self.optimizer_)
+        scaler.update()
+        return {"loss": loss, "y_pred": y_pred}
+
+    @torch.no_grad()
+    def _map_batches(self, X: np.ndarray, fn: Callable, width: int | None) -> np.ndarray:
+        """``fn`` over large device batches of ``X`` in eval mode; one copy back."""
+        self.module_.eval()
+        out = [fn(xb) for xb in inference_batches(X, torch.device(self.device_))]
+        if not out:
+            return np.zeros((0,) if width is None else (0, width), np.float32)
+        return torch.cat(out).float().cpu().numpy()

@@ -8,6 +8,8 @@ networks were designed for 32x32; they also run on smaller images down to 8x8).
 
 from __future__ import annotations
 
+import copy
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -21,6 +23,7 @@ __all__ = [
     "LeNet5",
     "ResNet18",
     "WideResNet28",
+    "build_encoder",
     "make_backbone",
 ]
 
@@ -339,3 +342,50 @@ def make_backbone(name: str, sample_shape: tuple[int, ...]) -> nn.Module:
             f"of shape {tuple(sample_shape)}. Use backbone='mlp' for tabular data."
         )
     return BACKBONES[name](tuple(sample_shape))
+
+
+def build_encoder(backbone: str | nn.Module, sample_shape: tuple[int, ...]
+                  ) -> tuple[nn.Module, int]:
+    """The query encoder for ``backbone`` and its feature size.
+
+    A module is deep-copied (the caller's stays untouched); its feature size is its
+    integer ``feature_dim`` attribute or, failing that, the width of its output on two
+    zero samples in eval mode.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        A registered name (see :func:`make_backbone`) or a module.
+    sample_shape : tuple of int
+        Shape of one input sample.
+
+    Returns
+    -------
+    encoder : torch.nn.Module
+    feature_dim : int
+
+    Examples
+    --------
+    >>> build_encoder("cnn", (1, 8, 8))[1]
+    128
+    """
+    if isinstance(backbone, nn.Module):
+        encoder = copy.deepcopy(backbone)
+    else:
+        encoder = make_backbone(backbone, sample_shape)
+    dim = getattr(encoder, "feature_dim", None)
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        was_training = encoder.training
+        encoder.eval()
+        probe = torch.zeros((2, *sample_shape))
+        with torch.no_grad():
+            out = encoder(probe)
+        encoder.train(was_training)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise ValueError(
+                "backbone must map a batch to features of shape (n, d); got output "
+                f"of shape {getattr(out, 'shape', type(out))}. Wrap it, e.g. "
+                "nn.Sequential(model, nn.AdaptiveAvgPool2d(1), nn.Flatten())."
+            )
+        dim = out.shape[1]
+    return encoder, int(dim)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,11 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import _engine, _validation
-from ._data import TrainingBatches, inference_batches
+from ._data import TrainingBatches
+from ._engine import DeviceSteps
 from ._validation import UnlabeledData
-from .augment import StrongAugment, TabularStrongAugment, TabularWeakAugment, WeakAugment
-from .backbones import make_backbone
-from .network import MoBYv2Network, cosine_momentum
+from .backbones import build_encoder
+from .network import MoBYv2Network
 
 __all__ = ["MoBYv2Classifier", "UnlabeledData"]
 
@@ -54,7 +54,7 @@ def _resolve_device(device: Any) -> Any:
     return device
 
 
-class MoBYv2Classifier(NeuralNetClassifier):
+class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
     """MoBYv2AL's self-supervised classifier (Caramalau et al., BMVC 2022).
 
     A backbone ``f_q`` is trained jointly with a linear classifier on the weak view of
@@ -298,13 +298,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
         callbacks.insert(1, ("lr_schedule", LRStepSchedule()))
         return callbacks
 
-    def _seed_for(self, *salt: int) -> int:
-        seq = np.random.SeedSequence([self.seed_, *salt])
-        return int(seq.generate_state(1, np.uint64)[0]) & (2**63 - 1)
-
-    def _generator(self, *salt: int, device: Any = "cpu") -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(self._seed_for(*salt))
-
     @contextmanager
     def _device_resolved(self):
         """Let skorch's own device handling see the resolved device."""
@@ -352,35 +345,11 @@ class MoBYv2Classifier(NeuralNetClassifier):
             self.device_ = _resolve_device(self.device)
         return out
 
-    def _build_encoder(self) -> tuple[nn.Module, int]:
-        if isinstance(self.backbone, nn.Module):
-            import copy
-
-            encoder = copy.deepcopy(self.backbone)
-        else:
-            encoder = make_backbone(self.backbone, self.sample_shape_)
-        dim = getattr(encoder, "feature_dim", None)
-        if not isinstance(dim, int | np.integer):
-            was_training = encoder.training
-            encoder.eval()
-            probe = torch.zeros((2, *self.sample_shape_))
-            with torch.no_grad():
-                out = encoder(probe)
-            encoder.train(was_training)
-            if not isinstance(out, torch.Tensor) or out.ndim != 2:
-                raise ValueError(
-                    "backbone must map a batch to features of shape (n, d); got output "
-                    f"of shape {getattr(out, 'shape', type(out))}. Wrap it, e.g. "
-                    "nn.Sequential(model, nn.AdaptiveAvgPool2d(1), nn.Flatten())."
-                )
-            dim = out.shape[1]
-        return encoder, int(dim)
-
     def initialize_module(self):
         """Build the MoBYv2 network for the data seen by ``fit``."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
-            encoder, dim = self._build_encoder()
+            encoder, dim = build_encoder(self.backbone, self.sample_shape_)
             kwargs = self.get_params_for("module")
             self.module_ = self.module(
                 encoder, dim, len(self.classes_), projection_dim=self.projection_dim,
@@ -542,21 +511,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
         self._start_steps()
         return batches
 
-    def _start_steps(self) -> None:
-        """Set up the step loop: the host's copy of the queue pointer (one read per fit;
-        every later value is known on the host) and, where enabled, captured steps."""
-        self._queue_ptr_ = int(self.module_.queue_ptr)
-        self._steps_ = None
-        if _engine.resolve_capture(self):
-            self._steps_ = _engine.CapturedSteps(self)
-        self.capture_ = self._steps_ is not None
-
-    def _finish_steps(self) -> None:
-        steps = getattr(self, "_steps_", None)
-        if steps is not None:
-            steps.close()
-        self._steps_ = None
-
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """skorch's epoch, without a host synchronisation per training batch.
 
@@ -588,59 +542,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
                 f"optimizer__momentum (now {self.get_params().get('optimizer__momentum')})."
             )
 
-    def _autocast(self):
-        precision = getattr(self, "precision_", "fp32")
-        if precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(device_type=torch.device(self.device_).type, dtype=dtype)
-
-    def _to_unit(self, x) -> torch.Tensor:
-        """Move a raw batch to the device as float32 (uint8 images scaled to [0, 1])."""
-        x = torch.as_tensor(x).to(self.device_, non_blocking=True)
-        if x.dtype == torch.uint8 and self._is_image:
-            return x.float().div_(255.0)
-        return x.float()
-
-    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean_ is not None:
-            # Cached on the device: no host-to-device copy per batch (or in a graph).
-            key = (x.device, x.dtype, x.ndim)
-            cache = self.__dict__.setdefault("_norm_cache_", {})
-            if cache.get("stats") is not self.mean_:
-                cache.clear()
-                cache["stats"] = self.mean_
-            if key not in cache:
-                shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
-                cache[key] = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
-                                   .view(shape) for v in (self.mean_, self.std_))
-            mean, std = cache[key]
-            x = (x - mean) / std
-        if getattr(self, "channels_last_", False) and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _augmenters(self) -> tuple[Augment, Augment]:
-        image = self._is_image
-        weak = self.weak_augment
-        strong = self.strong_augment
-        if isinstance(weak, str):
-            weak = WeakAugment() if image else TabularWeakAugment()
-        if isinstance(strong, str):
-            strong = StrongAugment() if image else TabularStrongAugment()
-        return weak, strong
-
-    def _views(self, raw, generator, *, strong: bool = True) -> tuple[torch.Tensor, ...]:
-        """Weak and strong normalised views of a raw batch (the weak one alone with
-        ``strong=False``); the weak view draws from ``generator`` first either way."""
-        x = self._to_unit(raw)
-        weak_fn, strong_fn = self._augmenters()
-        fns = (weak_fn, strong_fn) if strong else (weak_fn,)
-        if self._is_image:
-            return tuple(self._normalized(fn(x, generator)) for fn in fns)
-        x = self._normalized(x)
-        return tuple(fn(x, generator) for fn in fns)
-
     def infer(self, x, **fit_params):
         """Class logits (float32) of a raw batch: scaling and normalisation happen here."""
         with self._autocast():
@@ -651,34 +552,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
         """The criterion (cross-entropy) on labelled rows; training batches are either
         all labelled or all unlabelled, so no rows are masked here."""
         return self.criterion_(y_pred, torch.as_tensor(y_true, device=y_pred.device))
-
-    def step_loss(self, X, y) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
-        """Forward pass of one training batch: ``(loss, y_pred, keys)``.
-
-        ``X`` is a raw batch on the device, ``y`` its encoded labels or ``None`` for an
-        unlabelled batch. The loss is ``CE + lambda_c * L_con`` (labelled) or
-        ``lambda_c * L_con`` (unlabelled); ``keys`` are the weak and strong keys to
-        enqueue, ``None`` when ``lambda_c == 0`` (supervised only: the strong view,
-        the key branch and the queues are skipped). Nothing here reads a device value
-        on the host, so the step can be captured as a CUDA graph.
-        """
-        if self.lambda_c == 0:
-            (weak,) = self._views(X, self._aug_generator_, strong=False)
-            with self._autocast():
-                y_pred = self.module_(weak).float()
-            # Unlabelled batches still make an (all-zero gradient) optimizer step.
-            loss = y_pred.sum() * 0.0 if y is None else self.get_loss(y_pred, y)
-            return loss, y_pred, None
-        weak, strong = self._views(X, self._aug_generator_)
-        with self._autocast():
-            con, f_weak, k_weak, k_strong = self.module_.contrastive_terms(
-                weak, strong, self.temperature
-            )
-            y_pred = self.module_.head(f_weak).float()
-        loss = self.lambda_c * con.float().mean()
-        if y is not None:
-            loss = loss + self.get_loss(y_pred, y)
-        return loss, y_pred, (k_weak, k_strong)
 
     def train_step_single(self, batch, **fit_params):
         """One MoBYv2AL step: contrastive loss on two views, plus CE if labelled."""
@@ -696,34 +569,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
             out = self._eager_step(batch, **fit_params)
         self.key_step_ += 1
         return out
-
-    def _eager_step(self, batch, **fit_params):
-        if self.precision_ == "fp16":
-            step = self._scaled_step(batch, **fit_params)
-        else:
-            step = super().train_step(batch, **fit_params)
-        if self._keys_ is not None:
-            m = cosine_momentum(self.key_step_, self.total_steps_, self.key_momentum)
-            self.module_.update_keys(m)
-            self._queue_ptr_ = self.module_.enqueue(*self._keys_, ptr=self._queue_ptr_)
-            self._keys_ = None
-        return step
-
-    def _scaled_step(self, batch, **fit_params):
-        """An fp16 step with dynamic loss scaling (``torch.amp.GradScaler``)."""
-        scaler = self.__dict__.get("_grad_scaler_")
-        if scaler is None:
-            scaler = self._grad_scaler_ = torch.amp.GradScaler(torch.device(self.device_).type)
-        self._zero_grad_optimizer()
-        self._set_training(True)
-        loss, y_pred, self._keys_ = self.step_loss(*batch[:2])
-        scaler.scale(loss).backward()
-        scaler.unscale_(self.optimizer_)
-        self.notify("on_grad_computed", batch=batch,
-                    named_parameters=list(self.get_all_learnable_params()))
-        scaler.step(self.optimizer_)
-        scaler.update()
-        return {"loss": loss, "y_pred": y_pred}
 
     # -------------------------------------------------------------- prediction
     def _check_predict_X(self, X):
@@ -828,15 +673,6 @@ class MoBYv2Classifier(NeuralNetClassifier):
         X = self._check_predict_X(X)
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
         return float(accuracy_score(y[keep], self.predict(X[keep]), sample_weight=sw))
-
-    @torch.no_grad()
-    def _map_batches(self, X: np.ndarray, fn: Callable, width: int | None) -> np.ndarray:
-        """``fn`` over large device batches of ``X`` in eval mode; one copy back."""
-        self.module_.eval()
-        out = [fn(xb) for xb in inference_batches(X, torch.device(self.device_))]
-        if not out:
-            return np.zeros((0,) if width is None else (0, width), np.float32)
-        return torch.cat(out).float().cpu().numpy()
 
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:
