@@ -190,3 +190,42 @@ def test_gpu_no_sync_in_steady_state_steps(digits, capture):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert clf.capture_ is capture
+
+
+def test_bf16_on_a_gpu_without_bf16_names_the_parameter(monkeypatch):
+    from skmoby._engine import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
+    cuda = torch.device("cuda")
+    with pytest.raises(ValueError, match="precision='bf16' needs a GPU with bfloat16"):
+        resolve_precision("bf16", cuda)
+    assert resolve_precision("auto", cuda) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: True)
+    assert resolve_precision("auto", cuda) == "bf16"
+
+
+def test_capture_rules():
+    from types import SimpleNamespace
+
+    from skorch.callbacks import Callback, EpochTimer
+
+    from skmoby._engine import resolve_capture
+
+    class ReadsGradients(Callback):
+        def on_grad_computed(self, net, named_parameters, **kw):
+            pass
+
+    def est(**kw):
+        base = dict(capture="auto", device_="cuda", optimizer=torch.optim.SGD,
+                    precision_="bf16", callbacks_=[("timer", EpochTimer())])
+        return SimpleNamespace(**{**base, **kw})
+
+    assert resolve_capture(est()) is True
+    assert resolve_capture(est(capture=False)) is False
+    for change in [dict(device_="cpu"), dict(optimizer=torch.optim.Adam),
+                   dict(precision_="fp16"), dict(callbacks_=[("g", ReadsGradients())])]:
+        assert resolve_capture(est(**change)) is False
+        with pytest.raises(ValueError, match="capture=True cannot capture"):
+            resolve_capture(est(capture=True, **change))
