@@ -255,7 +255,11 @@ class DeviceSteps:
         if precision == "fp32":
             return nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(device_type=torch.device(self.device_).type, dtype=dtype)
+        device_type = torch.device(self.device_).type
+        # Autocast's weight-cast cache must be off while a CUDA graph is captured.
+        capturing = device_type == "cuda" and torch.cuda.is_current_stream_capturing()
+        return torch.autocast(device_type=device_type, dtype=dtype,
+                              cache_enabled=not capturing)
 
     def _to_unit(self, x) -> torch.Tensor:
         """Move a raw batch to the device as float32 (uint8 images scaled to [0, 1])."""
