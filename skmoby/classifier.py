@@ -70,7 +70,9 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
 
     All defaults are the paper's. Every hyperparameter is a constructor argument, so
     ``clone``, ``set_params`` and ``GridSearchCV`` work as for any estimator; any other
-    skorch argument (``callbacks``, ``iterator_train__num_workers``, ...) passes through.
+    skorch argument (``callbacks``, ``iterator_valid__batch_size``, ...) passes through.
+    Training batches come from the device-resident data path (see ``resident_data``), so
+    skorch's ``iterator_train__*`` arguments do not apply to training.
 
     Parameters
     ----------
