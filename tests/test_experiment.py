@@ -29,7 +29,7 @@ def tiny(**kw):
 
 
 def _labelled_sets(out, cfg, n_pool):
-    sel = json.loads((out / "selections.json").read_text())
+    sel = json.loads((out / "selections.json").read_text())["cycles"]
     sets = {}
     for trial in range(cfg.trials):
         init = np.sort(np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial,
@@ -173,7 +173,7 @@ def test_training_steps_match_the_fits_of_a_run(tmp_path, digits_ds, monkeypatch
     expected = cfg.training_steps(len(digits_ds.X_train))
     assert actual == expected["mobyv2al"].tolist() + expected["coreset"].tolist()
     assert expected["n_labelled"].tolist() == [33, 65, 97]
-    sel = json.loads((tmp_path / "selections.json").read_text())
+    sel = json.loads((tmp_path / "selections.json").read_text())["cycles"]
     stored = [len(sel[f"mobyv2al/0/{c}"]["next_unlabeled"]) for c in range(cfg.cycles - 1)]
     assert stored == cfg.n_unlabelled(len(digits_ds.X_train))[1:]
 
