@@ -913,6 +913,22 @@ def load_results(out: str | os.PathLike) -> pd.DataFrame:
     return rows.sort_values(["method", "trial", "cycle"]).reset_index(drop=True)
 
 
+def _check_unique_rows(results: pd.DataFrame) -> None:
+    if "trial" not in results or "accuracy" not in results:
+        raise ValueError("results must have the columns method, trial, cycle, n_labelled "
+                         f"and accuracy; got {list(results.columns)}")
+    dup = results.duplicated(["method", "trial", "cycle"], keep=False)
+    if dup.any():
+        first = results[dup].iloc[0]
+        raise ValueError(
+            f"results has {int(dup.sum())} rows that repeat a (method, trial, cycle), "
+            f"e.g. ({first['method']}, {first['trial']}, {first['cycle']}); a repeated row "
+            "is not another trial. Drop them first, e.g. "
+            "results.drop_duplicates(['method', 'trial', 'cycle'])")
+    if results["accuracy"].isna().any():
+        raise ValueError("results has rows without an accuracy")
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of test accuracy over trials, per method and cycle.
 
@@ -934,9 +950,10 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     >>> float(summarize(res).loc[(0, 10), ("a", "mean")])
     0.6
     """
+    _check_unique_rows(results)
     g = results.groupby(["method", "cycle"])
     table = g.agg(n_labelled=("n_labelled", "first"), mean=("accuracy", "mean"),
-                  std=("accuracy", "std"), trials=("accuracy", "size")).reset_index()
+                  std=("accuracy", "std"), trials=("trial", "nunique")).reset_index()
     return table.pivot(index=["cycle", "n_labelled"], columns="method",
                        values=["mean", "std", "trials"]).swaplevel(axis=1).sort_index(axis=1)
 
@@ -944,6 +961,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
                          title: str | None = None) -> list[Path]:
     """Plot mean +- std test accuracy against the number of labels, one line per method.
+
+    The legend gives the number of trials behind each line (a range while a run is
+    incomplete); a single trial is drawn without a band.
 
     Parameters
     ----------
@@ -974,14 +994,19 @@ def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _check_unique_rows(results)
     out = Path(out)
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, df in results.groupby("method"):
         g = df.groupby("n_labelled")["accuracy"]
         mean, std = g.mean(), g.std().fillna(0.0)
-        ax.plot(mean.index, 100 * mean.values, marker="o", label=method)
-        ax.fill_between(mean.index, 100 * (mean - std).values, 100 * (mean + std).values,
-                        alpha=0.2)
+        counts = sorted(set(df.groupby("n_labelled")["trial"].nunique()))
+        n = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
+        label = f"{method} ({n} trial{'s' if counts[-1] > 1 else ''})"
+        ax.plot(mean.index, 100 * mean.values, marker="o", label=label)
+        if counts[-1] > 1:  # one trial has no spread to show
+            ax.fill_between(mean.index, 100 * (mean - std).values,
+                            100 * (mean + std).values, alpha=0.2)
     ax.set_xlabel("number of labelled images")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
