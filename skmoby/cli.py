@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -33,23 +38,178 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skmoby")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def _trials_note(trials) -> str:
+    counts = sorted({int(n) for n in trials.to_numpy().ravel() if n == n})
+    if not counts:
+        return "no finished cycle"
+    if len(counts) > 1:
+        return (f"mean over the trials finished so far: {counts[0]} to {counts[-1]} per "
+                "cell, the run is incomplete")
+    return "a single trial" if counts[0] == 1 else f"mean over {counts[0]} trials"
+
+
 def _report(results, out: Path, title: str) -> None:
     from .experiment import plot_learning_curves, summarize
 
     table = summarize(results)
-    print("\nTest accuracy (mean over trials) per cycle:")
-    means = table.xs("mean", axis=1, level=1) if len(table) else table
-    print((100 * means).round(2).to_string())
+    if len(table):
+        trials = table.xs("trials", axis=1, level=1)
+        print(f"\nTest accuracy (%) per cycle ({_trials_note(trials)}):")
+        print((100 * table.xs("mean", axis=1, level=1)).round(2).to_string())
+        if trials.nunique(dropna=True).max() > 1 or trials.isna().any().any():
+            print("\nTrials per cycle:")
+            print(trials.fillna(0).astype(int).to_string())
+    else:
+        print("\nNo finished cycle yet.")
     files = plot_learning_curves(results, out, title=title)
     print(f"\nresults:   {out / 'results.csv'}")
     print(f"plot:      {', '.join(str(f) for f in files)}")
     print(f"resume:    skmoby resume {out}")
 
 
-def _print_cycle(line: str) -> None:
-    from tqdm.auto import tqdm
+_print_to_bar = [False]
 
-    tqdm.write(line)
+
+def _print_cycle(line: str) -> None:
+    if _print_to_bar[0]:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line)
+    else:
+        print(line, flush=True)
+
+
+def _prepare_output(quiet: bool) -> None:
+    """Log lines go through tqdm when bars are shown, else straight to stdout.
+
+    tqdm builds its write lock on first use; a Ctrl-C that lands inside that
+    construction makes tqdm raise ``AttributeError`` instead of ``KeyboardInterrupt``,
+    so the lock is built here, before any work starts.
+    """
+    _print_to_bar[0] = not quiet
+    if not quiet:
+        from tqdm.auto import tqdm
+
+        tqdm.get_lock()
+
+
+# Python spellings in library messages, and what a command-line user types instead.
+_CLI_WORDS = [
+    (r"or pass download=True", "or add --download"),
+    (r"download=True", "--download"),
+    (r"resume it with resume_experiment\(\) or use another folder",
+     "resume it with `skmoby resume {out}` or choose another --out"),
+    (r"use resume_experiment\(\)", "use `skmoby resume {out}`"),
+    (r"resuming (\S+) redoes", r"`skmoby resume \1` redoes"),
+    (r"jobs_per_gpu \(", "--jobs-per-gpu ("),
+    (r"jobs_per_gpu=", "--jobs-per-gpu "),
+    (r"\bjobs=", "--jobs "),
+    (r"ray_address", "--ray-address"),
+    (r"use device 'cpu' or 'auto'", "use --device cpu or --device auto"),
+    (r"backend 'ray'", "--backend ray"),
+]
+
+
+def _cli_message(exc: BaseException, out: Path | None = None) -> str:
+    text = str(exc)
+    for pattern, repl in _CLI_WORDS:
+        text = re.sub(pattern, repl.replace("{out}", str(out)) if out else repl, text)
+    return text
+
+
+class CallbackSpecs:
+    """Callbacks named on the command line as ``MODULE:NAME``, built for each estimator.
+
+    ``NAME`` is a skorch callback instance, a callback class (instantiated without
+    arguments) or a function ``f(method=..., trial=..., cycle=...)`` returning a
+    callback or a list of them. Picklable, so worker processes rebuild them.
+
+    Parameters
+    ----------
+    specs : list of str
+        ``"MODULE:NAME"`` strings.
+
+    Examples
+    --------
+    >>> make = CallbackSpecs(["skorch.callbacks:EpochTimer"])
+    >>> [type(cb).__name__ for cb in make(method="random", trial=0, cycle=0)]
+    ['EpochTimer']
+    """
+
+    def __init__(self, specs: list[str]) -> None:
+        self.specs = list(specs)
+        for spec in self.specs:
+            self._resolve(spec)
+
+    @staticmethod
+    def _resolve(spec: str) -> Any:
+        module, sep, name = spec.partition(":")
+        if not sep or not module or not name:
+            raise ValueError(f"--callback must be MODULE:NAME; got {spec!r}")
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())  # like `python -m`, find modules of this folder
+        try:
+            obj = importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"--callback {spec}: cannot import {module!r} ({exc})") from None
+        for part in name.split("."):
+            if not hasattr(obj, part):
+                raise ValueError(f"--callback {spec}: {module!r} has no {name!r}")
+            obj = getattr(obj, part)
+        return obj
+
+    def __call__(self, method: str, trial: int, cycle: int) -> list[Any]:
+        from skorch.callbacks import Callback
+
+        built = []
+        for spec in self.specs:
+            obj = self._resolve(spec)
+            if isinstance(obj, type) and issubclass(obj, Callback):
+                got = obj()
+            elif isinstance(obj, Callback):
+                got = obj
+            elif callable(obj):
+                got = obj(method=method, trial=trial, cycle=cycle)
+            else:
+                raise ValueError(f"--callback {spec}: not a skorch callback or a function")
+            built.extend(got if isinstance(got, list | tuple) else [got])
+        return built
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    callbacks = CallbackSpecs(args.callback) if args.callback else None
+    return dict(jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu, backend=args.backend,
+                ray_address=args.ray_address, callbacks=callbacks,
+                save_models=args.save_models)
+
+
+def _execute(command: str, out: Path, start) -> int:
+    """Run ``start()``; turn the runner's errors into messages naming flags."""
+    from .experiment import JobsFailedError
+
+    try:
+        results = start()
+    except KeyboardInterrupt:
+        print(f"\nskmoby {command}: interrupted; the cycles in progress were not saved. "
+              f"`skmoby resume {out}` continues.", file=sys.stderr)
+        return 130
+    except JobsFailedError as exc:
+        print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError) as exc:
+        print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
+        return 2
+    _report(results, out, out.name)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -66,6 +226,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
           "also learns from the unlabelled pool, so its epochs take many more steps; "
           "random selection trains on the labels alone.")
+    _prepare_output(args.quiet)
     results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle)
     _report(results, out, "skmoby demo: digits")
     return 0
@@ -97,14 +258,14 @@ def _run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     name = args.preset or cfg.dataset
     out = Path(args.out) / name if args.out == DEFAULT_OUT else Path(args.out)
-    print(f"running {name}: {json.dumps(cfg.to_dict())}")
     try:
-        results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"skmoby run: error: {exc}", file=sys.stderr)
-        return 2
-    _report(results, out, name)
-    return 0
+        options = _run_options(args)
+    except ValueError as exc:
+        raise SystemExit(f"skmoby run: error: {exc}") from None
+    print(f"running {name}: {json.dumps(cfg.to_dict())}")
+    _prepare_output(args.quiet)
+    return _execute("run", out, lambda: run_experiment(
+        cfg, out, progress=not args.quiet, log=_print_cycle, **options))
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -112,23 +273,33 @@ def _resume(args: argparse.Namespace) -> int:
 
     out = Path(args.dir)
     try:
-        results = resume_experiment(out, progress=not args.quiet, log=_print_cycle)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"skmoby resume: error: {exc}", file=sys.stderr)
-        return 2
-    _report(results, out, out.name)
-    return 0
+        options = _run_options(args)
+    except ValueError as exc:
+        raise SystemExit(f"skmoby resume: error: {exc}") from None
+    _prepare_output(args.quiet)
+    return _execute("resume", out, lambda: resume_experiment(
+        out, progress=not args.quiet, log=_print_cycle, device=args.device,
+        data_root=args.data_root, **options))
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from .experiment import load_results
 
     out = Path(args.dir)
-    csv = out / "results.csv"
-    if not csv.exists():
-        print(f"skmoby plot: error: {csv} not found", file=sys.stderr)
+    if not (out / "results.csv").exists():
+        print(f"skmoby plot: error: {out / 'results.csv'} not found", file=sys.stderr)
         return 2
-    _report(pd.read_csv(csv), out, out.name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = load_results(out)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"skmoby plot: error: {_cli_message(exc, out)}", file=sys.stderr)
+            return 2
+    for w in caught:
+        print(f"skmoby plot: warning: {w.message}; `skmoby resume {out}` recomputes it",
+              file=sys.stderr)
+    _report(results, out, out.name)
     return 0
 
 
@@ -152,10 +323,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="skmoby",
         description="Self-supervised active learning (MoBYv2AL): run the paper's protocol.",
     )
+    parser.add_argument("--version", action="version", version=f"skmoby {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p):
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def parallel(p):
+        g = p.add_argument_group("where the jobs run (see the docs: Running on several GPUs "
+                                 "or a cluster)")
+        g.add_argument("--jobs", type=_positive_int, default=1,
+                       help="(method, trial) jobs run at once, in worker processes; GPUs "
+                       "are assigned round-robin, CPU threads split (1)")
+        g.add_argument("--jobs-per-gpu", type=_positive_int,
+                       help="jobs sharing one GPU; without --jobs, runs this many on every "
+                       "GPU")
+        g.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="'ray' runs each job as a Ray task (pip install 'skmoby[ray]')")
+        g.add_argument("--ray-address",
+                       help="join this Ray cluster ('auto', HOST:6379, ray://HOST:10001) "
+                       "instead of starting a local Ray")
+        g.add_argument("--callback", action="append", metavar="MODULE:NAME",
+                       help="a skorch callback (instance, class or function f(method, trial,"
+                       " cycle)) added to every estimator; repeatable")
+        g.add_argument("--save-models", action="store_true",
+                       help="write each cycle's fitted estimator to DIR/models/")
 
     demo = sub.add_parser(
         "demo", help="MoBYv2AL vs random selection on scikit-learn's digits (a few minutes)",
@@ -200,13 +392,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=DEFAULT_OUT,
                      help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)")
     common(run)
+    parallel(run)
     run.set_defaults(func=_run)
 
     resume = sub.add_parser("resume", help="continue an interrupted run",
                             description="Continue the run stored in DIR from its last "
-                            "finished cycle.")
+                            "finished cycles. The folder is checked first: an edited "
+                            "config.json or a damaged results.csv is refused, naming the "
+                            "file and line; a last row cut mid-write is recomputed. "
+                            "--jobs and --backend may differ from the first run's.")
     resume.add_argument("dir", help="results folder of the run")
+    resume.add_argument("--device", help="run on this device instead of config.json's")
+    resume.add_argument("--data-root", help="read the dataset from this folder instead")
     common(resume)
+    parallel(resume)
     resume.set_defaults(func=_resume)
 
     plot = sub.add_parser("plot", help="summary table and learning curves of a run",

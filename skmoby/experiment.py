@@ -22,21 +22,32 @@ Methods:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
-import tempfile
+import pickle
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 
 from ._data import drops_lone_last as _drops_lone_last
+from ._runstore import (
+    RESULT_DTYPES,
+    RunFolder,
+    RunFolderError,
+    atomic_write,
+    describe_changes,
+    key,
+    protocol_settings,
+)
 from .classifier import MoBYv2Classifier
 from .datasets import ImageDataset, load_dataset
 from .query.strategies import (
@@ -50,6 +61,9 @@ __all__ = [
     "METHODS",
     "PRESETS",
     "ExperimentConfig",
+    "JobsFailedError",
+    "RunFolderError",
+    "load_results",
     "plot_learning_curves",
     "resume_experiment",
     "run_experiment",
@@ -57,8 +71,6 @@ __all__ = [
 ]
 
 METHODS = ("mobyv2al", "coreset", "random", "entropy")
-RESULT_DTYPES = {"method": str, "trial": int, "cycle": int, "n_labelled": int,
-                 "accuracy": float, "fit_seconds": float, "query_seconds": float}
 
 
 @dataclass
@@ -131,24 +143,40 @@ class ExperimentConfig:
         ...
         ValueError: budget must be a positive int; got 0
         """
+        def is_int(v):
+            return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
         for name in ("initial", "budget", "cycles", "trials", "epochs"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+        if not is_int(self.batch_size) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an int >= 2; got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive; got {self.lr!r}")
-        bad = [m for m in self.methods if m not in METHODS]
-        if not self.methods or bad:
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) \
+                or not self.lr > 0 or self.lr == float("inf"):
+            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+        if not is_int(self.seed):
+            raise ValueError(f"seed must be an int; got {self.seed!r}")
+        for name in ("dataset", "backbone", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}")
+        if not isinstance(self.methods, list | tuple) or not self.methods \
+                or any(not isinstance(m, str) or m not in METHODS for m in self.methods):
             raise ValueError(f"methods must be a non-empty list of {list(METHODS)}; "
                              f"got {self.methods!r}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must not repeat a method; got {self.methods!r}")
         if self.unlabeled not in ("lowest_loss", "random", "all"):
             raise ValueError("unlabeled must be 'lowest_loss', 'random' or 'all'; "
                              f"got {self.unlabeled!r}")
-        if self.pool_subset is not None and self.pool_subset < self.budget:
-            raise ValueError(f"pool_subset must be at least budget ({self.budget}); "
-                             f"got {self.pool_subset}")
+        if self.pool_subset is not None and (not is_int(self.pool_subset)
+                                             or self.pool_subset < self.budget):
+            raise ValueError(f"pool_subset must be None or an int of at least budget "
+                             f"({self.budget}); got {self.pool_subset!r}")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise ValueError(f"data_root must be a str or None; got {self.data_root!r}")
+        if not isinstance(self.download, bool):
+            raise ValueError(f"download must be a bool; got {self.download!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable dict (what ``config.json`` stores).
@@ -312,49 +340,39 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class JobsFailedError(RuntimeError):
+    """Some (method, trial) jobs of a run failed; the others finished and were saved.
 
+    Attributes
+    ----------
+    failures : list of (str, int, str)
+        ``(method, trial, traceback)`` of each failed job.
+    results : pandas.DataFrame
+        The rows of the run folder when the run ended.
 
-class _Store:
-    """The run folder: config, results table and selections, each rewritten atomically."""
+    Examples
+    --------
+    >>> err = JobsFailedError([("random", 1, "Traceback ...")], None, "skmoby-results/x")
+    >>> err.failures[0][:2]
+    ('random', 1)
+    """
 
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.results = out / "results.csv"
-        self.selections = out / "selections.json"
-        self.config = out / "config.json"
-
-    def load(self) -> tuple[pd.DataFrame, dict[str, Any]]:
-        if self.results.exists():
-            rows = pd.read_csv(self.results).astype(RESULT_DTYPES)
-        else:
-            rows = pd.DataFrame({c: pd.Series(dtype=t) for c, t in RESULT_DTYPES.items()})
-        sel = json.loads(self.selections.read_text()) if self.selections.exists() else {}
-        return rows, sel
-
-    def save(self, rows: pd.DataFrame, sel: dict[str, Any]) -> None:
-        # Selections first: a results row never exists without its selection.
-        _atomic_write(self.selections, json.dumps(sel))
-        _atomic_write(self.results, rows.to_csv(index=False))
-
-
-def _key(method: str, trial: int, cycle: int) -> str:
-    return f"{method}/{trial}/{cycle}"
+    def __init__(self, failures: list[tuple[str, int, str]], results: Any,
+                 out: str | os.PathLike) -> None:
+        self.failures = failures
+        self.results = results
+        names = ", ".join(f"({m}, trial {t})" for m, t, _ in failures)
+        super().__init__(f"{len(failures)} job(s) failed: {names}. The other jobs finished "
+                         f"and their cycles are saved; resuming {out} redoes only what is "
+                         "missing. First traceback:\n" + failures[0][2])
 
 
 class _EpochProgress(Callback):
-    """A tqdm bar over the epochs of one fit (nested under the bar over cycles)."""
+    """A tqdm bar over the epochs of one fit (nested under the bar over cycles).
+
+    skorch's ``ProgressBar`` shows the batches of the current epoch and restarts every
+    epoch; a protocol fit is easier to follow as one bar over its epochs.
+    """
 
     def __init__(self, desc: str = "epochs") -> None:
         self.desc = desc
@@ -372,12 +390,84 @@ class _EpochProgress(Callback):
         self.bar_.close()
 
 
+class _FitGuard(Callback):
+    """Counts finished epochs, to tell a complete fit from one cut short.
+
+    skorch ends ``fit`` quietly when a ``KeyboardInterrupt`` reaches it (Ctrl-C, or a
+    callback raising it), so the runner checks that every epoch ran unless skorch's
+    ``EarlyStopping`` ended the fit.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        self.epochs_ = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs_ += 1
+
+    def cut_short(self, net) -> bool:
+        if getattr(self, "epochs_", 0) >= net.max_epochs:
+            return False
+        return not any(isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+                       for _, cb in getattr(net, "callbacks_", []))
+
+
+@contextlib.contextmanager
+def _sigint_seen() -> Iterator[Callable[[], bool]]:
+    """Note a SIGINT (Ctrl-C) that arrives inside the block, then let it act as usual."""
+    seen = [False]
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: seen[0]
+        return
+
+    def handler(signum, frame):
+        seen[0] = True
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: seen[0]
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _user_callbacks(callbacks: Any, method: str, trial: int, cycle: int) -> list[Any]:
+    if callbacks is None:
+        return []
+    got = (callbacks(method=method, trial=trial, cycle=cycle)
+           if callable(callbacks) and not isinstance(callbacks, Callback | type)
+           else callbacks)
+    if got is None:
+        return []
+    return list(got) if isinstance(got, list | tuple) else [got]
+
+
+def _check_callbacks(callbacks: Any) -> None:
+    if callbacks is None or isinstance(callbacks, list | tuple):
+        bad = [cb for cb in callbacks or ()
+               if not (isinstance(cb, Callback) or (isinstance(cb, tuple) and len(cb) == 2
+                                                    and isinstance(cb[1], Callback)))]
+        if bad:
+            raise TypeError("callbacks must hold skorch Callback instances or (name, "
+                            f"callback) pairs; got {bad[0]!r}")
+        return
+    if not callable(callbacks) or isinstance(callbacks, Callback | type):
+        raise TypeError("callbacks must be a list of skorch callbacks or a function "
+                        "f(method, trial, cycle) returning them; got "
+                        f"{type(callbacks).__name__}")
+
+
 def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: int,
-                    progress: bool = False):
+                    progress: bool = False, *, device: str | None = None,
+                    callbacks: Sequence[Any] = ()):
     kw = dict(backbone=cfg.backbone, max_epochs=cfg.epochs, batch_size=cfg.batch_size,
-              lr=cfg.lr, normalize=ds.normalize, random_state=seed, device=cfg.device)
+              lr=cfg.lr, normalize=ds.normalize, random_state=seed,
+              device=cfg.device if device is None else device)
+    cbs = list(callbacks)
     if progress:
-        kw["callbacks"] = [("epoch_progress", _EpochProgress(f"{method} epochs"))]
+        cbs.append(("epoch_progress", _EpochProgress(f"{method} epochs")))
+    cbs.append(("fit_guard", _FitGuard()))
+    kw["callbacks"] = cbs
     if method == "mobyv2al":
         return MoBYv2Classifier(**kw)
     return MoBYv2Classifier(lambda_c=0.0, **kw)
@@ -389,8 +479,14 @@ _STRATEGIES: dict[str, Callable[..., Any]] = {
 }
 
 
-def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress=False):
-    """Train, evaluate and select; return the row, the selection and next unlabelled set."""
+def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress=False, *,
+               device=None, callbacks=None, save_models=False):
+    """Train, evaluate and select.
+
+    Returns the row, the selection, the next unlabelled set and the pickled estimator
+    (``None`` unless ``save_models``). A fit cut short by ``KeyboardInterrupt`` raises
+    ``KeyboardInterrupt`` here, so that no half-trained cycle is ever saved.
+    """
     from modAL.models import ActiveLearner
 
     seed = cfg.seed + trial
@@ -402,18 +498,26 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
     if method == "random":
         def strategy(learner, X, n_instances=1, _s=seed * 1000 + cycle):
             return random_sampling(learner, X, n_instances, random_state=_s)
+    estimator = _make_estimator(cfg, method, ds, seed * 1000 + cycle, progress, device=device,
+                                callbacks=_user_callbacks(callbacks, method, trial, cycle))
     t0 = time.perf_counter()
-    learner = ActiveLearner(
-        estimator=_make_estimator(cfg, method, ds, seed * 1000 + cycle, progress),
-        query_strategy=strategy, X_training=ds.X_train[labelled],
-        y_training=ds.y_train[labelled], **fit_kw,
-    )
+    with _sigint_seen() as interrupted:
+        learner = ActiveLearner(
+            estimator=estimator, query_strategy=strategy, X_training=ds.X_train[labelled],
+            y_training=ds.y_train[labelled], **fit_kw,
+        )
     fit_s = time.perf_counter() - t0
+    guard = dict(learner.estimator.callbacks_)["fit_guard"]
+    if interrupted() or guard.cut_short(learner.estimator):
+        raise KeyboardInterrupt(
+            f"the fit of {method} trial {trial} cycle {cycle} was interrupted after "
+            f"{getattr(guard, 'epochs_', 0)} of {cfg.epochs} epochs; the cycle is not saved")
     acc = float(learner.estimator.score(ds.X_test, ds.y_test))
     row = dict(method=method, trial=trial, cycle=cycle, n_labelled=len(labelled),
                accuracy=acc, fit_seconds=fit_s, query_seconds=0.0)
+    model = pickle.dumps(learner.estimator) if save_models else None
     if cycle == cfg.cycles - 1:
-        return row, [], None
+        return row, [], None, model
     is_lab = np.zeros(n_pool, dtype=bool)
     is_lab[labelled] = True
     pool = np.flatnonzero(~is_lab)
@@ -436,7 +540,7 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
             sub, _ = lowest_contrastive_subset(learner.estimator, ds.X_train[cand],
                                                min(len(labelled) + len(selected), len(cand)))
             next_unl = cand[sub]
-    return row, selected, next_unl
+    return row, selected, next_unl, model
 
 
 def _unlabelled_subset(cfg, labelled, n_pool, rng):
@@ -449,67 +553,167 @@ def _unlabelled_subset(cfg, labelled, n_pool, rng):
     return np.sort(rng.choice(rest, min(len(labelled), len(rest)), replace=False))
 
 
+def _job_cycles(cfg: ExperimentConfig, ds: ImageDataset, method: str, trial: int,
+                done: dict[int, dict[str, Any]], *, progress: bool = False,
+                device: str | None = None, callbacks: Any = None,
+                save_models: bool = False) -> Iterator[tuple[int, dict, dict, bytes | None]]:
+    """Run one (method, trial): replay the cycles in ``done``, yield each new one.
+
+    Yields ``(cycle, row, selection entry, pickled model or None)``. Every random draw
+    is seeded by (seed, trial, method, cycle), so the same job gives the same cycles in
+    any process, in any order of jobs.
+    """
+    n_pool = len(ds.X_train)
+    seed = cfg.seed + trial
+    labelled = np.sort(np.random.RandomState(seed).choice(n_pool, cfg.initial, replace=False))
+    rng = np.random.RandomState([seed, METHODS.index(method)])
+    unl = _unlabelled_subset(cfg, labelled, n_pool, rng) if method == "mobyv2al" else None
+    for cycle in range(cfg.cycles):
+        if cycle in done:  # replay what the finished cycle chose
+            selected = done[cycle]["selected"]
+            next_unl = done[cycle].get("next_unlabeled")
+        else:
+            row, selected, next_unl, model = _one_cycle(
+                cfg, ds, method, trial, cycle, labelled, unl, rng, progress, device=device,
+                callbacks=callbacks, save_models=save_models)
+            entry = {"selected": [int(i) for i in selected],
+                     "next_unlabeled": (None if next_unl is None
+                                        else [int(i) for i in next_unl])}
+            yield cycle, row, entry, model
+        labelled = np.union1d(labelled, selected)
+        if next_unl is not None:
+            unl = np.asarray(next_unl, dtype=np.int64)
+        rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before anything is written."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got "
+                         f"{device!r}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {device!r} was asked for, but this machine has no "
+                             "usable CUDA GPU (torch.cuda.is_available() is False); use "
+                             "device 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r} was asked for, but this machine has {n} "
+                             f"CUDA GPU(s): cuda:0..cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} was asked for, but MPS is not available")
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+
+
+def _save_model(out: Path, method: str, trial: int, cycle: int, model: bytes) -> None:
+    folder = out / "models"
+    folder.mkdir(exist_ok=True)
+    atomic_write(folder / f"{method}_trial{trial}_cycle{cycle}.pkl", model)
+
+
 def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
-         log: Callable[[str], None]) -> pd.DataFrame:
-    cfg.validate()
+         log: Callable[[str], None], *, jobs: int = 1, jobs_per_gpu: int | None = None,
+         backend: str = "local", ray_address: str | None = None, callbacks: Any = None,
+         save_models: bool = False) -> pd.DataFrame:
+    from . import _parallel
+
     ds = ds if ds is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.download)
     n_pool = len(ds.X_train)
     need = cfg.initial + cfg.budget * (cfg.cycles - 1)
     if need > n_pool:
         raise ValueError(f"initial + budget * (cycles - 1) = {need} exceeds the pool of "
                          f"{n_pool} {cfg.dataset} training images")
-    store = _Store(out)
-    rows, sel = store.load()
+    store = RunFolder(out)
+    config = cfg.to_dict()
+    rows, sel = store.load(config, cfg.n_labelled())
     done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
-    total = cfg.trials * len(cfg.methods) * cfg.cycles
+    todo = []
+    for trial in range(cfg.trials):
+        for method in cfg.methods:
+            finished = {c: sel[key(method, trial, c)] for c in range(cfg.cycles)
+                        if (method, trial, c) in done}
+            if len(finished) < cfg.cycles:
+                todo.append((method, trial, finished))
+    runner = _parallel.make_runner(cfg, ds, jobs=jobs, jobs_per_gpu=jobs_per_gpu,
+                                   backend=backend, ray_address=ray_address,
+                                   callbacks=callbacks, save_models=save_models,
+                                   progress=progress)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=len(done), desc="cycles", unit="cycle")
+        bar = tqdm(total=cfg.trials * len(cfg.methods) * cfg.cycles, initial=len(done),
+                   desc="cycles", unit="cycle", position=0)
+    records = [rows] if len(rows) else []
+    failures: list[tuple[str, int, str]] = []
+    errors: list[BaseException] = []
+    events = runner(todo)
     try:
-        for trial in range(cfg.trials):
-            seed = cfg.seed + trial
-            init = np.sort(np.random.RandomState(seed).choice(n_pool, cfg.initial,
-                                                              replace=False))
-            for method in cfg.methods:
-                labelled = init.copy()
-                rng = np.random.RandomState([seed, METHODS.index(method)])
-                unl = (_unlabelled_subset(cfg, labelled, n_pool, rng)
-                       if method == "mobyv2al" else None)
-                for cycle in range(cfg.cycles):
-                    key = _key(method, trial, cycle)
-                    if (method, trial, cycle) in done:
-                        # Replay what the finished cycle chose.
-                        selected = sel[key]["selected"]
-                        next_unl = sel[key].get("next_unlabeled")
-                    else:
-                        row, selected, next_unl = _one_cycle(cfg, ds, method, trial, cycle,
-                                                             labelled, unl, rng, progress)
-                        sel[key] = {"selected": [int(i) for i in selected],
-                                    "next_unlabeled": (None if next_unl is None
-                                                       else [int(i) for i in next_unl])}
-                        new = pd.DataFrame([row]).astype(RESULT_DTYPES)
-                        rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
-                        store.save(rows, sel)
-                        log(f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} "
-                            f"labels, accuracy {row['accuracy']:.4f}")
-                        if bar is not None:
-                            bar.update(1)
-                    labelled = np.union1d(labelled, selected)
-                    if next_unl is not None:
-                        unl = np.asarray(next_unl, dtype=np.int64)
-                    rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
+        for event in events:
+            if event[0] == "failed":
+                _, method, trial, tb, exc = event
+                failures.append((method, trial, tb))
+                if exc is not None:
+                    errors.append(exc)
+                log(f"{method:<9} trial {trial} FAILED:\n{tb.rstrip()}")
+                continue
+            _, method, trial, cycle, row, entry, model = event
+            if (method, trial, cycle) in done:
+                continue  # a retried job reports again what was already saved
+            if model is not None:
+                _save_model(out, method, trial, cycle, model)
+            sel[key(method, trial, cycle)] = entry
+            records.append(pd.DataFrame([row]).astype(RESULT_DTYPES))
+            rows = pd.concat(records, ignore_index=True)
+            records = [rows]
+            store.save(rows, sel, config)
+            done.add((method, trial, cycle))
+            log(f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} labels, "
+                f"accuracy {row['accuracy']:.4f}")
+            if bar is not None:
+                bar.update(1)
     finally:
+        events.close()
         if bar is not None:
             bar.close()
-    rows = rows.astype(RESULT_DTYPES)
-    return rows.sort_values(["method", "trial", "cycle"]).reset_index(drop=True)
+    rows = rows.astype(RESULT_DTYPES).sort_values(["method", "trial", "cycle"])
+    rows = rows.reset_index(drop=True)
+    if failures:
+        raise JobsFailedError(failures, rows, out) from (errors[0] if errors else None)
+    return rows
+
+
+def _check_run_options(jobs: Any, jobs_per_gpu: Any, backend: Any, ray_address: Any,
+                       callbacks: Any, save_models: Any) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int; got {jobs!r}")
+    if jobs_per_gpu is not None and (isinstance(jobs_per_gpu, bool)
+                                     or not isinstance(jobs_per_gpu, int | np.integer)
+                                     or jobs_per_gpu < 1):
+        raise ValueError(f"jobs_per_gpu must be None or a positive int; got {jobs_per_gpu!r}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise ValueError("ray_address needs backend='ray'")
+    if not isinstance(save_models, bool):
+        raise TypeError(f"save_models must be a bool; got {save_models!r}")
+    _check_callbacks(callbacks)
 
 
 def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
                    dataset: ImageDataset | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = None) -> pd.DataFrame:
+                   log: Callable[[str], None] | None = None, jobs: int = 1,
+                   jobs_per_gpu: int | None = None, backend: str = "local",
+                   ray_address: str | None = None, callbacks: Any = None,
+                   save_models: bool = False) -> pd.DataFrame:
     """Run the protocol into the folder ``out`` (created; must not hold another run).
 
     Parameters
@@ -517,20 +721,62 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     config : ExperimentConfig
         What to run.
     out : path
-        Results folder. If it already holds a run with the same configuration, the run
-        is resumed; a different configuration raises ``ValueError``.
+        Results folder. If it already holds a run with the same protocol settings, the
+        run is resumed (``device``, ``data_root`` and ``download`` may differ: they say
+        where the run executes, not what it computes); other settings raise
+        :class:`RunFolderError`.
     dataset : ImageDataset, optional
         Data to use instead of loading ``config.dataset``.
     progress : bool, default=True
-        Show tqdm progress bars over cycles and over the epochs of each fit.
+        Show a tqdm bar over all cycles of the run (and, with ``jobs=1``, one over the
+        epochs of each fit).
     log : callable, optional
-        Called with one line per finished cycle.
+        Called with one line per finished cycle (naming method, trial and cycle) and
+        with the traceback of a failed job.
+    jobs : int, default=1
+        (method, trial) jobs run at once. With 1 (and the local backend) they run one
+        after another in this process; with more, in ``jobs`` worker processes (started
+        once, each fed many jobs), GPUs assigned round-robin, CPU threads split between
+        them. The results do not depend on ``jobs``.
+    jobs_per_gpu : int, optional
+        Jobs that may share one GPU. Local backend: with ``jobs`` left at 1, runs
+        ``jobs_per_gpu`` jobs on every visible GPU; otherwise it caps the jobs per GPU.
+        Ray backend: each job asks for ``1 / jobs_per_gpu`` of a GPU. Needs a CUDA GPU.
+    backend : {"local", "ray"}, default="local"
+        ``"ray"`` runs each (method, trial) as a Ray task (``pip install 'skmoby[ray]'``);
+        only this process writes the run folder, and a job Ray retries after losing a
+        worker never duplicates a row.
+    ray_address : str, optional
+        Address of a running Ray cluster to join (``"auto"``, ``"HOST:6379"`` or
+        ``"ray://HOST:10001"``); by default a local Ray is started for the run and
+        stopped after it.
+    callbacks : list of skorch callbacks, or callable, optional
+        Added to every estimator the runner builds (loggers such as skorch's
+        ``TensorBoard``, ``WandbLogger``, ``MlflowLogger``). A function
+        ``f(method=..., trial=..., cycle=...)`` returning a callback or a list of them is
+        called for each estimator instead. Worker processes receive pickled copies.
+    save_models : bool, default=False
+        Also write the fitted estimator of every cycle to
+        ``out/models/METHOD_trialT_cycleC.pkl`` (``pickle.load`` restores it).
 
     Returns
     -------
     pandas.DataFrame
         One row per (method, trial, cycle): ``n_labelled``, ``accuracy``,
         ``fit_seconds``, ``query_seconds``.
+
+    Raises
+    ------
+    ValueError
+        On invalid settings, a device this machine lacks (checked before anything is
+        written) or a run folder holding another protocol.
+    RunFolderError
+        When the run folder is damaged or its ``config.json`` was edited; the message
+        names the file and line.
+    JobsFailedError
+        When some jobs failed: the others ran to the end and were saved.
+    KeyboardInterrupt
+        On Ctrl-C, also when skorch's fit caught it: the cycle in progress is not saved.
 
     Examples
     --------
@@ -542,31 +788,64 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     >>> results[["method", "cycle", "n_labelled"]].values.tolist()
     [['random', 0, 20], ['random', 1, 30]]
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(f"config must be an ExperimentConfig; got {type(config).__name__}")
     config.validate()
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
-        if old != config:
-            raise ValueError(f"{out} holds a run with another configuration; use "
-                             "resume_experiment() or another folder")
-    else:
-        _atomic_write(cfg_path, json.dumps(config.to_dict(), indent=2))
-    return _run(config, out, dataset, progress, log or (lambda s: None))
+    _check_run_options(jobs, jobs_per_gpu, backend, ray_address, callbacks, save_models)
+    _check_device(config.device)
+    from . import _parallel
+
+    _parallel.check_resources(config.device, jobs_per_gpu, backend, ray_address)
+    out = Path(out)
+    store = RunFolder(out)
+    if store.config.exists():
+        old = _read_config(store)
+        if protocol_settings(old.to_dict()) != protocol_settings(config.to_dict()):
+            changed = describe_changes(protocol_settings(old.to_dict()),
+                                       protocol_settings(config.to_dict()))
+            raise RunFolderError(f"{out} holds a run with another configuration ({changed}); "
+                                 "resume it with resume_experiment() or use another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not store.config.exists() or _read_config(store) != config:
+        store.write_config(config.to_dict())
+    return _run(config, out, dataset, progress, log or (lambda s: None), jobs=jobs,
+                jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
+                callbacks=callbacks, save_models=save_models)
+
+
+def _read_config(store: RunFolder) -> ExperimentConfig:
+    d = store.read_config_dict()
+    try:
+        cfg = ExperimentConfig.from_dict(d)
+        cfg.validate()
+    except (ValueError, TypeError) as exc:
+        raise RunFolderError(f"{store.config}: {exc}") from None
+    return cfg
 
 
 def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = None,
-                      progress: bool = True,
-                      log: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Continue the run stored in ``out`` from its last finished cycle.
+                      progress: bool = True, log: Callable[[str], None] | None = None,
+                      jobs: int = 1, jobs_per_gpu: int | None = None,
+                      backend: str = "local", ray_address: str | None = None,
+                      callbacks: Any = None, save_models: bool = False,
+                      device: str | None = None,
+                      data_root: str | None = None) -> pd.DataFrame:
+    """Continue the run stored in ``out`` from its last finished cycles.
+
+    The folder is checked first: a ``config.json`` edited since the first row was saved
+    is refused (the message names what changed), and so is a damaged table, except
+    for a last row cut mid-write, which is dropped (with a warning) and recomputed.
 
     Parameters
     ----------
     out : path
         A folder written by :func:`run_experiment`.
-    dataset, progress, log
-        As in :func:`run_experiment`.
+    dataset, progress, log, jobs, jobs_per_gpu, backend, ray_address, callbacks, save_models
+        As in :func:`run_experiment`; ``jobs`` and the backend may differ from those of
+        the interrupted run.
+    device, data_root : str, optional
+        Run on another device, or read the data from another folder, than
+        ``config.json`` says (it is updated).
 
     Returns
     -------
@@ -583,12 +862,72 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
     >>> len(again)
     2
     """
-    out = Path(out)
-    cfg_path = out / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{out} holds no experiment (no config.json)")
-    cfg = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
-    return _run(cfg, out, dataset, progress, log or (lambda s: None))
+    store = RunFolder(out)
+    cfg = _read_config(store)
+    changes = {k: v for k, v in (("device", device), ("data_root", data_root))
+               if v is not None}
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)
+        cfg.validate()
+    _check_run_options(jobs, jobs_per_gpu, backend, ray_address, callbacks, save_models)
+    _check_device(cfg.device)
+    from . import _parallel
+
+    _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
+    if changes:
+        store.write_config(cfg.to_dict())
+    return _run(cfg, Path(out), dataset, progress, log or (lambda s: None), jobs=jobs,
+                jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
+                callbacks=callbacks, save_models=save_models)
+
+
+def load_results(out: str | os.PathLike) -> pd.DataFrame:
+    """The checked results table of a run folder, without changing the folder.
+
+    A last row cut mid-write is left out with a warning; any other damage raises
+    :class:`RunFolderError` naming the file and line.
+
+    Parameters
+    ----------
+    out : path
+        A folder written by :func:`run_experiment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As returned by :func:`run_experiment`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = ExperimentConfig(methods=["random"], initial=20, budget=10, cycles=2,
+    ...                        trials=1, epochs=1, device="cpu")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     _ = run_experiment(cfg, out, progress=False)
+    ...     table = load_results(out)
+    >>> table["n_labelled"].tolist()
+    [20, 30]
+    """
+    store = RunFolder(out)
+    cfg = _read_config(store)
+    rows, _ = store.load(cfg.to_dict(), cfg.n_labelled())
+    return rows.sort_values(["method", "trial", "cycle"]).reset_index(drop=True)
+
+
+def _check_unique_rows(results: pd.DataFrame) -> None:
+    if "trial" not in results or "accuracy" not in results:
+        raise ValueError("results must have the columns method, trial, cycle, n_labelled "
+                         f"and accuracy; got {list(results.columns)}")
+    dup = results.duplicated(["method", "trial", "cycle"], keep=False)
+    if dup.any():
+        first = results[dup].iloc[0]
+        raise ValueError(
+            f"results has {int(dup.sum())} rows that repeat a (method, trial, cycle), "
+            f"e.g. ({first['method']}, {first['trial']}, {first['cycle']}); a repeated row "
+            "is not another trial. Drop them first, e.g. "
+            "results.drop_duplicates(['method', 'trial', 'cycle'])")
+    if results["accuracy"].isna().any():
+        raise ValueError("results has rows without an accuracy")
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
@@ -612,9 +951,10 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     >>> float(summarize(res).loc[(0, 10), ("a", "mean")])
     0.6
     """
+    _check_unique_rows(results)
     g = results.groupby(["method", "cycle"])
     table = g.agg(n_labelled=("n_labelled", "first"), mean=("accuracy", "mean"),
-                  std=("accuracy", "std"), trials=("accuracy", "size")).reset_index()
+                  std=("accuracy", "std"), trials=("trial", "nunique")).reset_index()
     return table.pivot(index=["cycle", "n_labelled"], columns="method",
                        values=["mean", "std", "trials"]).swaplevel(axis=1).sort_index(axis=1)
 
@@ -622,6 +962,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
                          title: str | None = None) -> list[Path]:
     """Plot mean +- std test accuracy against the number of labels, one line per method.
+
+    The legend gives the number of trials behind each line (a range while a run is
+    incomplete); a single trial is drawn without a band.
 
     Parameters
     ----------
@@ -652,14 +995,19 @@ def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _check_unique_rows(results)
     out = Path(out)
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, df in results.groupby("method"):
         g = df.groupby("n_labelled")["accuracy"]
         mean, std = g.mean(), g.std().fillna(0.0)
-        ax.plot(mean.index, 100 * mean.values, marker="o", label=method)
-        ax.fill_between(mean.index, 100 * (mean - std).values, 100 * (mean + std).values,
-                        alpha=0.2)
+        counts = sorted(set(df.groupby("n_labelled")["trial"].nunique()))
+        n = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
+        label = f"{method} ({n} trial{'s' if counts[-1] > 1 else ''})"
+        ax.plot(mean.index, 100 * mean.values, marker="o", label=label)
+        if counts[-1] > 1:  # one trial has no spread to show
+            ax.fill_between(mean.index, 100 * (mean - std).values,
+                            100 * (mean + std).values, alpha=0.2)
     ax.set_xlabel("number of labelled images")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)

@@ -60,3 +60,36 @@ def test_run_resume_plot_end_to_end(tmp_path, capsys):
     assert cli.main(["resume", str(out), "--quiet"]) == 0  # nothing left: no new rows
     assert cli.main(["plot", str(out)]) == 0
     assert (out / "learning_curve.svg").exists()
+
+
+def test_callbacks_from_the_command_line(tmp_path, monkeypatch):
+    (tmp_path / "mycallbacks.py").write_text(
+        "from skorch.callbacks import Callback\n"
+        "import os\n"
+        "class Mark(Callback):\n"
+        "    def __init__(self, name):\n"
+        "        self.name = name\n"
+        "    def on_train_end(self, net, **kwargs):\n"
+        "        open(self.name, 'w').close()\n"
+        "def mark(method, trial, cycle):\n"
+        f"    return Mark(os.path.join({str(tmp_path)!r}, f'{{method}}-{{trial}}-{{cycle}}'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
+            "--device", "cpu", "--out", str(out), "--quiet", "--callback", "mycallbacks:mark",
+            "--save-models"]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "random-0-0").exists() and (tmp_path / "random-0-1").exists()
+    assert len(list((out / "models").glob("*.pkl"))) == 2
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("nocolon", "MODULE:NAME"),
+    ("no_such_module_xyz:f", "cannot import"),
+    ("skorch.callbacks:Nope", "has no 'Nope'"),
+])
+def test_bad_callback_spec(spec, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--dataset", "digits", "--callback", spec])
+    assert message in str(e.value)

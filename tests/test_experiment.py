@@ -1,8 +1,10 @@
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
+from skorch.callbacks import Callback
 
 from skmoby import experiment
 from skmoby.datasets import load_dataset
@@ -29,7 +31,7 @@ def tiny(**kw):
 
 
 def _labelled_sets(out, cfg, n_pool):
-    sel = json.loads((out / "selections.json").read_text())
+    sel = json.loads((out / "selections.json").read_text())["cycles"]
     sets = {}
     for trial in range(cfg.trials):
         init = np.sort(np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial,
@@ -173,7 +175,7 @@ def test_training_steps_match_the_fits_of_a_run(tmp_path, digits_ds, monkeypatch
     expected = cfg.training_steps(len(digits_ds.X_train))
     assert actual == expected["mobyv2al"].tolist() + expected["coreset"].tolist()
     assert expected["n_labelled"].tolist() == [33, 65, 97]
-    sel = json.loads((tmp_path / "selections.json").read_text())
+    sel = json.loads((tmp_path / "selections.json").read_text())["cycles"]
     stored = [len(sel[f"mobyv2al/0/{c}"]["next_unlabeled"]) for c in range(cfg.cycles - 1)]
     assert stored == cfg.n_unlabelled(len(digits_ds.X_train))[1:]
 
@@ -183,3 +185,39 @@ def test_training_steps_match_the_fits_of_a_run(tmp_path, digits_ds, monkeypatch
 def test_pool_sizing_rejects_a_bad_pool(method, n_pool):
     with pytest.raises(ValueError, match="n_pool"):
         getattr(tiny(), method)(n_pool=n_pool)
+
+
+class CountFits(Callback):
+    def __init__(self):
+        self.fits = 0
+
+    def on_train_begin(self, net, **kwargs):
+        self.fits += 1
+
+
+def test_callbacks_reach_every_estimator(tmp_path, digits_ds):
+    counter = CountFits()
+    seen = []
+
+    def per_cycle(method, trial, cycle):
+        seen.append((method, trial, cycle))
+        return [("count_" + method, CountFits())]
+
+    cfg = tiny(trials=1, cycles=2)
+    run_experiment(cfg, tmp_path / "a", dataset=digits_ds, progress=False, callbacks=[counter])
+    assert counter.fits == 4  # 2 methods x 2 cycles
+    run_experiment(cfg, tmp_path / "b", dataset=digits_ds, progress=False, callbacks=per_cycle)
+    assert sorted(seen) == [(m, 0, c) for m in ("mobyv2al", "random") for c in (0, 1)]
+    with pytest.raises(TypeError, match="callbacks"):
+        run_experiment(cfg, tmp_path / "c", dataset=digits_ds, progress=False,
+                       callbacks=["not a callback"])
+
+
+def test_models_of_every_cycle_are_saved(tmp_path, digits_ds):
+    cfg = tiny(methods=["random"], trials=1, cycles=2)
+    res = run_experiment(cfg, tmp_path, dataset=digits_ds, progress=False, save_models=True)
+    for cycle, acc in enumerate(res["accuracy"]):
+        path = tmp_path / "models" / f"random_trial0_cycle{cycle}.pkl"
+        with open(path, "rb") as f:
+            model = pickle.load(f)
+        assert model.score(digits_ds.X_test, digits_ds.y_test) == pytest.approx(acc)

@@ -1,0 +1,85 @@
+"""Speed-up of ``--jobs 2`` over ``--jobs 1`` on the CPU, and whether the tables match.
+
+Runs the ``fashionmnist-cpu`` preset (reduced by default: 2 trials, 3 cycles, 10 epochs;
+``--full`` for the whole preset) twice from the command line, ``skmoby run --jobs 1``
+then ``--jobs 2``, each in a fresh folder, timing the whole command (worker start-up
+included). Prints both wall times, their ratio, and whether the two ``results.csv``
+files hold the same values (method, trial, cycle, n_labelled, accuracy) and the same
+selections. The goal on a 2-core machine is a ratio of at least 1.6.
+
+The FashionMNIST files are read from ``--data-root``: a folder in torchvision's layout
+(``DIR/FashionMNIST/raw/``) or a folder holding the four ``*-ubyte.gz`` files directly.
+
+Usage::
+
+    flock /tmp/skmoby-heavy.lock uv run python benchmarks/parallel_jobs.py --data-root DIR
+    uv run python benchmarks/parallel_jobs.py --data-root DIR --full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+         "t10k-labels-idx1-ubyte"]
+VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
+
+
+def torchvision_layout(root: Path, tmp: Path) -> Path:
+    """``root`` itself if it has FashionMNIST/raw/, else a linked copy of its files."""
+    if (root / "FashionMNIST" / "raw").is_dir():
+        return root
+    raw = tmp / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in FILES:
+        for name in (stem, stem + ".gz"):
+            if (root / name).exists():
+                (raw / name).symlink_to((root / name).resolve())
+    return tmp / "data"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default=os.environ.get("SKMOBY_DATA"),
+                   help="FashionMNIST folder (torchvision layout or the four .gz files)")
+    p.add_argument("--full", action="store_true", help="the whole fashionmnist-cpu preset")
+    p.add_argument("--jobs", type=int, default=2, help="parallel jobs to compare with 1")
+    args = p.parse_args()
+    if not args.data_root:
+        p.error("give --data-root (or set SKMOBY_DATA)")
+    reduced = [] if args.full else ["--trials", "2", "--cycles", "3", "--epochs", "10"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = torchvision_layout(Path(args.data_root), Path(tmp))
+        times, tables, selections = {}, {}, {}
+        for jobs in (1, args.jobs):
+            out = Path(tmp) / f"jobs{jobs}"
+            cmd = [sys.executable, "-m", "skmoby.cli", "run", "--preset", "fashionmnist-cpu",
+                   "--device", "cpu", "--data-root", str(root), "--out", str(out),
+                   "--quiet", "--jobs", str(jobs), *reduced]
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            times[jobs] = time.perf_counter() - t0
+            if done.returncode != 0:
+                sys.exit(f"--jobs {jobs} failed:\n{done.stderr[-3000:]}")
+            tables[jobs] = pd.read_csv(out / "results.csv")
+            selections[jobs] = json.loads((out / "selections.json").read_text())
+            print(f"--jobs {jobs}: {times[jobs]:.1f} s", flush=True)
+    same = (tables[1][VALUES].equals(tables[args.jobs][VALUES])
+            and selections[1] == selections[args.jobs])
+    print(f"cpus: {len(os.sched_getaffinity(0))}, preset: fashionmnist-cpu"
+          f"{'' if args.full else ' reduced (2 trials, 3 cycles, 10 epochs)'}")
+    print(f"speed-up of --jobs {args.jobs} over --jobs 1: {times[1] / times[args.jobs]:.2f}x")
+    print(f"identical results.csv values and selections: {same}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""Where the (method, trial) jobs of a run execute: this process, worker processes, or Ray.
+
+Every runner is a function ``run(todo)`` that takes a list of jobs ``(method, trial,
+finished cycles)`` and yields events, in the order they happen:
+
+``("cycle", method, trial, cycle, row, selection entry, pickled model or None)``
+    A cycle finished. Only the driver (the caller) writes it to the run folder.
+``("failed", method, trial, traceback text, exception or None)``
+    A job failed; the other jobs go on.
+
+A job gives the same cycles wherever it runs (see ``experiment._job_cycles``), so the
+results do not depend on the runner or on the number of jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pickle
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Job = tuple[str, int, dict[int, dict[str, Any]]]
+RAY_INSTALL = "pip install 'skmoby[ray]' (in a clone: uv sync --extra ray)"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _wants_gpu(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and _cuda_count() > 0)
+
+
+def check_resources(device: str, jobs_per_gpu: int | None, backend: str,
+                    ray_address: str | None) -> None:
+    """Refuse what cannot work, before anything is written."""
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ImportError(f"backend 'ray' needs Ray, which is not installed: {RAY_INSTALL}"
+                              ) from None
+        if ray_address is not None:
+            _check_reachable(ray_address)
+        return
+    if jobs_per_gpu is not None and not (device != "cpu" and _cuda_count() > 0):
+        raise ValueError(f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
+                         f"there is no CUDA GPU to share (device {device!r}); leave it out")
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A quick TCP connect, so that a wrong address fails in seconds with a clear message."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"ray_address must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'; "
+                         f"got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address!r} ({exc}); is "
+                              "`ray start --head` running there, and is the port open?"
+                              ) from None
+
+
+def local_devices(device: str, jobs: int, jobs_per_gpu: int | None) -> list[str]:
+    """The device of each local worker: GPUs round-robin, else the CPU."""
+    n_gpus = _cuda_count()
+    if device == "cpu" or (device == "auto" and n_gpus == 0) or not device.startswith(
+            ("cuda", "auto")):
+        return [device if device != "auto" else "cpu"] * jobs
+    gpus = [device] if ":" in device else [f"cuda:{g}" for g in range(n_gpus)]
+    if jobs_per_gpu is not None:
+        if jobs == 1:
+            jobs = jobs_per_gpu * len(gpus)
+        elif math.ceil(jobs / len(gpus)) > jobs_per_gpu:
+            raise ValueError(f"jobs={jobs} on {len(gpus)} GPU(s) puts "
+                             f"{math.ceil(jobs / len(gpus))} jobs on a GPU, more than "
+                             f"jobs_per_gpu={jobs_per_gpu}")
+    return [gpus[i % len(gpus)] for i in range(jobs)]
+
+
+def make_runner(cfg, ds, *, jobs: int, jobs_per_gpu: int | None, backend: str,
+                ray_address: str | None, callbacks: Any, save_models: bool,
+                progress: bool) -> Callable[[list[Job]], Iterator[tuple]]:
+    """The runner for these options (see the module docstring)."""
+    settings = dict(config=cfg.to_dict(), callbacks=callbacks, save_models=save_models)
+    if backend == "ray":
+        return lambda todo: _ray_runner(todo, ds, settings, jobs=jobs,
+                                        jobs_per_gpu=jobs_per_gpu, address=ray_address)
+    devices = local_devices(cfg.device, jobs, jobs_per_gpu)
+    if len(devices) == 1:
+        return lambda todo: _serial_runner(todo, ds, settings, devices[0], progress)
+    threads = max(1, usable_cpus() // len(devices))
+    return lambda todo: _pool_runner(todo, ds, settings, devices, threads)
+
+
+def _job_events(ds, settings: dict[str, Any], job: Job, device: str,
+                progress: bool = False) -> Iterator[tuple]:
+    from .experiment import ExperimentConfig, _job_cycles
+
+    cfg = ExperimentConfig.from_dict(settings["config"])
+    method, trial, done = job
+    for cycle, row, entry, model in _job_cycles(
+            cfg, ds, method, trial, done, progress=progress, device=device,
+            callbacks=settings["callbacks"], save_models=settings["save_models"]):
+        yield ("cycle", method, trial, cycle, row, entry, model)
+
+
+# ---------------------------------------------------------------------------- in process
+def _serial_runner(todo: list[Job], ds, settings, device: str, progress: bool):
+    for job in todo:
+        try:
+            yield from _job_events(ds, settings, job, device, progress)
+        except Exception as exc:
+            yield ("failed", job[0], job[1], traceback.format_exc(), exc)
+
+
+# ---------------------------------------------------------------------------- processes
+def _exit_with_parent(parent: int) -> None:
+    """Worker side: end this process when the driver is gone (even after kill -9)."""
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="skmoby-parent-watch").start()
+
+
+def _worker_main(conn, parent: int) -> None:
+    """A worker process: set up once, then run the jobs the driver sends, one at a time."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    _exit_with_parent(parent)
+    try:
+        ds, settings, device, threads = conn.recv()
+        import torch
+
+        torch.set_num_threads(threads)
+    except EOFError:
+        return
+    except BaseException:
+        conn.send(("init_failed", traceback.format_exc()))
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            for event in _job_events(ds, settings, job, device):
+                conn.send(event)
+            conn.send(("done",))
+        except BaseException:
+            conn.send(("failed", job[0], job[1], traceback.format_exc(), None))
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start workers without re-running the caller's script in them.
+
+    ``spawn`` makes each child import the parent's ``__main__`` module again, which
+    starts the whole run anew in a script without an ``if __name__ == "__main__":``
+    guard. The workers only need skmoby, so the main module is not passed on.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__")
+             if main is not None and k in main.__dict__}
+    for k in saved:
+        setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+class _Worker:
+    def __init__(self, ctx, slot: int, device: str) -> None:
+        self.slot, self.device, self.job = slot, device, None
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, name=f"skmoby-worker-{slot}",
+                                args=(child, os.getpid()), daemon=True)
+        with _main_module_hidden():
+            self.proc.start()
+        child.close()
+
+    def setup(self, ds, settings, threads: int) -> None:
+        # Sent through the pipe rather than as Process arguments: should the child die
+        # early, this send fails instead of blocking forever.
+        try:
+            self.conn.send((ds, settings, self.device, threads))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise TypeError("jobs > 1 sends the callbacks to worker processes, so they "
+                            f"must be picklable: {exc}") from None
+        except OSError:
+            pass  # it died; its sentinel tells
+
+    def give(self, job: Job | None) -> None:
+        self.job = job
+        try:
+            self.conn.send(job)
+        except OSError:
+            pass  # it died; its sentinel tells
+
+
+def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int):
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    pending = deque(todo)
+    workers: list[_Worker] = []
+    finished = False
+    def start(slot, device):
+        w = _Worker(ctx, slot, device)
+        w.setup(ds, settings, threads)
+        w.give(pending.popleft())
+        return w
+
+    try:
+        started = [_Worker(ctx, slot, device)
+                   for slot, device in enumerate(devices[:len(todo)])]
+        workers.extend(started)
+        for w in started:  # all are importing torch meanwhile
+            w.setup(ds, settings, threads)
+            w.give(pending.popleft())
+        while any(w.job is not None for w in workers):
+            active = [w for w in workers if w.job is not None]
+            ready = wait([w.conn for w in active] + [w.proc.sentinel for w in active])
+            for i, w in enumerate(list(workers)):
+                if w.job is None or (w.conn not in ready and w.proc.sentinel not in ready):
+                    continue
+                while w.job is not None and _poll(w.conn):
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        break
+                    if msg[0] == "cycle":
+                        yield msg
+                    elif msg[0] == "init_failed":
+                        raise RuntimeError(f"a worker process ({w.device}) could not start:"
+                                           f"\n{msg[1]}")
+                    else:
+                        if msg[0] == "failed":
+                            yield msg
+                        w.give(pending.popleft() if pending else None)
+                if w.job is not None and not w.proc.is_alive():
+                    w.proc.join()
+                    method, trial, _ = w.job
+                    yield ("failed", method, trial,
+                           f"worker process {w.proc.pid} ({w.device}) died with exit code "
+                           f"{w.proc.exitcode} while running ({method}, trial {trial})\n",
+                           None)
+                    w.job = None
+                    if pending:  # a fresh worker takes its place
+                        workers[i] = start(w.slot, w.device)
+        finished = True
+    finally:
+        for w in workers:
+            if finished:
+                w.proc.join(timeout=30)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=10)
+            w.conn.close()
+
+
+def _poll(conn) -> bool:
+    try:
+        return conn.poll()
+    except (EOFError, OSError):
+        return False
+
+
+# ---------------------------------------------------------------------------- Ray
+def _ray_job(ds, settings, job: Job, device: str, threads: int):
+    """One (method, trial) as a Ray generator task: yields each finished cycle."""
+    import torch
+
+    torch.set_num_threads(threads)
+    yield from _job_events(ds, settings, job, device)
+
+
+def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, jobs_per_gpu: int | None,
+                address: str | None):
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        kwargs = dict(include_dashboard=False, log_to_driver=False,
+                      logging_level="ERROR")
+        if address is not None:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=usable_cpus(), **kwargs)
+    try:
+        device = settings["config"]["device"]
+        gpus = ray.cluster_resources().get("GPU", 0)
+        use_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+        if use_gpu and gpus == 0:
+            raise ValueError(f"device {device!r} was asked for, but the Ray cluster has "
+                             "no GPU")
+        if jobs_per_gpu is not None and not use_gpu:
+            raise ValueError(f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
+                             f"the run does not use GPUs (device {device!r})")
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        threads = max(1, cpus // jobs) if not use_gpu else 1
+        options = dict(num_cpus=threads, num_gpus=(1 / (jobs_per_gpu or 1)) if use_gpu else 0,
+                       max_retries=3)
+        task = ray.remote(_ray_job).options(**options)
+        ds_ref = ray.put(ds)
+        pending, running = deque(todo), {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                job = pending.popleft()
+                gen = task.remote(ds_ref, settings, job, "cuda" if use_gpu else "cpu", threads)
+                running[gen] = job
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for gen in ready:
+                method, trial, _ = running[gen]
+                try:
+                    ref = next(gen)
+                except StopIteration:
+                    del running[gen]
+                    continue
+                try:
+                    yield ray.get(ref)
+                except Exception as exc:
+                    del running[gen]
+                    yield ("failed", method, trial, str(exc), exc)
+    finally:
+        if started:
+            ray.shutdown()

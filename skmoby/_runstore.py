@@ -1,0 +1,297 @@
+"""The run folder of the experiment runner: written by one process, checked when read.
+
+A run folder holds three files:
+
+``config.json``
+    The :class:`~skmoby.experiment.ExperimentConfig` of the run.
+``selections.json``
+    ``{"config": <the protocol settings of the first row>, "cycles": {"method/trial/cycle":
+    {"selected": [...], "next_unlabeled": [...] or null}}}``: what each finished cycle
+    chose, so that a resumed run can replay it.
+``results.csv``
+    One row per finished (method, trial, cycle), ending with ``config_hash``, the hash of
+    the protocol settings that produced the row.
+
+Each file is replaced atomically (written to a temporary file in the folder, flushed to
+disk, then renamed over the old one), selections before results, so a row never exists
+without its selection. Reading checks everything a damaged or edited folder could get
+wrong and either repairs what it can prove (a last row cut mid-write is dropped and
+recomputed) or raises :class:`RunFolderError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESULT_DTYPES = {"method": str, "trial": int, "cycle": int, "n_labelled": int,
+                 "accuracy": float, "fit_seconds": float, "query_seconds": float}
+#: Columns of ``results.csv``; the table returned to users has all but ``config_hash``.
+CSV_COLUMNS = [*RESULT_DTYPES, "config_hash"]
+#: Settings that say where and on what a run executes, not what it computes: they may
+#: change between a run and its resumption.
+PLACE_SETTINGS = ("device", "data_root", "download")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as it is; the message names the file and line.
+
+    Examples
+    --------
+    >>> from skmoby.experiment import RunFolderError
+    >>> issubclass(RunFolderError, ValueError)
+    True
+    """
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore it at once.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` by ``data`` atomically, with the mode ``open()`` would give it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600 files
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def protocol_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that determine the results (all but :data:`PLACE_SETTINGS`)."""
+    return {k: v for k, v in config.items() if k not in PLACE_SETTINGS}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short hash of the protocol settings, stored with every row they produced."""
+    text = json.dumps(protocol_settings(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``"initial 30 -> 40, epochs 2 -> 3"`` for the settings that differ."""
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+
+def key(method: str, trial: int, cycle: int) -> str:
+    return f"{method}/{trial}/{cycle}"
+
+
+def empty_rows() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RESULT_DTYPES.items()})
+
+
+class RunFolder:
+    """Reads, checks and writes the three files of a run folder."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+        self.results = self.out / "results.csv"
+        self.selections = self.out / "selections.json"
+        self.config = self.out / "config.json"
+
+    # ------------------------------------------------------------------ config.json
+    def read_config_dict(self) -> dict[str, Any]:
+        """The settings stored in ``config.json``, as a dict; errors name the file."""
+        if not self.config.exists():
+            raise FileNotFoundError(f"{self.out} holds no experiment (no config.json)")
+        text = self.config.read_text()
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(f"{self.config} is not valid JSON (line {exc.lineno}, "
+                                 f"column {exc.colno}: {exc.msg})") from None
+        if not isinstance(d, dict):
+            raise RunFolderError(f"{self.config} must hold a JSON object of settings; got "
+                                 f"{type(d).__name__}")
+        return d
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write(self.config, json.dumps(config, indent=2))
+
+    # ------------------------------------------------------------------ loading
+    def load(self, config: dict[str, Any], n_labelled: list[int], *,
+             repair: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Rows and selections, checked against ``config``.
+
+        Parameters
+        ----------
+        config : dict
+            The run's settings (``ExperimentConfig.to_dict()``).
+        n_labelled : list of int
+            Labelled images per cycle, to check each row's ``n_labelled``.
+        repair : bool
+            Drop a last row cut mid-write (with a warning) instead of refusing.
+
+        Returns
+        -------
+        rows : DataFrame
+            The finished cycles, without ``config_hash``.
+        selections : dict
+            ``"method/trial/cycle"`` -> selection entry.
+        """
+        sel, stored_config = self._load_selections()
+        if stored_config is not None and (protocol_settings(stored_config)
+                                          != protocol_settings(config)):
+            raise RunFolderError(
+                f"{self.config} was edited after the run's first cycle was saved "
+                f"({describe_changes(protocol_settings(stored_config), protocol_settings(config))}"
+                f"); its rows were computed with the settings stored in {self.selections}. "
+                "Restore config.json, or start the changed protocol in another folder")
+        rows = self._load_results(config, n_labelled, repair=repair)
+        if len(rows) and not self.selections.exists():
+            raise RunFolderError(f"{self.selections} is missing, but {self.results} has "
+                                 f"{len(rows)} rows: the selections of the finished cycles "
+                                 "are needed to resume them")
+        for r in rows.itertuples():
+            k = key(r.method, r.trial, r.cycle)
+            if k not in sel:
+                raise RunFolderError(f"{self.results} has a row for {k} but {self.selections} "
+                                     "has no selection for it: the files do not belong "
+                                     "together")
+        return rows, sel
+
+    def _load_selections(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if not self.selections.exists():
+            return {}, None
+        try:
+            data = json.loads(self.selections.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunFolderError(f"{self.selections} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise RunFolderError(f"{self.selections} must hold a JSON object")
+        if "cycles" in data:
+            cycles, stored = data["cycles"], data.get("config")
+        else:  # the first layout: the cycles only, no stored settings
+            cycles, stored = data, None
+        if not isinstance(cycles, dict) or (stored is not None and not isinstance(stored, dict)):
+            raise RunFolderError(f"{self.selections} has an unexpected layout")
+        for k, entry in cycles.items():
+            ok = (isinstance(entry, dict) and isinstance(entry.get("selected"), list)
+                  and all(isinstance(i, int) for i in entry["selected"])
+                  and (entry.get("next_unlabeled") is None
+                       or (isinstance(entry["next_unlabeled"], list)
+                           and all(isinstance(i, int) for i in entry["next_unlabeled"]))))
+            if not ok:
+                raise RunFolderError(f"{self.selections}: the entry {k!r} is not "
+                                     '{"selected": [int, ...], "next_unlabeled": [...] or null}')
+        return cycles, stored
+
+    def _load_results(self, config: dict[str, Any], n_labelled: list[int], *,
+                      repair: bool) -> pd.DataFrame:
+        path = self.results
+        if not path.exists():
+            return empty_rows()
+        raw = path.read_bytes()
+        if not raw:
+            raise RunFolderError(
+                f"{path} is empty (0 bytes); it should start with the header line "
+                f"{','.join(CSV_COLUMNS)!r}. Delete it to recompute every cycle")
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise RunFolderError(f"{path} is not a UTF-8 text file ({exc})") from None
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        elif len(lines) > 1:
+            # Every row the runner writes ends with a newline: a last line without one
+            # was cut while being written (by a copy, a full disk, ...). Drop it.
+            cut = lines.pop()
+            msg = (f"{path}, line {len(lines) + 1}: dropped a row cut mid-write ({cut!r}); "
+                   "its cycle will be recomputed")
+            if not repair:
+                raise RunFolderError(msg.replace("dropped", "found") + " by `skmoby resume`")
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        header = next(csv.reader([lines[0]])) if lines else []
+        legacy = header == list(RESULT_DTYPES)
+        if header != CSV_COLUMNS and not legacy:
+            raise RunFolderError(f"{path}, line 1: the header must be "
+                                 f"{','.join(CSV_COLUMNS)!r}; got {lines[0]!r}")
+        ncol = len(header)
+        want_hash = config_hash(config)
+        methods, trials, cycles = config["methods"], config["trials"], config["cycles"]
+        records, seen = [], {}
+        for lineno, line in enumerate(lines[1:], start=2):
+            def bad(what, _lineno=lineno, _line=line):
+                return RunFolderError(f"{path}, line {_lineno}: {what} (the line is "
+                                      f"{_line!r})")
+
+            fields = next(csv.reader(io.StringIO(line)), [])
+            if len(fields) != ncol:
+                raise bad(f"expected {ncol} fields, got {len(fields)}")
+            rec = dict(zip(header, fields, strict=True))
+            if rec["method"] not in methods:
+                raise bad(f"method {rec['method']!r} is not one of the run's {methods}")
+            for name, limit in (("trial", trials), ("cycle", cycles), ("n_labelled", None)):
+                try:
+                    rec[name] = int(rec[name])
+                except ValueError:
+                    raise bad(f"{name} {rec[name]!r} is not an integer") from None
+                if rec[name] < 0 or (limit is not None and rec[name] >= limit):
+                    raise bad(f"{name} {rec[name]} is outside the run's range "
+                              f"0..{(limit or 1) - 1}")
+            for name in ("accuracy", "fit_seconds", "query_seconds"):
+                try:
+                    rec[name] = float(rec[name])
+                except ValueError:
+                    raise bad(f"{name} {rec[name]!r} is not a number") from None
+                if not math.isfinite(rec[name]) or rec[name] < 0 \
+                        or (name == "accuracy" and rec[name] > 1):
+                    raise bad(f"{name} {rec[name]!r} is out of range")
+            if rec["n_labelled"] != n_labelled[rec["cycle"]]:
+                raise bad(f"n_labelled {rec['n_labelled']} does not match the configuration "
+                          f"({n_labelled[rec['cycle']]} in cycle {rec['cycle']})")
+            if not legacy and rec["config_hash"] != want_hash:
+                raise bad(f"the row was computed with other settings (config_hash "
+                          f"{rec['config_hash']}, {self.config} now hashes to {want_hash}); "
+                          "config.json was edited or rows from another run were added")
+            k = (rec["method"], rec["trial"], rec["cycle"])
+            if k in seen:
+                raise bad(f"it repeats (method, trial, cycle) = {k} of line {seen[k]}; "
+                          "delete one of the two lines")
+            seen[k] = lineno
+            records.append({c: rec[c] for c in RESULT_DTYPES})
+        done: dict[tuple[str, int], set[int]] = {}
+        for m, t, c in seen:
+            done.setdefault((m, t), set()).add(c)
+        for (m, t), cs in done.items():
+            missing = sorted(set(range(max(cs) + 1)) - cs)
+            if missing:
+                raise RunFolderError(
+                    f"{path}, line {seen[(m, t, max(cs))]}: cycle {max(cs)} of ({m}, trial "
+                    f"{t}) is there but cycle {missing[0]} is not; each cycle needs the ones "
+                    "before it. Delete the later rows of that trial to recompute them")
+        if not records:
+            return empty_rows()
+        return pd.DataFrame.from_records(records).astype(RESULT_DTYPES)
+
+    # ------------------------------------------------------------------ writing
+    def save(self, rows: pd.DataFrame, sel: dict[str, Any], config: dict[str, Any]) -> None:
+        """Write selections, then results (sorted by method, trial and cycle)."""
+        atomic_write(self.selections, json.dumps(
+            {"config": protocol_settings(config), "cycles": sel}))
+        table = rows.sort_values(["method", "trial", "cycle"]).assign(
+            config_hash=config_hash(config))
+        atomic_write(self.results, table[CSV_COLUMNS].to_csv(index=False))

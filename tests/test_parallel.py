@@ -1,0 +1,218 @@
+"""Parallel runs: worker processes (``jobs``) and Ray give the table of a serial run."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from skorch.callbacks import Callback
+
+from skmoby import _parallel
+from skmoby.datasets import load_dataset
+from skmoby.experiment import (
+    ExperimentConfig,
+    JobsFailedError,
+    resume_experiment,
+    run_experiment,
+)
+
+VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
+ARGV = ["--dataset", "digits", "--methods", "mobyv2al,random", "--backbone", "cnn",
+        "--initial", "20", "--budget", "10", "--cycles", "2", "--trials", "2",
+        "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--device", "cpu"]
+
+
+def tiny(**kw):
+    base = dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn", initial=20,
+                budget=10, cycles=2, trials=2, epochs=1, batch_size=32, lr=0.05,
+                device="cpu")
+    base.update(kw)
+    return ExperimentConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def digits_ds():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, digits_ds):
+    out = tmp_path_factory.mktemp("serial")
+    table = run_experiment(tiny(), out, dataset=digits_ds, progress=False)
+    return table, json.loads((out / "selections.json").read_text())
+
+
+def same_run(out, serial):
+    table = pd.read_csv(out / "results.csv")
+    assert not table.duplicated(["method", "trial", "cycle"]).any()
+    pd.testing.assert_frame_equal(table[VALUES], serial[0][VALUES])
+    assert json.loads((out / "selections.json").read_text()) == serial[1]
+
+
+class RecordThreads(Callback):
+    """Writes the torch thread count of the process that fits (a worker) to a file."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_begin(self, net, **kwargs):
+        import torch
+
+        with open(os.path.join(self.folder, f"{os.getpid()}.threads"), "w") as f:
+            f.write(str(torch.get_num_threads()))
+
+
+def test_two_worker_processes_give_the_serial_table(tmp_path, digits_ds, serial, capsys):
+    out = tmp_path / "run"
+    lines = []
+    run_experiment(tiny(), out, dataset=digits_ds, progress=True, jobs=2, log=lines.append,
+                   callbacks=[RecordThreads(str(tmp_path))])
+    same_run(out, serial)
+    # one line per finished cycle, naming method, trial and cycle; one bar over all 8
+    assert sorted(lines) == sorted(f"{m:<9} trial {t} cycle {c}: {20 + 10 * c} labels, "
+                                   f"accuracy {a:.4f}" for m, t, c, a in
+                                   serial[0][["method", "trial", "cycle", "accuracy"]].values)
+    err = capsys.readouterr().err
+    assert "cycles: 100%" in err and "8/8" in err
+    threads = [int(p.read_text()) for p in tmp_path.glob("*.threads")]
+    assert len(threads) == 2  # two worker processes did all the fits
+    assert set(threads) == {max(1, _parallel.usable_cpus() // 2)}
+
+
+class FailFor(Callback):
+    def __init__(self, how):
+        self.how = how
+
+    def on_train_begin(self, net, **kwargs):
+        if self.how == "raise":
+            raise RuntimeError("this job fails")
+        os._exit(3)  # the worker process dies
+
+
+def failing(method, trial, cycle):
+    if (method, trial, cycle) == ("random", 0, 1):
+        return [FailFor("raise")]
+    if (method, trial, cycle) == ("mobyv2al", 1, 1):
+        return [FailFor("die")]
+    return []
+
+
+@pytest.mark.slow
+def test_failing_jobs_are_reported_and_the_others_finish(tmp_path, digits_ds, serial):
+    out = tmp_path / "run"
+    lines = []
+    with pytest.raises(JobsFailedError) as e:
+        run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=2,
+                       callbacks=failing, log=lines.append)
+    assert sorted((m, t) for m, t, _ in e.value.failures) == [("mobyv2al", 1), ("random", 0)]
+    tracebacks = dict(((m, t), tb) for m, t, tb in e.value.failures)
+    assert "RuntimeError: this job fails" in tracebacks[("random", 0)]
+    assert "died with exit code 3" in tracebacks[("mobyv2al", 1)]
+    assert len(e.value.results) == 6  # everything but the two failed cycles
+    lines.clear()
+    resume_experiment(out, dataset=digits_ds, progress=False, jobs=2, log=lines.append)
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "mobyv2al  trial 1 cycle 1", "random    trial 0 cycle 1"]
+    same_run(out, serial)
+
+
+@pytest.mark.slow
+def test_kill_9_of_driver_and_workers_then_resume(tmp_path, digits_ds, serial):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "skmoby.cli", "run", *ARGV, "--out",
+                             str(out), "--quiet", "--jobs", "2"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    results = out / "results.csv"
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            results.exists() and results.read_text().count("\n") >= 2):
+        time.sleep(0.02)
+    time.sleep(random.uniform(0, 1.5))  # a random moment after the first saved cycle
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = pd.read_csv(results)
+    assert 1 <= len(saved) <= 8
+    resume_experiment(out, dataset=digits_ds, progress=False, jobs=2)
+    same_run(out, serial)
+
+
+def test_resume_with_other_jobs_and_nothing_left(tmp_path, digits_ds, serial):
+    out = tmp_path / "run"
+    run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=1)
+    lines = []
+    resume_experiment(out, dataset=digits_ds, progress=False, jobs=3, log=lines.append)
+    assert lines == []  # nothing to do: no worker started, nothing rewritten
+    same_run(out, serial)
+
+
+@pytest.mark.parametrize(("device", "jobs", "per_gpu", "gpus", "expected"), [
+    ("cpu", 3, None, 2, ["cpu"] * 3),
+    ("auto", 2, None, 0, ["cpu"] * 2),
+    ("auto", 5, None, 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]),
+    ("cuda", 1, 2, 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]),
+    ("cuda:1", 2, None, 2, ["cuda:1", "cuda:1"]),
+])
+def test_gpus_are_assigned_round_robin(monkeypatch, device, jobs, per_gpu, gpus, expected):
+    monkeypatch.setattr(_parallel, "_cuda_count", lambda: gpus)
+    assert _parallel.local_devices(device, jobs, per_gpu) == expected
+
+
+def test_jobs_per_gpu_caps_the_jobs_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(_parallel, "_cuda_count", lambda: 2)
+    with pytest.raises(ValueError, match="puts 3 jobs on a GPU, more than jobs_per_gpu=2"):
+        _parallel.local_devices("cuda", 5, 2)
+
+
+# ---------------------------------------------------------------------------------- Ray
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_gives_the_serial_table(tmp_path, digits_ds, serial, local_ray):
+    out = tmp_path / "run"
+    lines = []
+    run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=2, backend="ray",
+                   log=lines.append)
+    same_run(out, serial)
+    assert len(lines) == 8
+    assert ray.is_initialized()  # a cluster the caller started stays up
+
+
+class DieOnce(Callback):
+    """Kills its Ray worker in cycle 1 of the first attempt, as a lost node would."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def on_train_begin(self, net, **kwargs):
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+
+
+@pytest.mark.slow
+def test_a_job_ray_retries_after_a_lost_worker_adds_no_duplicate(tmp_path, digits_ds,
+                                                                 serial, local_ray):
+    marker = str(tmp_path / "died")
+
+    def cbs(method, trial, cycle):
+        return [DieOnce(marker)] if (method, trial, cycle) == ("random", 1, 1) else []
+
+    out = tmp_path / "run"
+    run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=2, backend="ray",
+                   callbacks=cbs)
+    assert os.path.exists(marker)  # the worker did die once
+    same_run(out, serial)
