@@ -642,10 +642,14 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
                         if (method, trial, c) in done}
             if len(finished) < cfg.cycles:
                 todo.append((method, trial, finished))
-    runner = _parallel.make_runner(cfg, ds, jobs=jobs, jobs_per_gpu=jobs_per_gpu,
-                                   backend=backend, ray_address=ray_address,
-                                   callbacks=callbacks, save_models=save_models,
-                                   progress=progress)
+    if todo:
+        runner = _parallel.make_runner(cfg, ds, jobs=jobs, jobs_per_gpu=jobs_per_gpu,
+                                       backend=backend, ray_address=ray_address,
+                                       callbacks=callbacks, save_models=save_models,
+                                       progress=progress)
+    else:  # nothing left: start no worker, no Ray
+        def runner(todo):
+            yield from ()
     bar = None
     if progress:
         from tqdm.auto import tqdm
