@@ -551,3 +551,47 @@ def test_lr_schedule_is_skorchs_lr_scheduler_with_multisteplr(digits):
     cb = dict(clf.callbacks_)["lr_schedule"]
     assert isinstance(cb, LRScheduler) and cb.policy is MultiStepLR
     np.testing.assert_allclose(clf.history[:, "event_lr"], [1.0, 1.0, 1.0, 0.1, 0.01])
+
+
+# ======================================================================== GPU
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_sample_weights_with_captured_steps(digits):
+    X, y = digits
+    X = np.repeat(X[:, None], 3, axis=1)
+    kw = dict(device="cuda", precision="fp32", capture=True, max_epochs=3)
+    args = (X[:256], y[:256])
+    plain = small_clf(**kw).fit(*args, X_unlabeled=X[256:512])
+    weighted = small_clf(**kw).fit(*args, X_unlabeled=X[256:512], sample_weight=np.ones(256))
+    assert plain.capture_ and weighted.capture_  # unlabelled steps stay captured
+    a = np.array(plain.history[:, "batches", :, "train_loss"], dtype=float)
+    b = np.array(weighted.history[:, "batches", :, "train_loss"], dtype=float)
+    np.testing.assert_allclose(b, a, rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_fitted_auto_estimator_unpickles_on_a_machine_without_gpu(digits, tmp_path):
+    import subprocess
+    import sys
+
+    X, y = digits
+    clf = small_clf(device="auto", max_epochs=1).fit(X[:64], y[:64])
+    assert str(clf.device_).startswith("cuda")
+    (tmp_path / "clf.pkl").write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", X[:20])
+    np.save(tmp_path / "p.npy", clf.predict_proba(X[:20]))
+    code = (
+        "import pickle, numpy as np, sys; d = sys.argv[1]; "
+        "clf = pickle.load(open(d + '/clf.pkl', 'rb')); "
+        "assert clf.device == 'auto' and clf.device_ == 'cpu', (clf.device, clf.device_); "
+        "p = clf.predict_proba(np.load(d + '/X.npy')); "
+        "np.testing.assert_allclose(p, np.load(d + '/p.npy'), rtol=1e-3, atol=1e-4)"
+    )
+    env = {**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
