@@ -1,7 +1,7 @@
 """skmoby: self-supervised active learning (MoBYv2AL) for image classification."""
 
 from ._modal_compat import patch_modal
-from .classifier import MoBYv2Classifier, UnlabeledData
+from .classifier import MoBYv2Classifier, UnlabeledData, stack_unlabeled
 from .query import (
     coreset,
     high_contrastive_loss,
@@ -24,5 +24,6 @@ __all__ = [
     "lowest_contrastive_subset",
     "max_entropy",
     "random_sampling",
+    "stack_unlabeled",
 ]
 __version__ = "0.1.0.dev0"

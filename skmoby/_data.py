@@ -63,7 +63,8 @@ class TrainingBatches:
     batches, alternating one labelled and one unlabelled batch; the shorter set starts
     over (with a new permutation) when exhausted. Without unlabelled data an epoch is a
     pass over the labelled data. Each item is ``(X, y)`` with ``y`` ``None`` for an
-    unlabelled batch; ``X`` keeps the stored dtype.
+    unlabelled batch, or ``(X, y, w)`` for a labelled batch when per-sample weights
+    ``w`` are given; ``X`` keeps the stored dtype.
 
     Parameters
     ----------
@@ -82,12 +83,16 @@ class TrainingBatches:
         ``"auto"`` keeps it there when :func:`fits_on_device` and warns when it does not.
     seed : int
         Seeds the permutations; each iteration over the object is a new epoch.
+    w : ndarray of float32 or None, default=None
+        Per-sample weights of ``X``, gathered with the labelled batches.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, U: np.ndarray | None, batch_size: int,
-                 device: torch.device, resident: bool | str, seed: int) -> None:
+                 device: torch.device, resident: bool | str, seed: int,
+                 w: np.ndarray | None = None) -> None:
         self.device = device
         nbytes = X.nbytes + y.nbytes + (U.nbytes if U is not None else 0)
+        nbytes += w.nbytes if w is not None else 0
         if resident == "auto":
             resident = fits_on_device(nbytes, device)
             if not resident:
@@ -101,6 +106,7 @@ class TrainingBatches:
         pin = not self.resident and device.type == "cuda"
         self.X = self._store(X, pin)
         self.y = self._store(y, pin)
+        self.w = self._store(w, pin) if w is not None else None
         self.U = self._store(U, pin) if U is not None and len(U) else None
         self.batch_size = batch_size
         self.generator = torch.Generator(device=self.storage).manual_seed(seed)
@@ -134,17 +140,19 @@ class TrainingBatches:
             out = out.pin_memory()
         return out.to(self.device, non_blocking=True)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _labelled(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        batch = (self._gather(self.X, idx), self._gather(self.y, idx))
+        return batch if self.w is None else (*batch, self._gather(self.w, idx))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor | None, ...]]:
         lab = self._index_batches(len(self.X), self.n_labelled_batches)
         if self.U is None:
             for _ in range(self.n_labelled_batches):
-                idx = next(lab)
-                yield self._gather(self.X, idx), self._gather(self.y, idx)
+                yield self._labelled(next(lab))
             return
         unl = self._index_batches(len(self.U), self.n_unlabelled_batches)
         for _ in range(len(self) // 2):
-            idx = next(lab)
-            yield self._gather(self.X, idx), self._gather(self.y, idx)
+            yield self._labelled(next(lab))
             yield self._gather(self.U, next(unl)), None
 
 

@@ -7,6 +7,8 @@ private methods. Validation happens in ``fit`` (scikit-learn's contract: ``__ini
 
 from __future__ import annotations
 
+import math
+import numbers
 import secrets
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -49,6 +51,75 @@ class UnlabeledData:
     def __repr__(self) -> str:
         shape = getattr(self.data, "shape", None)
         return f"UnlabeledData(shape={tuple(shape) if shape is not None else '?'})"
+
+
+def is_scalar_nan(value: Any) -> bool:
+    """Whether ``value`` is a float NaN (``np.nan``, ``float("nan")``)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value)
+
+
+def stack_unlabeled(X: Any, y: Any, X_unlabeled: Any,
+                    unlabeled_label: Any = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Append unlabelled samples to ``X`` and mark them in ``y`` with ``unlabeled_label``.
+
+    The form of unlabelled data that every step of a scikit-learn ``Pipeline`` sees:
+    ``pipe.fit(*stack_unlabeled(X, y, U))`` sends the unlabelled rows through the
+    steps before the classifier (a scaler is fitted on them too), where
+    ``pipe.fit(X, y, clf__X_unlabeled=U)`` would hand them to the classifier
+    untransformed (the classifier refuses that). ``GridSearchCV`` then splits labelled
+    and unlabelled rows alike into folds; the unlabelled rows of a test fold are not
+    scored.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n, ...)
+        Labelled samples.
+    y : array-like of shape (n,)
+        Their labels.
+    X_unlabeled : array-like or torch.Tensor of shape (m, ...)
+        Unlabelled samples, with the per-sample shape of ``X``.
+    unlabeled_label : int, float, str or None, default=-1
+        The classifier's ``unlabeled_label``: ``-1`` or ``np.nan`` (then ``y`` becomes
+        float). String labels get an object array, so that ``-1`` stays an int.
+
+    Returns
+    -------
+    X_all : ndarray of shape (n + m, ...)
+    y_all : ndarray of shape (n + m,)
+
+    Raises
+    ------
+    ValueError
+        When ``X_unlabeled`` has another per-sample shape than ``X``, when ``X`` and
+        ``y`` differ in length, or when ``unlabeled_label`` is None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X_all, y_all = stack_unlabeled(np.zeros((3, 2)), np.array([0, 1, 0]),
+    ...                                np.ones((2, 2)))
+    >>> X_all.shape, y_all.tolist()
+    ((5, 2), [0, 1, 0, -1, -1])
+    """
+    X, U = (np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+            for a in (X, X_unlabeled))
+    y = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+    if unlabeled_label is None:
+        raise ValueError("unlabeled_label must mark unlabelled rows; got None")
+    if X.ndim < 1 or U.ndim != X.ndim or U.shape[1:] != X.shape[1:]:
+        raise ValueError(f"X_unlabeled must have the per-sample shape of X {X.shape[1:]}; "
+                         f"got {U.shape[1:] if U.ndim else U.shape}")
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
+    if is_scalar_nan(unlabeled_label):
+        y = y.astype(np.float64)
+        marks = np.full(len(U), np.nan)
+    elif y.dtype.kind in "USO" or isinstance(unlabeled_label, str):
+        y = y.astype(object)
+        marks = np.full(len(U), unlabeled_label, dtype=object)
+    else:
+        marks = np.full(len(U), unlabeled_label)
+    return np.concatenate([X, U]), np.concatenate([y, marks])
 
 
 def check_hyperparameters(est) -> None:
@@ -102,6 +173,129 @@ def check_hyperparameters(est) -> None:
         raise TypeError(
             f"backbone must be a name or a torch.nn.Module; got {type(est.backbone)}"
         )
+    if est.input_shape is not None:
+        canonical_shape(est.input_shape)
+    ul = est.unlabeled_label
+    if not (ul is None or isinstance(ul, str) or
+            (isinstance(ul, numbers.Number) and not isinstance(ul, bool))):
+        raise TypeError(f"unlabeled_label must be None, a number (e.g. -1 or np.nan) or a "
+                        f"string; got {ul!r}")
+    resolve_device(est.device)
+
+
+def resolve_device(device: Any) -> Any:
+    """The device ``device`` names, checked to exist on this machine.
+
+    ``"auto"`` becomes ``"cuda"`` when a GPU is available and ``"cpu"`` otherwise; any
+    other value is returned unchanged after checking that torch knows it and that it is
+    present. Raises ``ValueError`` naming ``device`` otherwise, so that a fit fails
+    before any work rather than in the first tensor operation.
+    """
+    if isinstance(device, str) and device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    usage = "use 'auto' (the GPU when there is one), 'cpu', 'cuda' or 'cuda:<index>'"
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device={device!r} is not a device torch knows; {usage}") from exc
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} asks for a CUDA GPU, but torch finds none on this "
+                "machine (torch.cuda.is_available() is False); use device='auto' or 'cpu'"
+            )
+        n = torch.cuda.device_count()
+        if d.index is not None and d.index >= n:
+            raise ValueError(f"device={device!r} names GPU {d.index}, but this machine has "
+                             f"{n} (indices 0 to {n - 1})")
+    elif d.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device={device!r}: the MPS backend is not available here; "
+                             "use device='auto' or 'cpu'")
+    elif d.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported; {usage}")
+    return device
+
+
+def canonical_shape(input_shape: Any) -> tuple[int, ...]:
+    """``input_shape`` as the classifier stores sample shapes: ``(d,)`` or ``(C, H, W)``."""
+    try:
+        shape = tuple(int(s) for s in input_shape)
+        ok = all(s > 0 and s == v for s, v in zip(shape, input_shape, strict=True))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or len(shape) not in (1, 2, 3):
+        raise ValueError("input_shape must be the shape of one sample: (d,), (H, W) or "
+                         f"(C, H, W) with positive ints; got {input_shape!r}")
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) == 3 and (shape[0] not in (1, 3) or min(shape[1:]) < 8):
+        raise ValueError("input_shape of images must be (C, H, W) with C = 1 or 3 and "
+                         f"H, W >= 8; got {input_shape!r}")
+    return shape
+
+
+def init_without_data(est) -> None:
+    """Set the data-derived state ``initialize()`` needs from the constructor
+    parameters ``input_shape`` and ``classes`` (a fit sets it from the data instead).
+
+    Normalisation statistics are those of an explicit ``normalize=(mean, std)``; with
+    ``"auto"`` they stay unset until :meth:`load_params` restores them with the weights.
+    """
+    name = type(est).__name__
+    if est.input_shape is None:
+        raise ValueError(
+            f"{name}.initialize() without data needs input_shape, the shape of one "
+            "sample ((C, H, W), (H, W) or (d,)), and classes, the class labels; or call "
+            "fit(X, y), which takes both from the data"
+        )
+    if est.classes is None or len(est.classes) < 2:
+        raise ValueError(f"{name}.initialize() without data needs classes, the class "
+                         f"labels (at least 2); got classes={est.classes!r}")
+    shape = canonical_shape(est.input_shape)
+    est.sample_shape_ = shape
+    est.n_features_in_ = shape[0]
+    est.classes_inferred_ = np.asarray(est.classes)
+    if isinstance(est.normalize, str) or est.normalize is None:
+        est.mean_ = est.std_ = None
+    else:
+        fit_normalization(est, np.zeros((1, *shape), np.float32))
+
+
+def check_backbone(est) -> None:
+    """Run a module ``backbone`` on two zero samples of the data's shape, in eval mode,
+    and turn a failure into a ``ValueError`` that names the backbone and what it
+    expected (a wrong channel or feature count, typically)."""
+    module = est.backbone
+    if not isinstance(module, nn.Module):
+        return
+    shape = est.sample_shape_
+    first = next(module.parameters(), None)
+    probe = torch.zeros((2, *shape), device=first.device if first is not None else "cpu")
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(probe)
+    except Exception as exc:
+        name = type(module).__name__
+        layer = next((m for m in module.modules()
+                      if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)), None)
+        if isinstance(layer, nn.Conv2d) and len(shape) == 3 and layer.in_channels != shape[0]:
+            what = (f"expects {layer.in_channels} input channels (its first convolution), "
+                    f"but the data has {shape[0]}")
+        elif (isinstance(layer, nn.Linear) and len(shape) == 1
+              and layer.in_features != shape[0]):
+            what = (f"expects {layer.in_features} input features (its first linear "
+                    f"layer), but the data has {shape[0]}")
+        else:
+            what = "fails on them"
+        raise ValueError(
+            f"backbone {name} {what}: samples of shape {shape} (the training data's) "
+            f"raise {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        module.train(was_training)
 
 def seed(est) -> int:
     rs = est.random_state
@@ -115,9 +309,28 @@ def seed(est) -> int:
         f"random_state must be None, an int or a numpy RandomState; got {type(rs)}"
     )
 
-def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
+def as_array(X: Any, name: str) -> Any:
+    """``X`` as an array: tensors and sequences (lists, objects with ``__array__``) are
+    converted, arrays and data frames kept; scalars and ragged sequences raise."""
     if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
+        return X.detach().cpu().numpy()
+    if isinstance(X, str | bytes | numbers.Number) or not (
+            hasattr(X, "__len__") or hasattr(X, "__array__")):
+        raise TypeError(f"{name} must be an array-like of samples (n, ...); got "
+                        f"{type(X).__name__} {X!r:.40}")
+    if not hasattr(X, "shape"):  # a list: its nesting decides the sample shape
+        try:
+            X = np.asarray(X)
+        except ValueError as exc:
+            raise ValueError(f"{name} must hold samples of one shape; got a ragged "
+                             f"sequence ({exc})") from exc
+    if np.ndim(X) == 0:
+        raise TypeError(f"{name} must be an array-like of samples (n, ...); got a scalar")
+    return X
+
+
+def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
+    X = as_array(X, name)
     check = dict(dtype="numeric", allow_nd=True, ensure_all_finite=True)
     if name == "X" and getattr(X, "ndim", 2) == 2:
         # Tabular data: scikit-learn's bookkeeping of n_features_in_ / feature names.
@@ -168,14 +381,23 @@ def unlabeled_mask(est, y: np.ndarray) -> np.ndarray:
     ul = est.unlabeled_label
     if ul is None:
         return np.zeros(len(y), dtype=bool)
-    if y.dtype.kind in "US":
+    if is_scalar_nan(ul):  # scikit-activeml's convention: NaN marks missing labels
+        if y.dtype.kind == "f":
+            return np.isnan(y)
+        if y.dtype == object:
+            return np.array([is_scalar_nan(v) for v in y], dtype=bool)
         return np.zeros(len(y), dtype=bool)
-    if y.dtype == object:
-        return np.array([type(v) is not str and v == ul for v in y], dtype=bool)
+    if y.dtype.kind in "USO":  # compare like with like: the string "-1" is no -1
+        return np.array([isinstance(v, str) == isinstance(ul, str) and v == ul for v in y],
+                        dtype=bool)
+    if isinstance(ul, str):
+        return np.zeros(len(y), dtype=bool)
     return y == ul
 
-def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None):
-    """Validate inputs; return labelled X, encoded y and unlabelled X (or None)."""
+def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
+                     sample_weight=None):
+    """Validate inputs; return labelled X, encoded y, unlabelled X (or None) and the
+    weights of the labelled rows (or None), rescaled to average 1."""
     if y is None:
         raise ValueError(
             f"{type(est).__name__} requires y to be passed, but the target y is None "
@@ -183,6 +405,8 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None):
         )
     if isinstance(X_unlabeled, UnlabeledData):
         X_unlabeled = X_unlabeled.data
+    if X_unlabeled is not None:
+        X_unlabeled = as_array(X_unlabeled, "X_unlabeled")
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     y = column_or_1d(y, warn=True)
@@ -194,12 +418,35 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None):
         raise ValueError(f"X and y have different lengths: {X.shape[0]} and {len(y)}")
     if reset:
         est.sample_shape_ = tuple(int(s) for s in X.shape[1:])
+        if est.input_shape is not None and canonical_shape(est.input_shape) != \
+                est.sample_shape_:
+            raise ValueError(f"X has samples of shape {est.sample_shape_} but input_shape is "
+                             f"{est.input_shape!r}")
     unl = est._unlabeled_mask(y)
     X_l, y_l = X[~unl], y[~unl]
+    if y_l.dtype.kind == "f" and np.isnan(y_l).any():
+        raise ValueError(
+            f"y has {int(np.isnan(y_l).sum())} NaN labels; to mark unlabelled rows with "
+            "NaN (scikit-activeml's convention), pass unlabeled_label=np.nan"
+        )
+    w_l = None
+    if sample_weight is not None:
+        try:
+            w = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                     ensure_non_negative=True)
+        except ValueError as exc:
+            if "sample_weight" in str(exc):
+                raise
+            raise ValueError(f"Invalid sample_weight: {exc}") from exc
+        w_l = w[~unl]
+        total = w_l.sum()
+        if not total > 0:
+            raise ValueError("sample_weight is 0 for every labelled row; at least one "
+                             "labelled row needs a positive weight")
+        # Average 1: weights set the rows' relative influence, not the step size.
+        w_l = (w_l * (len(w_l) / total)).astype(np.float32)
     parts = [X[unl]] if unl.any() else []
     if X_unlabeled is not None:
-        if isinstance(X_unlabeled, torch.Tensor):
-            X_unlabeled = X_unlabeled.detach().cpu().numpy()
         if len(X_unlabeled):
             U = est._check_X(X_unlabeled, "X_unlabeled", reset=False)
             # After _check_X only images stay uint8 (0-255); float images are in [0, 1].
@@ -243,7 +490,7 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None):
                          f"(classes_ = {cls!r})")
     if reset:
         est._fit_normalization(X_l if U_all is None else np.concatenate([X_l, U_all]))
-    return X_l, y_enc.astype(np.int64), U_all
+    return X_l, y_enc.astype(np.int64), U_all, w_l
 
 def fit_normalization(est, X: np.ndarray) -> None:
     axes = (0, 2, 3) if X.ndim == 4 else (0,)

@@ -9,7 +9,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from skmoby import MoBYv2Classifier, UnlabeledData
+from skmoby import MoBYv2Classifier, UnlabeledData, stack_unlabeled
 from tests.conftest import small_clf
 
 
@@ -166,7 +166,7 @@ def test_unlabelled_pixel_types_are_reconciled(digits):
     X = X[:40]
     U8 = (X * 255).round().astype(np.uint8)
     clf = small_clf(max_epochs=1)
-    _, _, U = clf._prepare_fit_data(X, y[:40], U8, reset=True)
+    _, _, U, _ = clf._prepare_fit_data(X, y[:40], U8, reset=True)
     np.testing.assert_allclose(U, X[:, None], atol=0.5 / 255)  # onto X's [0, 1] scale
     with pytest.raises(ValueError, match="X_unlabeled holds floats but X holds uint8"):
         small_clf(max_epochs=1).fit(U8, y[:40], X_unlabeled=X)
@@ -264,17 +264,19 @@ def test_partial_fit_continues_training(digits):
     steps = clf.key_step_
     w = clf.module_.head.weight.detach().clone()
     clf.partial_fit(X[64:128], y[64:128])
-    assert clf.key_step_ == 2 * steps
+    assert clf.key_step_ == steps  # a new training run: the schedules start again
+    assert sum(clf.history[:, "train_batch_count"]) == 2 * steps
     assert not torch.equal(w, clf.module_.head.weight)
     with pytest.raises(ValueError, match="not seen"):
         clf.partial_fit(X[:4], np.array([11, 11, 12, 12]))
 
 
-def test_pipeline_with_unlabelled_fit_param(digits):
+def test_pipeline_with_unlabelled_rows(digits):
     X, y = digits
     flat = FunctionTransformer(lambda a: a.reshape(len(a), -1))
     pipe = make_pipeline(flat, small_clf(backbone="mlp", max_epochs=1))
-    pipe.fit(X[:100], y[:100], mobyv2classifier__X_unlabeled=X[100:200].reshape(100, -1))
+    pipe.fit(*stack_unlabeled(X[:100], y[:100], X[100:200]))
+    assert pipe[-1].steps_per_epoch_ == 2 * 4  # 100 labelled and 100 unlabelled
     assert pipe.predict(X[:5]).shape == (5,)
 
 
@@ -393,8 +395,8 @@ def test_bad_hyperparameters(digits, params, err, match):
 
 def test_unsupported_fit_parameter(digits):
     X, y = digits
-    with pytest.raises(TypeError, match="sample_weight"):
-        small_clf().fit(X[:40], y[:40], sample_weight=np.ones(40))
+    with pytest.raises(TypeError, match="X_unlabelled"):
+        small_clf().fit(X[:40], y[:40], X_unlabelled=X[40:80])
 
 
 def test_predict_checks_shape(fitted, digits):

@@ -1,30 +1,49 @@
-"""scikit-learn's estimator-check suite on the tabular configuration."""
+"""scikit-learn's estimator-check suite on a tiny tabular configuration.
 
+The estimator keeps its default semi-supervised convention (``y == -1`` marks unlabelled
+rows); the checks it is expected to fail come from ``skmoby.classifier.
+expected_failed_checks``, the mapping users hand to ``parametrize_with_checks``. The
+checks that fit many times are marked slow.
+"""
+
+import pytest
+from _pytest.mark import ParameterSet
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmoby import MoBYv2Classifier
+from skmoby.classifier import expected_failed_checks
 
-# unlabeled_label=None: the suite uses {-1, 1} as a binary target, which the default
-# semi-supervised convention (y == -1 marks unlabelled rows) would read as one class.
 ESTIMATOR = MoBYv2Classifier(
-    "mlp", unlabeled_label=None, max_epochs=20, batch_size=32, lr=0.1, queue_size=64,
-    random_state=0, device="cpu",
+    "mlp", max_epochs=3, batch_size=16, queue_size=32, device="cpu", random_state=0,
 )
 
-EXPECTED_FAILURES = {
-    "check_no_attributes_set_in_init": (
-        "skorch's NeuralNet.__init__ itself sets history_, initialized_ and "
-        "virtual_params_, which its set_params machinery relies on"
-    ),
-    "check_methods_subset_invariance": (
-        "float32 matrix products round differently for different batch sizes; "
-        "near-zero features then differ by more than the check's 1e-7 absolute tolerance"
-    ),
-}
+# Several fits each, most of the suite's time.
+SLOW = {"check_classifiers_train", "check_fit_idempotent", "check_estimators_dtypes",
+        "check_positive_only_tag_during_fit", "check_fit_score_takes_y"}
 
 
-@parametrize_with_checks(
-    [ESTIMATOR], expected_failed_checks=lambda est: EXPECTED_FAILURES
-)
+def _check_name(check):
+    return getattr(check, "func", check).__name__
+
+
+def _params():
+    mark = parametrize_with_checks([ESTIMATOR], expected_failed_checks=expected_failed_checks)
+    ids = mark.kwargs["ids"]
+    for item in mark.args[1]:
+        values, marks = (item.values, list(item.marks)) if isinstance(
+            item, ParameterSet) else (item, [])
+        if _check_name(values[1]) in SLOW:
+            marks.append(pytest.mark.slow)
+        yield pytest.param(*values, marks=marks, id=f"{ids(values[0])}-{ids(values[1])}")
+
+
+@pytest.mark.parametrize("estimator, check", list(_params()))
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_the_default_convention_is_the_only_class_check_expected_to_fail():
+    reasons = expected_failed_checks(ESTIMATOR)
+    assert "check_classifiers_classes" in reasons
+    assert set(reasons) - {"check_classifiers_classes"} == set(
+        expected_failed_checks(MoBYv2Classifier("mlp", unlabeled_label=None)))
