@@ -27,9 +27,11 @@ selection is taken trial by trial (paired). Variants:
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
-on the dataset's test set. The runner's settings start from ``--preset`` and can be
-overridden. Results: ``OUT/<variant>/results.csv`` (resumable: rerunning the same command
-continues), ``OUT/summary.csv``, ``OUT/ablation.rst`` (tables) and ``OUT/ablation.png``.
+on the dataset's test set. ``--imbalance KEEP`` cuts the pool's even classes to KEEP
+images each, as the authors' imbalanced CIFAR-10 does. The runner's settings start from
+``--preset`` and can be overridden. Results: ``OUT/<variant>/results.csv`` (resumable:
+rerunning the same command continues), ``OUT/summary.csv``, ``OUT/ablation.rst``
+(tables) and ``OUT/ablation.png``.
 
 Usage (FashionMNIST files under DIR, flat or in torchvision's ``DIR/FashionMNIST/raw``)::
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import tempfile
 import time
@@ -56,11 +59,13 @@ import torch
 
 from skmoby import experiment
 from skmoby.augment import WeakAugment
-from skmoby.datasets import ImageDataset, load_dataset
+from skmoby.datasets import ImageDataset, _imbalance, load_dataset
 from skmoby.experiment import PRESETS, ExperimentConfig, run_experiment
+from skmoby.network import MoBYv2Network
 from skmoby.query.strategies import coreset, random_sampling
 
 REFERENCE = "random"
+_DEFAULT_HEAD = inspect.signature(MoBYv2Network).parameters["projection_head"].default
 
 
 def _joint_random(learner, X_pool, n_instances=1):
@@ -256,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"comma-separated, from {sorted(VARIANTS)}")
     p.add_argument("--split", choices=("val", "test"), default="val")
     p.add_argument("--n-val", type=int, default=10000)
+    p.add_argument("--imbalance", type=int, default=None, metavar="KEEP",
+                   help="cut the pool's even classes to their first KEEP images (the "
+                   "authors' imbalanced CIFAR-10 keeps 500 of 5000); test/val stay whole")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     for name, typ in (("trials", int), ("cycles", int), ("initial", int), ("budget", int),
@@ -279,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     root = _fashionmnist_root(args.data_root)
     settings["data_root"] = args.data_root
     ds = _split(load_dataset(settings["dataset"], root), args.split, args.n_val, seed=12345)
+    if args.imbalance is not None:
+        ds = _imbalance(ds, keep=args.imbalance)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{ds}; split={args.split}; variants {names}", flush=True)
@@ -290,7 +300,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = ExperimentConfig.from_dict({**settings, **changes, "methods": [method]})
         folder = out / name
         folder.mkdir(exist_ok=True)
-        spec = {"variant": name, "split": args.split, "n_val": args.n_val, "params": params,
+        if method == "mobyv2al":  # record the head in use, which may be a default
+            params = {"module__projection_head": _DEFAULT_HEAD, **params}
+        spec = {"variant": name, "split": args.split, "n_val": args.n_val,
+                "imbalance": args.imbalance, "params": params,
                 "strategy": getattr(strategy, "__name__", None), "changes": changes}
         spec_file = folder / "variant.json"
         if spec_file.exists() and json.loads(spec_file.read_text()) != spec:

@@ -128,6 +128,12 @@ def test_network_projection_head_argument(end):
         MoBYv2Network(MLP(5, hidden=6), 6, n_classes=3, projection_head="mlp")
 
 
+def test_default_projection_head_is_the_papers():
+    """The paper's single layer with batch norm and ReLU won the documented ablation."""
+    assert _kinds(_net().projector) == ["Linear", "BatchNorm1d", "ReLU"]
+    assert _kinds(ProjectionHead((7, 3))) == ["Linear", "BatchNorm1d", "ReLU"]
+
+
 def _bn_net():
     torch.manual_seed(0)
     return MoBYv2Network(CNN(1, width=4), 16, n_classes=2, projection_dim=8, queue_size=16,
