@@ -67,6 +67,38 @@ def test_cifar10_and_imbalanced_from_files(tmp_path):
     assert (counts[5:] == 10).all() and (counts[:5] == 10).all()  # fewer than 500 each
 
 
+def test_imbalanced_cifar10_is_the_authors_split(tmp_path):
+    """Even classes 0, 2, 4, 6, 8 keep their first 500 training images (the authors'
+    cifar10im: counts [500, 5000] * 5); odd classes and the test set stay whole."""
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.RandomState(3)
+    per_class, n_batch = 600, 5
+    y_all = rng.permutation(np.repeat(np.arange(10), per_class))
+    X_all = rng.randint(0, 256, (len(y_all), 3072)).astype(np.uint8)
+    X_all[:, 0], X_all[:, 1] = np.arange(len(y_all)) % 256, np.arange(len(y_all)) // 256
+    for i, (Xb, yb) in enumerate(zip(np.array_split(X_all, n_batch),
+                                     np.array_split(y_all, n_batch), strict=True)):
+        with open(base / f"data_batch_{i + 1}", "wb") as f:
+            pickle.dump({"data": Xb, "labels": list(yb)}, f)
+    X_test, y_test = X_all[:50], list(y_all[:50])
+    with open(base / "test_batch", "wb") as f:
+        pickle.dump({"data": X_test, "labels": y_test}, f)
+
+    imb = load_dataset("cifar10-imbalanced", root=tmp_path)
+    counts = np.bincount(imb.y_train, minlength=10)
+    assert counts[0::2].tolist() == [500] * 5 and counts[1::2].tolist() == [per_class] * 5
+    assert len(imb.y_train) == 5 * 500 + 5 * per_class
+    # The kept images of a reduced class are its first 500 in file order.
+    original = X_all[:, 0].astype(int) + 256 * X_all[:, 1].astype(int)
+    kept = imb.X_train[:, 0, 0, 0].astype(int) + 256 * imb.X_train[:, 0, 0, 1].astype(int)
+    for c in (0, 4):
+        np.testing.assert_array_equal(kept[imb.y_train == c],
+                                      original[y_all == c][:500])
+    np.testing.assert_array_equal(imb.y_test, y_test)
+    assert imb.name == "cifar10-imbalanced"
+
+
 def test_cifar100_from_files(tmp_path):
     _write_cifar(tmp_path, 100)
     ds = load_dataset("cifar100", root=tmp_path)

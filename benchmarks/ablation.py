@@ -1,0 +1,338 @@
+"""Ablation of MoBYv2AL's design choices, paired against random selection.
+
+Every variant is one run of the experiment runner (:func:`skmoby.experiment.run_experiment`)
+in a folder of its own under ``--out``; all variants share the seeds, so trial ``t``
+starts every variant from the same random labelled set, and the difference to random
+selection is taken trial by trial (paired). Variants:
+
+``random``
+    The supervised learner (``lambda_c=0``) with random selection: the reference.
+``coreset``
+    The supervised learner with CoreSet (the paper's CoreSet baseline).
+``mobyv2al``
+    The method with skmoby's defaults (CoreSet on ``f_q`` of clean images).
+``head-linear``, ``head-bn-relu``
+    ``mobyv2al`` with the projector and predictor ending in a plain linear layer (MoBY,
+    the authors' code) or in ``Linear -> BatchNorm1d -> ReLU`` (the paper's sentence).
+``weak-features``
+    ``mobyv2al`` with CoreSet on ``f_q`` of weak-augmented images (the authors' code).
+``joint-random``
+    The MoBYv2 learner with random selection: separates the gain of joint training
+    from the gain of CoreSet selection.
+``unlabeled-random``
+    ``mobyv2al`` training on a random unlabelled subset instead of the lowest-loss one.
+``mobyv2al-pool10x``, ``coreset-pool10x``
+    ``mobyv2al`` and ``coreset`` scanning a random subset of ten times the budget per
+    cycle, the ratio of the paper's SVHN/FashionMNIST protocol (10,000 for 1,000).
+
+``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
+them from the pool (to choose settings without the test set); ``--split test`` evaluates
+on the dataset's test set. ``--imbalance KEEP`` cuts the pool's even classes to KEEP
+images each, as the authors' imbalanced CIFAR-10 does. The runner's settings start from
+``--preset`` and can be overridden. Results: ``OUT/<variant>/results.csv`` (resumable:
+rerunning the same command continues), ``OUT/summary.csv``, ``OUT/ablation.rst``
+(tables) and ``OUT/ablation.png``.
+
+Usage (FashionMNIST files under DIR, flat or in torchvision's ``DIR/FashionMNIST/raw``)::
+
+    flock /tmp/skmoby-heavy.lock uv run python benchmarks/ablation.py \\
+        --data-root DIR --split val --trials 5 --out /tmp/ablation-val
+    # a smoke test on digits (seconds)
+    uv run python benchmarks/ablation.py --dataset digits --preset demo --trials 1 \\
+        --cycles 2 --epochs 1 --split val --n-val 300 --out /tmp/ablation-smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import torch
+
+from skmoby import experiment
+from skmoby.augment import WeakAugment
+from skmoby.datasets import ImageDataset, _imbalance, load_dataset
+from skmoby.experiment import PRESETS, ExperimentConfig, run_experiment
+from skmoby.network import MoBYv2Network
+from skmoby.query.strategies import coreset, random_sampling
+
+REFERENCE = "random"
+_DEFAULT_HEAD = inspect.signature(MoBYv2Network).parameters["projection_head"].default
+
+
+def _joint_random(learner, X_pool, n_instances=1):
+    """Random selection seeded like the runner seeds the learner of this cycle."""
+    return random_sampling(learner, X_pool, n_instances,
+                           random_state=learner.estimator.random_state)
+
+
+def _weak_views(X: np.ndarray, generator: torch.Generator, chunk: int = 4096) -> np.ndarray:
+    """One weak view of every image, as floats in [0, 1] (what the classifier accepts)."""
+    aug = WeakAugment()
+    out = []
+    for start in range(0, len(X), chunk):
+        x = torch.as_tensor(X[start:start + chunk])
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        out.append(aug(x, generator).numpy())
+    return np.concatenate(out) if out else np.zeros((0, *X.shape[1:]), np.float32)
+
+
+def _weak_coreset(learner, X_pool, n_instances=1):
+    """CoreSet on ``f_q`` of weak views of the pool and of the labelled centres."""
+    g = torch.Generator().manual_seed(int(learner.estimator.random_state))
+    X_lab = _weak_views(np.asarray(learner.X_training), g)
+    return coreset(learner, _weak_views(np.asarray(X_pool), g), n_instances,
+                   X_labeled=X_lab)
+
+
+def _pool10x(settings: dict) -> int:
+    return 10 * settings["budget"]
+
+
+#: name -> (runner method, estimator parameters, selection strategy or None, config
+#: changes; a callable change is computed from the other settings)
+VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
+    "random": ("random", {}, None, {}),
+    "coreset": ("coreset", {}, None, {}),
+    "mobyv2al": ("mobyv2al", {}, None, {}),
+    "head-linear": ("mobyv2al", {"module__projection_head": "linear"}, None, {}),
+    "head-bn-relu": ("mobyv2al", {"module__projection_head": "bn-relu"}, None, {}),
+    "weak-features": ("mobyv2al", {}, _weak_coreset, {}),
+    "joint-random": ("mobyv2al", {}, _joint_random, {}),
+    "unlabeled-random": ("mobyv2al", {}, None, {"unlabeled": "random"}),
+    "mobyv2al-pool10x": ("mobyv2al", {}, None, {"pool_subset": _pool10x}),
+    "coreset-pool10x": ("coreset", {}, None, {"pool_subset": _pool10x}),
+}
+
+
+@contextlib.contextmanager
+def _variant(method: str, params: dict, strategy):
+    """Make the runner build its estimators with ``params`` and select with ``strategy``.
+
+    The runner has no hook for either, so its estimator factory and strategy table are
+    patched for the duration of one variant's run.
+    """
+    make = experiment._make_estimator
+
+    def make_with_params(*args, **kwargs):
+        return make(*args, **kwargs).set_params(**params)
+
+    with contextlib.ExitStack() as stack:
+        if params:
+            stack.enter_context(mock.patch.object(experiment, "_make_estimator",
+                                                  make_with_params))
+        if strategy is not None:
+            stack.enter_context(mock.patch.dict(experiment._STRATEGIES, {method: strategy}))
+        yield
+
+
+def _fashionmnist_root(root: str | None) -> str | None:
+    """Accept the four FashionMNIST files flat in ``root`` as well as torchvision's layout."""
+    if root is None or (Path(root) / "FashionMNIST" / "raw").is_dir():
+        return root
+    flat = Path(root)
+    if not any(flat.glob("train-images-idx3-ubyte*")):
+        return root
+    link = Path(tempfile.mkdtemp(prefix="skmoby-fmnist-")) / "FashionMNIST"
+    link.mkdir()
+    (link / "raw").symlink_to(flat.resolve(), target_is_directory=True)
+    return str(link.parent)
+
+
+def _split(ds: ImageDataset, split: str, n_val: int, seed: int) -> ImageDataset:
+    if split == "test":
+        return ds
+    if not 0 < n_val < len(ds.X_train):
+        raise ValueError(f"--n-val must be in 1..{len(ds.X_train) - 1}; got {n_val}")
+    perm = np.random.RandomState(seed).permutation(len(ds.X_train))
+    val, pool = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return ImageDataset(f"{ds.name}-val", ds.X_train[pool], ds.y_train[pool],
+                        ds.X_train[val], ds.y_train[val], ds.classes, ds.normalize)
+
+
+def paired_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per variant and cycle: mean/std accuracy and mean/std of the paired gap to random."""
+    ref = results[REFERENCE].set_index(["trial", "cycle"])["accuracy"]
+    rows = []
+    for name, df in results.items():
+        acc = df.set_index(["trial", "cycle"])["accuracy"]
+        gap = (acc - ref).dropna()
+        for cycle, a in acc.groupby(level="cycle"):
+            g = gap[gap.index.get_level_values("cycle") == cycle]
+            rows.append(dict(variant=name, cycle=int(cycle),
+                             n_labelled=int(df.loc[df.cycle == cycle, "n_labelled"].iloc[0]),
+                             trials=len(a), mean=100 * a.mean(), std=100 * a.std(),
+                             gap_mean=100 * g.mean(), gap_std=100 * g.std()))
+    return pd.DataFrame(rows)
+
+
+def gap_over_cycles(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per variant: the gap to random averaged over cycles 1..last, per trial, then over
+    trials (mean, std, standard error, and how many trials are ahead of random)."""
+    ref = results[REFERENCE].set_index(["trial", "cycle"])["accuracy"]
+    rows = []
+    for name, df in results.items():
+        acc = df.set_index(["trial", "cycle"])["accuracy"]
+        gap = (acc - ref).dropna()
+        gap = gap[gap.index.get_level_values("cycle") >= 1]
+        per_trial = 100 * gap.groupby(level="trial").mean()
+        n = len(per_trial)
+        rows.append(dict(variant=name, trials=n, gap_mean=per_trial.mean(),
+                         gap_std=per_trial.std(),
+                         gap_sem=per_trial.std() / np.sqrt(n) if n > 1 else np.nan,
+                         trials_ahead=int((per_trial > 0).sum())))
+    return pd.DataFrame(rows)
+
+
+def _rst_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    rule = "  ".join("=" * w for w in widths)
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    return "\n".join([rule, fmt(header), rule, *map(fmt, rows), rule]).rstrip() + "\n"
+
+
+def to_rst(table: pd.DataFrame, overall: pd.DataFrame, variants: list[str]) -> str:
+    """Two RST tables: accuracy per cycle, and the paired gap to random."""
+    cycles = sorted(table.cycle.unique())
+    labels = {c: table.loc[table.cycle == c, "n_labelled"].iloc[0] for c in cycles}
+    header = ["variant", *[f"{labels[c]}" for c in cycles]]
+    acc_rows, gap_rows = [], []
+    for v in variants:
+        t = table[table.variant == v].set_index("cycle")
+        acc_rows.append([v, *[f"{t.loc[c, 'mean']:.2f} ± {t.loc[c, 'std']:.2f}"
+                              if c in t.index else "" for c in cycles]])
+        if v == REFERENCE:
+            continue
+        o = overall.set_index("variant").loc[v]
+        gap_rows.append([v, *[f"{t.loc[c, 'gap_mean']:+.2f} ± {t.loc[c, 'gap_std']:.2f}"
+                              if c in t.index else "" for c in cycles],
+                         f"{o.gap_mean:+.2f} ± {o.gap_sem:.2f}",
+                         f"{int(o.trials_ahead)}/{int(o.trials)}"])
+    out = "Test accuracy (%), mean ± std over trials, by number of labels:\n\n"
+    out += _rst_table(header, acc_rows)
+    if not gap_rows:
+        return out
+    out += ("\nPaired difference to random (points), mean ± std over trials; last columns: "
+            "mean over cycles 1..last ± standard error, trials ahead of random:\n\n")
+    out += _rst_table([*header, "cycles 1..last", "ahead"], gap_rows)
+    return out
+
+
+def plot(table: pd.DataFrame, variants: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for v in variants:
+        t = table[table.variant == v].sort_values("cycle")
+        ax1.errorbar(t.n_labelled, t["mean"], yerr=t["std"], marker="o", capsize=3, label=v)
+        if v != REFERENCE:
+            ax2.errorbar(t.n_labelled, t.gap_mean, yerr=t.gap_std, marker="o", capsize=3,
+                         label=v)
+    ax2.axhline(0, color="k", lw=0.8)
+    ax1.set(xlabel="labelled images", ylabel="accuracy (%)", title="accuracy")
+    ax2.set(xlabel="labelled images", ylabel="points", title="paired difference to random")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default=None, help="default: the preset's")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--preset", default="fashionmnist-cpu", choices=sorted(PRESETS))
+    p.add_argument("--variants", default="random,coreset,head-linear,head-bn-relu,"
+                   "weak-features,joint-random",
+                   help=f"comma-separated, from {sorted(VARIANTS)}")
+    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--n-val", type=int, default=10000)
+    p.add_argument("--imbalance", type=int, default=None, metavar="KEEP",
+                   help="cut the pool's even classes to their first KEEP images (the "
+                   "authors' imbalanced CIFAR-10 keeps 500 of 5000); test/val stay whole")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    for name, typ in (("trials", int), ("cycles", int), ("initial", int), ("budget", int),
+                      ("epochs", int), ("batch_size", int), ("lr", float),
+                      ("pool_subset", int), ("backbone", str), ("unlabeled", str),
+                      ("seed", int)):
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+    args = p.parse_args(argv)
+
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    if REFERENCE not in names:
+        names.insert(0, REFERENCE)
+    settings = dict(PRESETS[args.preset], device=args.device)
+    for key in ("trials", "cycles", "initial", "budget", "epochs", "batch_size", "lr",
+                "pool_subset", "backbone", "unlabeled", "seed", "dataset"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    root = _fashionmnist_root(args.data_root)
+    settings["data_root"] = args.data_root
+    ds = _split(load_dataset(settings["dataset"], root), args.split, args.n_val, seed=12345)
+    if args.imbalance is not None:
+        ds = _imbalance(ds, keep=args.imbalance)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{ds}; split={args.split}; variants {names}", flush=True)
+
+    results = {}
+    for name in names:
+        method, params, strategy, changes = VARIANTS[name]
+        changes = {k: v(settings) if callable(v) else v for k, v in changes.items()}
+        cfg = ExperimentConfig.from_dict({**settings, **changes, "methods": [method]})
+        folder = out / name
+        folder.mkdir(exist_ok=True)
+        if method == "mobyv2al":  # record the head in use, which may be a default
+            params = {"module__projection_head": _DEFAULT_HEAD, **params}
+        spec = {"variant": name, "split": args.split, "n_val": args.n_val,
+                "imbalance": args.imbalance, "params": params,
+                "strategy": getattr(strategy, "__name__", None), "changes": changes}
+        spec_file = folder / "variant.json"
+        if spec_file.exists() and json.loads(spec_file.read_text()) != spec:
+            raise SystemExit(f"{folder} holds another variant or split; use another --out")
+        spec_file.write_text(json.dumps(spec, indent=2))
+        t0 = time.perf_counter()
+        with _variant(method, params, strategy):
+            res = run_experiment(cfg, folder, dataset=ds, progress=False,
+                                 log=lambda s, n=name: print(f"[{n}] {s}", flush=True))
+        results[name] = res
+        print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
+        # Tables after every variant, so a run stopped by a time limit leaves them.
+        rst = _report(results, out, settings, args.split)
+    print(rst)
+
+
+def _report(results: dict[str, pd.DataFrame], out: Path, settings: dict, split: str) -> str:
+    names = list(results)
+    table = paired_table(results)
+    overall = gap_over_cycles(results)
+    table.to_csv(out / "summary.csv", index=False)
+    overall.to_csv(out / "gap_over_cycles.csv", index=False)
+    rst = to_rst(table, overall, names)
+    (out / "ablation.rst").write_text(rst)
+    title = (f"{settings['dataset']} ({split}), {settings['backbone']}, "
+             f"{settings['epochs']} epochs, {len(results[REFERENCE].trial.unique())} trials")
+    plot(table, names, out / "ablation.png", title)
+    return rst
+
+
+if __name__ == "__main__":
+    main()
