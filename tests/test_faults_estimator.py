@@ -300,14 +300,20 @@ def test_parallel_grid_search_and_cross_validate_with_loky(digits):
     assert len(out["test_score"]) == 2 and np.isfinite(out["test_score"]).all()
 
 
-def test_grid_search_with_rays_joblib_backend(digits):
+def test_grid_search_with_rays_joblib_backend(digits, monkeypatch):
+    import builtins
+
     ray = pytest.importorskip("ray")
     from joblib import parallel_backend
     from ray.util.joblib import register_ray
 
+    # Ray may replace builtins.print in the driver; skorch's PrintLog holds the original,
+    # which later tests pickle by name: restore it afterwards.
+    monkeypatch.setattr(builtins, "print", builtins.print)
     X, y = digits
     register_ray()
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
+             log_to_driver=False)
     try:
         with parallel_backend("ray"):
             gs = GridSearchCV(small_clf(device="auto", max_epochs=1),
