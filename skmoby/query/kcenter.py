@@ -19,14 +19,14 @@ class) most of the pool is skipped at every step. On data where the test prunes 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+
+from . import _keops_probe
 
 __all__ = ["k_center_greedy", "keops_available"]
 
@@ -35,16 +35,24 @@ _SCAN_BYTES = 8 * 2**20  # per-pick scans: blocks that stay in cache are ~10x fa
 _KEOPS_STATE: dict[str, Any] = {}
 
 
-def keops_available(device: str | torch.device = "cpu") -> bool:
-    """Whether pykeops can compile and run a reduction on ``device``.
+def keops_available(device: str | torch.device = "cpu", *, refresh: bool = False) -> bool:
+    """Whether pykeops runs correctly on ``device``, asked of a separate process.
 
-    The answer is cached per device type. A failure (no C++ compiler, no CUDA toolkit)
-    is remembered with its reason, which :func:`k_center_greedy` reports.
+    A child Python process runs one small KeOps reduction on the device type and
+    compares it with torch, under a time limit, so a KeOps that crashes (pykeops 2.3
+    on CUDA 13 dies with SIGSEGV), hangs or answers wrongly cannot take the caller
+    down; this process never imports pykeops to find out. The verdict is kept in
+    ``$XDG_CACHE_HOME/skmoby`` (else ``~/.cache/skmoby``), keyed by the pykeops,
+    keopscore, torch and CUDA versions and the device name, so the child runs once per
+    environment; a failure's reason is what :func:`k_center_greedy` reports.
 
     Parameters
     ----------
     device : str or torch.device, default="cpu"
         Device type to test.
+    refresh : bool, default=False
+        Ask again instead of using the stored verdict (e.g. after installing a
+        compiler or a CUDA toolkit).
 
     Returns
     -------
@@ -56,25 +64,14 @@ def keops_available(device: str | torch.device = "cpu") -> bool:
     True
     """
     kind = torch.device(device).type
-    if kind in _KEOPS_STATE:
-        return _KEOPS_STATE[kind] is True
-    try:
-        # pykeops prints a notice on import when it finds no CUDA; keep it quiet.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            import pykeops
-
-            pykeops.set_verbose(False)
-            from pykeops.torch import LazyTensor
-
-            x = torch.zeros(4, 1, 2, device=kind)
-            y = torch.ones(1, 3, 2, device=kind)
-            val = ((LazyTensor(x) - LazyTensor(y)) ** 2).sum(-1).min(dim=1)
-        ok = bool(torch.allclose(val.float().cpu().flatten(), torch.full((4,), 2.0)))
-        _KEOPS_STATE[kind] = True if ok else "KeOps returned a wrong test result"
-    except Exception as exc:  # any build or runtime failure disables the backend
-        _KEOPS_STATE[kind] = f"{type(exc).__name__}: {exc}"
+    if refresh or kind not in _KEOPS_STATE:
+        ok, reason = _keops_probe.probe(kind, refresh=refresh)
+        _KEOPS_STATE[kind] = True if ok else reason
     return _KEOPS_STATE[kind] is True
+
+
+def _keops_reason(kind: str) -> str:
+    return str(_KEOPS_STATE.get(kind, "not tested"))
 
 
 def _nearest_keops(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -116,21 +113,23 @@ def _dist_to_assigned(x: torch.Tensor, centers: torch.Tensor, assign: torch.Tens
 
 
 def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
-    """The backend measured faster for the initial nearest-centre search (see docs)."""
-    if m == 0:
+    """The backend measured faster for the initial nearest-centre search (see docs).
+
+    On CUDA that is torch: KeOps has not been measured to win there, and pykeops 2.3
+    crashes with the CUDA 13 of the torch wheels, so it is not even probed.
+    """
+    if m == 0 or device.type != "cpu":
         return "torch"
-    if device.type == "cuda":
-        wants_keops = d <= 64
-    else:
-        wants_keops = d <= 8 and n * m >= 10**7
-    if wants_keops and not keops_available(device):
-        reason = _KEOPS_STATE.get(device.type)
+    if not (d <= 4 and n * m >= 10**7):
+        return "torch"
+    if not keops_available(device):
         warnings.warn(
-            f"KeOps is not usable on {device.type} ({reason}); k_center_greedy falls back "
-            "to the torch backend.", RuntimeWarning, stacklevel=3,
+            f"KeOps is not usable on {device.type} ({_keops_reason(device.type)}); "
+            "k_center_greedy falls back to the torch backend.", RuntimeWarning,
+            stacklevel=3,
         )
         return "torch"
-    return "keops" if wants_keops else "torch"
+    return "keops"
 
 
 def _validate(features, n, initial_centers):
@@ -261,7 +260,7 @@ def k_center_greedy(
     elif backend == "keops" and not keops_available(device):
         raise RuntimeError(
             f"backend='keops' was asked for, but KeOps cannot run on {device.type}: "
-            f"{_KEOPS_STATE.get(device.type)}"
+            f"{_keops_reason(device.type)}"
         )
 
     # Centre coordinates, in the order centres were made; slot k <-> centres[k].
