@@ -9,8 +9,8 @@ caller's process never imports pykeops for this.
 The verdict is stored as a small JSON file in the user's cache folder
 (``$XDG_CACHE_HOME/skmoby``, else ``~/.cache/skmoby``) under a key made of everything
 that decides the answer -- the pykeops, keopscore, torch and CUDA versions, where pykeops
-lives, the Python executable and the device name -- so the probe runs once per
-environment, not once per process.
+lives, the Python executable, the device name and the environment variables KeOps reads
+-- so the probe runs once per environment, not once per process.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from pathlib import Path
 
 import torch
 
-#: Seconds the child may take. The first KeOps use compiles its engine and one formula
-#: (10 s to a minute); a child still running after this is reported as hanging.
+#: Seconds the child may take (``SKMOBY_KEOPS_PROBE_TIMEOUT`` overrides it). The first
+#: KeOps use compiles its engine and one formula (10 s to a minute); a child still
+#: running after this is reported as hanging.
 PROBE_TIMEOUT = 240.0
 
 _MARK = "SKMOBY-KEOPS-PROBE "
@@ -96,6 +97,9 @@ def _key(kind: str, origin: str) -> dict[str, str]:
         "torch": torch.__version__,
         "cuda": str(torch.version.cuda),
         "python": sys.executable,
+        # where KeOps looks for its compiler, CUDA headers and libraries
+        "env": {k: os.environ.get(k, "") for k in
+                ("CUDA_PATH", "CUDA_HOME", "LD_LIBRARY_PATH", "CXX", "KEOPS_CACHE_FOLDER")},
     }
 
 
@@ -169,7 +173,8 @@ def probe(kind: str, *, refresh: bool = False) -> tuple[bool, str]:
                 return bool(stored["ok"]), str(stored["reason"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    ok, reason = _run_child(kind, PROBE_TIMEOUT)
+    timeout = float(os.environ.get("SKMOBY_KEOPS_PROBE_TIMEOUT") or PROBE_TIMEOUT)
+    ok, reason = _run_child(kind, timeout)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keops-probe-")

@@ -116,7 +116,7 @@ def test_auto_falls_back_with_one_warning_and_keops_raises(fake_keops):
 
 def test_hanging_keops_times_out(fake_keops, monkeypatch):
     fake_keops("hang")
-    monkeypatch.setattr(_keops_probe, "PROBE_TIMEOUT", 8.0)
+    monkeypatch.setenv("SKMOBY_KEOPS_PROBE_TIMEOUT", "8")
     ok, reason = _keops_probe.probe("cpu")
     assert not ok and "did not finish within 8 s" in reason
 
