@@ -1,10 +1,9 @@
 """Speed and memory of k-center greedy (CoreSet) selection against reference approaches.
 
-Default problem: a pool of N = 50,000 points plus M = 5,000 labelled centres, d = 512,
-b = 2,500 picks, on Gaussian-mixture features (10 clusters, like class-clustered network
-embeddings) and on isotropic noise. Every approach runs in its own subprocess, so its
-peak memory above the feature matrix (VmHWM minus the resident size before the call) is
-measured cleanly. All approaches must select the same points; the script checks it.
+A pool of N points plus M labelled centres, d features, b picks, float32, on
+Gaussian-mixture features (10 clusters, like class-clustered network embeddings) and on
+isotropic noise. All approaches must select the same points; the script says from which
+pick on they differ (float32 near-ties are ordered differently by different formulas).
 
 Reference approaches, reimplemented here:
 
@@ -15,12 +14,22 @@ Reference approaches, reimplemented here:
    initial distances plus an incremental ``pairwise_distances`` update per pick (what
    scikit-activeml and modAL-style implementations do); ``argmin_min_norms`` is the same
    with the pool's squared norms computed once instead of at every pick.
-3. ``cdist``: a full ``torch.cdist`` N x M matrix, then per-pick updates.
+3. ``cdist``: a full ``torch.cdist`` N x M matrix, then one ``cdist`` per pick, the
+   pick's index brought to the host each time (the obvious GPU approach).
+
+On the CPU every approach runs in its own subprocess, so its peak memory above the
+feature matrix (VmHWM minus the resident size before the call) is measured cleanly;
+ratio = time of ``argmin_min`` / time. With ``--device cuda`` all run in one process
+(CUDA starts once), memory is the peak of ``torch.cuda.max_memory_allocated`` above the
+features, ratio = time of ``cdist`` / time, and the script prints the bandwidth bound:
+b passes over the N x d features at the bandwidth of a device-to-device copy measured in
+the same run. ``skmoby-cuda-<step>-<graph|eager>`` variants pin how a greedy step runs.
 
 Usage::
 
-    uv run python benchmarks/coreset.py                  # the full default problem
-    uv run python benchmarks/coreset.py --n 10000 --m 1000 --b 500 --only skmoby
+    uv run python benchmarks/coreset.py --n 20000 --m 2000 --b 500   # CPU goal size
+    uv run python benchmarks/coreset.py --only argmin_min,skmoby-torch-auto --repeat 3
+    python benchmarks/coreset.py --device cuda --n 50000 --m 5000 --b 2500
 """
 
 from __future__ import annotations
@@ -34,10 +43,13 @@ import time
 
 import numpy as np
 
-APPROACHES = [
+CPU_APPROACHES = [
     "authors", "argmin_min", "argmin_min_norms", "cdist",
-    "skmoby-torch-auto", "skmoby-torch-prune", "skmoby-torch-noprune",
-    "skmoby-keops-auto", "skmoby-keops-noprune",
+    "skmoby-torch-auto", "skmoby-torch-noprune", "skmoby-keops-auto",
+]
+CUDA_APPROACHES = [
+    "cdist", "skmoby-cuda-auto", "skmoby-cuda-triton-graph", "skmoby-cuda-triton-eager",
+    "skmoby-cuda-torch-graph", "skmoby-cuda-torch-eager",
 ]
 
 
@@ -111,7 +123,7 @@ def run_argmin_min_norms(x, m, b):
 def run_cdist(x, m, b):
     import torch
 
-    pool, lab = torch.from_numpy(x[m:]), torch.from_numpy(x[:m])
+    pool, lab = x[m:], x[:m]
     min_d = torch.cdist(pool, lab).min(dim=1).values
     picks, ds = [], []
     for _ in range(b):
@@ -122,19 +134,52 @@ def run_cdist(x, m, b):
     return np.array(picks), np.array(ds)
 
 
-def run_skmoby(x, m, b, backend, prune):
+def run_skmoby(x, m, b, name):
     from skmoby import k_center_greedy
+    from skmoby.query import kcenter
 
+    parts = name.split("-")
+    kcenter._DEVICE_STEP, kcenter._GRAPH_STEPS = _DEFAULTS
+    if parts[1] == "cuda":
+        backend, prune = "torch", "auto"
+        if parts[2] != "auto":
+            kcenter._DEVICE_STEP = parts[2]
+            kcenter._GRAPH_STEPS = _DEFAULTS[1] if parts[3] == "graph" else 0
+    else:
+        backend = parts[1]
+        prune = {"auto": "auto", "noprune": False}[parts[2]]
     idx, ds = k_center_greedy(x, b, initial_centers=np.arange(m), backend=backend,
                               prune=prune)
     return idx - m, ds
 
 
+def _defaults():
+    from skmoby.query import kcenter
+
+    return kcenter._DEVICE_STEP, kcenter._GRAPH_STEPS
+
+
+_DEFAULTS = _defaults()
+
+
+def run(name, x, m, b):
+    if name == "authors":
+        return run_authors(x, m, b)
+    if name == "argmin_min":
+        return run_argmin_min(x, m, b)
+    if name == "argmin_min_norms":
+        return run_argmin_min_norms(x, m, b)
+    if name == "cdist":
+        return run_cdist(x, m, b)
+    return run_skmoby(x, m, b, name)
+
+
 def child(args) -> None:
+    """One CPU approach in a fresh process; prints a JSON line."""
     x = make_features(args.kind, args.n + args.m, args.d)
     if args.approach.startswith("skmoby-keops"):
-        # Compile the KeOps formulas for this dimension outside the timed region.
-        run_skmoby(x[:64], 8, 1, "keops", True)
+        # Probe KeOps and compile its formula for this dimension outside the timing.
+        run_skmoby(x[:64], 8, 1, "skmoby-keops-noprune")
     import sklearn.metrics  # noqa: F401  (libraries load before the baseline)
     import torch  # noqa: F401
 
@@ -142,24 +187,68 @@ def child(args) -> None:
 
     before = _rss("VmRSS")
     t0 = time.perf_counter()
-    name = args.approach
-    if name == "authors":
-        idx, ds = run_authors(x, args.m, args.b)
-    elif name == "argmin_min":
-        idx, ds = run_argmin_min(x, args.m, args.b)
-    elif name == "argmin_min_norms":
-        idx, ds = run_argmin_min_norms(x, args.m, args.b)
-    elif name == "cdist":
-        idx, ds = run_cdist(x, args.m, args.b)
-    else:
-        _, backend, prune = name.split("-")
-        prune = {"prune": True, "noprune": False, "auto": "auto"}[prune]
-        idx, ds = run_skmoby(x, args.m, args.b, backend, prune)
+    idx, ds = run(args.approach, x, args.m, args.b)
     sec = time.perf_counter() - t0
     peak = _rss("VmHWM")
     print(json.dumps({"seconds": sec, "extra_bytes": max(0, peak - before),
-                      "feature_bytes": x.nbytes, "picks": idx.tolist(),
+                      "feature_bytes": x.nbytes, "picks": [int(v) for v in idx],
                       "distances": [float(v) for v in ds]}))
+
+
+def cuda_copy_bandwidth(nbytes: int) -> float:
+    """Bytes per second of a device-to-device copy (read + write) of ``nbytes``."""
+    import torch
+
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best
+
+
+def run_cuda(args, kind, chosen):
+    import torch
+
+    x = torch.from_numpy(make_features(kind, args.n + args.m, args.d)).cuda()
+    results = {}
+    for name in chosen:
+        for rep in range(args.repeat + 1):  # the first run compiles and warms up
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            t0 = time.perf_counter()
+            idx, _ = run(name, x, args.m, args.b)
+            torch.cuda.synchronize()
+            sec = time.perf_counter() - t0
+            if rep == 0:
+                continue
+            r = results.setdefault(name, {"times": [], "feature_bytes": x.numel() * 4})
+            r["times"].append(sec)
+            r["extra_bytes"] = torch.cuda.max_memory_allocated() - base
+            r["picks"] = [int(v) for v in idx]
+    return results
+
+
+def report(kind, results, ref_name, args):
+    ref = results[ref_name]
+    fb = ref["feature_bytes"]
+    print(f"\n{kind} features (ratio = {ref_name} time / time, median of {args.repeat}; "
+          f"memory = peak extra memory / feature matrix of {fb / 2**20:.0f} MiB)")
+    print(f"{'approach':<26}{'seconds':>9}{'ratio':>8}{'extra MiB':>11}{'memory':>8}"
+          f"{'same picks':>12}")
+    for a, r in results.items():
+        sec, ref_sec = np.median(r["times"]), np.median(ref["times"])
+        diverge = next((i for i, (u, v) in enumerate(zip(r["picks"], ref["picks"],
+                                                            strict=True)) if u != v), None)
+        same = "yes" if diverge is None else f"from {diverge}"
+        print(f"{a:<26}{sec:>9.3f}{ref_sec / sec:>8.2f}{r['extra_bytes'] / 2**20:>11.0f}"
+              f"{r['extra_bytes'] / fb:>8.2f}{same:>12}")
 
 
 def main() -> None:
@@ -169,6 +258,9 @@ def main() -> None:
     p.add_argument("--d", type=int, default=512, help="feature dimension (512)")
     p.add_argument("--b", type=int, default=2_500, help="picks (2500)")
     p.add_argument("--kinds", default="clustered,noise")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per approach, interleaved; the median is reported")
     p.add_argument("--only", default="", help="comma-separated approach prefixes to run")
     p.add_argument("--approach", help=argparse.SUPPRESS)
     p.add_argument("--kind", help=argparse.SUPPRESS)
@@ -176,31 +268,40 @@ def main() -> None:
     if args.approach:
         child(args)
         return
-    chosen = [a for a in APPROACHES
+    pool = CUDA_APPROACHES if args.device == "cuda" else CPU_APPROACHES
+    chosen = [a for a in pool
               if not args.only or any(a.startswith(o) for o in args.only.split(","))]
-    print(f"N={args.n} M={args.m} d={args.d} b={args.b}, float32, "
-          f"{os.cpu_count()} CPU cores")
+    where = (f"{os.cpu_count()} CPU cores" if args.device == "cpu"
+             else __import__("torch").cuda.get_device_name())
+    print(f"N={args.n} M={args.m} d={args.d} b={args.b}, float32, {where}", flush=True)
+    if args.device == "cuda":
+        per_pick = (args.n + args.m) * args.d * 4
+        bw = cuda_copy_bandwidth(max(per_pick, 256 * 2**20))
+        bound = args.b * per_pick / bw
+        print(f"bandwidth bound: {args.b} passes over {per_pick / 2**20:.0f} MiB at "
+              f"{bw / 1e9:.0f} GB/s (device copy) = {bound:.3f} s", flush=True)
     for kind in args.kinds.split(","):
-        results = {}
-        for a in chosen:
-            cmd = [sys.executable, __file__, "--approach", a, "--kind", kind,
-                   "--n", str(args.n), "--m", str(args.m), "--d", str(args.d),
-                   "--b", str(args.b)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[a] = json.loads(out.stdout.strip().splitlines()[-1])
-        ref_name = "argmin_min" if "argmin_min" in results else chosen[0]
-        ref = results[ref_name]
-        print(f"\n{kind} features (ratio = {ref_name} time / time; memory = peak extra "
-              f"memory / feature matrix of {ref['feature_bytes'] / 2**20:.0f} MiB)")
-        print(f"{'approach':<24}{'seconds':>9}{'ratio':>8}{'extra MiB':>11}{'memory':>8}"
-              f"{'same picks':>12}")
-        for a, r in results.items():
-            diverge = next((i for i, (u, v) in enumerate(zip(r["picks"], ref["picks"],
-                                                                strict=True)) if u != v), None)
-            same = "yes" if diverge is None else f"from {diverge}"
-            print(f"{a:<24}{r['seconds']:>9.2f}{ref['seconds'] / r['seconds']:>8.2f}"
-                  f"{r['extra_bytes'] / 2**20:>11.0f}"
-                  f"{r['extra_bytes'] / r['feature_bytes']:>8.2f}{same:>12}")
+        if args.device == "cuda":
+            results = run_cuda(args, kind, chosen)
+            ref_name = "cdist" if "cdist" in results else chosen[0]
+        else:
+            results = {}
+            for _ in range(args.repeat):
+                for a in chosen:
+                    cmd = [sys.executable, __file__, "--approach", a, "--kind", kind,
+                           "--n", str(args.n), "--m", str(args.m), "--d", str(args.d),
+                           "--b", str(args.b)]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                    res = json.loads(out.stdout.strip().splitlines()[-1])
+                    r = results.setdefault(a, {**res, "times": []})
+                    r["times"].append(res["seconds"])
+                    r["extra_bytes"] = max(r["extra_bytes"], res["extra_bytes"])
+            ref_name = "argmin_min" if "argmin_min" in results else chosen[0]
+        report(kind, results, ref_name, args)
+        if args.device == "cuda":
+            for a, r in results.items():
+                if a.startswith("skmoby"):
+                    print(f"{a}: {np.median(r['times']) / bound:.2f}x the bandwidth bound")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,38 @@
-"""Exact k-center greedy selection (Sener & Savarese, 2018) with KeOps and torch backends.
+"""Exact k-center greedy selection (Sener & Savarese, 2018) on the CPU and on GPUs.
 
 The greedy step picks the non-centre point farthest from its nearest centre and makes it
-a centre. Every backend computes the same thing:
+a centre. Two parts:
 
 1. the distance of every point to its nearest initial centre -- the only ``N x M`` part,
-   done by a KeOps min/argmin reduction (``"keops"``) or by chunked matrix products
-   (``"torch"``), never materialising the ``N x M`` matrix; the distance to the nearest
-   centre found is then recomputed from the coordinates, so both backends agree exactly;
-2. one greedy pick at a time, updating the nearest-centre distances.
+   found by matrix products (``backend="torch"``) or a KeOps min/argmin reduction
+   (``"keops"``), never materialising the ``N x M`` matrix; the distance to the nearest
+   centre found is then recomputed from coordinate differences, so backends agree;
+2. one pick at a time, each updating the nearest-centre distances ``min_d``.
 
-Step 2 is exact with pruning: a point ``x`` with nearest centre ``c`` can only get closer
-to a new centre ``c'`` if ``d(c, c') < 2 d(x, c)`` (triangle inequality). Computing the
-distances from ``c'`` to the centres is cheap (there are few centres), and the test rules
-out whole groups of points at once; on clustered features (network embeddings cluster by
-class) most of the pool is skipped at every step. On data where the test prunes little
-(isotropic noise in high dimension) ``prune="auto"`` falls back to the plain scan.
+**CPU.** The rows are put in groups (the Voronoi cells of a few *pivot* points, stored
+group by group) and every row's distance to each pivot is tabulated once. By the
+triangle inequality, ``|d(x, p) - d(y, p)| <= d(x, y)`` for every pivot ``p``, so the
+pivot distances bound the distance between any row of a group and a new centre, or a
+group of centres, from below. A group whose bound exceeds its largest ``min_d`` cannot
+change and is skipped: on clustered features (network embeddings cluster by class) most
+of the pool is skipped at every pick, and the initial search compares each group with
+the few groups of centres that can hold its nearest centre. The groups that remain are
+contiguous slices, scanned without gathering rows. On isotropic noise in high dimension
+nothing can be skipped and this is a plain scan. Bounds carry a margin for rounding, so
+the picks are those of the plain scan.
+
+**GPU.** Pruning needs the host to look at the data, so there the picks are made on the
+device without it and without host synchronisation (see ``_device_loop``): a fused
+Triton kernel per pick (or plain torch operations), replayed from a CUDA graph.
+
+**Scale.** Features are multiplied by a power of two (exact) when their largest
+magnitude would make squared distances overflow or underflow, e.g. float32 features of
+order 1e20 or 1e-25; picks do not depend on a common scale.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import math
 import warnings
 from typing import Any
 
@@ -28,23 +40,42 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from . import _device_loop, _keops_probe
+
 __all__ = ["k_center_greedy", "keops_available"]
 
 _CHUNK_BYTES = 16 * 2**20  # bound on the temporary blocks of the N x M search
-_SCAN_BYTES = 8 * 2**20  # per-pick scans: blocks that stay in cache are ~10x faster
+_SCAN_BYTES = 8 * 2**20  # rows per exact-distance block: temporaries stay in cache
+_BLOCK_BYTES = 256 * 2**10  # NumPy's blocks of the per-pick distances (in L2)
+_PARALLEL_BYTES = 16 * 2**20  # per-pick slices larger than this use every thread
+_MAX_PIVOTS = 32  # pivots (and groups) of the CPU pruning
+_PIVOT_SAMPLE = 4096  # rows among which the pivots are chosen
+_GRAPH_STEPS = 64  # greedy steps per CUDA graph (0: launch each step from the host)
+_DEVICE_STEP = "triton"  # "triton" or "torch": how a greedy step runs on CUDA
+# Largest magnitude below which (and smallest above which) features are used unscaled:
+# squared distances of such values neither overflow nor lose precision to underflow.
+_SAFE_EXPONENT = {torch.float32: 20, torch.float64: 200}
 _KEOPS_STATE: dict[str, Any] = {}
 
 
-def keops_available(device: str | torch.device = "cpu") -> bool:
-    """Whether pykeops can compile and run a reduction on ``device``.
+def keops_available(device: str | torch.device = "cpu", *, refresh: bool = False) -> bool:
+    """Whether pykeops runs correctly on ``device``, asked of a separate process.
 
-    The answer is cached per device type. A failure (no C++ compiler, no CUDA toolkit)
-    is remembered with its reason, which :func:`k_center_greedy` reports.
+    A child Python process runs one small KeOps reduction on the device type and
+    compares it with torch, under a time limit, so a KeOps that crashes (pykeops 2.3
+    on CUDA 13 dies with SIGSEGV), hangs or answers wrongly cannot take the caller
+    down; this process never imports pykeops to find out. The verdict is kept in
+    ``$XDG_CACHE_HOME/skmoby`` (else ``~/.cache/skmoby``), keyed by the pykeops,
+    keopscore, torch and CUDA versions and the device name, so the child runs once per
+    environment; a failure's reason is what :func:`k_center_greedy` reports.
 
     Parameters
     ----------
     device : str or torch.device, default="cpu"
         Device type to test.
+    refresh : bool, default=False
+        Ask again instead of using the stored verdict (e.g. after installing a
+        compiler or a CUDA toolkit).
 
     Returns
     -------
@@ -56,25 +87,14 @@ def keops_available(device: str | torch.device = "cpu") -> bool:
     True
     """
     kind = torch.device(device).type
-    if kind in _KEOPS_STATE:
-        return _KEOPS_STATE[kind] is True
-    try:
-        # pykeops prints a notice on import when it finds no CUDA; keep it quiet.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            import pykeops
-
-            pykeops.set_verbose(False)
-            from pykeops.torch import LazyTensor
-
-            x = torch.zeros(4, 1, 2, device=kind)
-            y = torch.ones(1, 3, 2, device=kind)
-            val = ((LazyTensor(x) - LazyTensor(y)) ** 2).sum(-1).min(dim=1)
-        ok = bool(torch.allclose(val.float().cpu().flatten(), torch.full((4,), 2.0)))
-        _KEOPS_STATE[kind] = True if ok else "KeOps returned a wrong test result"
-    except Exception as exc:  # any build or runtime failure disables the backend
-        _KEOPS_STATE[kind] = f"{type(exc).__name__}: {exc}"
+    if refresh or kind not in _KEOPS_STATE:
+        ok, reason = _keops_probe.probe(kind, refresh=refresh)
+        _KEOPS_STATE[kind] = True if ok else reason
     return _KEOPS_STATE[kind] is True
+
+
+def _keops_reason(kind: str) -> str:
+    return str(_KEOPS_STATE.get(kind, "not tested"))
 
 
 def _nearest_keops(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -91,15 +111,14 @@ def _nearest_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     rows = max(1, _CHUNK_BYTES // (max(1, c.shape[0]) * x.element_size()))
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for s in range(0, x.shape[0], rows):
-        xb = x[s:s + rows]
         # ||x||^2 is the same for every centre, so argmin needs only ||c||^2 - 2 x.c
-        scores = torch.addmm(c_sq[None, :], xb, c.t(), alpha=-2.0)
+        scores = torch.addmm(c_sq[None, :], x[s:s + rows], c.t(), alpha=-2.0)
         out[s:s + rows] = scores.argmin(dim=1)
     return out
 
 
 def _dist_to(x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances from every row of ``x`` to one point, computed from differences."""
+    """Euclidean distances from every row of ``x`` to one point, from differences."""
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
     if x.shape[0] <= rows:
         return torch.linalg.vector_norm(x - point, dim=1)
@@ -107,82 +126,337 @@ def _dist_to(x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
                       for s in range(0, x.shape[0], rows)])
 
 
-def _dist_to_assigned(x: torch.Tensor, centers: torch.Tensor, assign: torch.Tensor):
-    """``||x_i - centers[assign_i]||`` in chunks (never an (N, d) gather at once)."""
+def _dist_rows(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``||x_i - c_i||`` row by row, in blocks (never an (N, d) temporary at once)."""
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
-    return torch.cat([torch.linalg.vector_norm(x[s:s + rows] - centers[assign[s:s + rows]],
-                                               dim=1)
-                      for s in range(0, x.shape[0], rows)])
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for s in range(0, x.shape[0], rows):
+        out[s:s + rows] = torch.linalg.vector_norm(x[s:s + rows] - c[s:s + rows], dim=1)
+    return out
+
+
+def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str) -> torch.Tensor:
+    """Distance from every row of ``x`` to its nearest row of ``c``, from differences."""
+    nearest = (_nearest_keops if backend == "keops" else _nearest_torch)(x, c)
+    rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for s in range(0, x.shape[0], rows):
+        out[s:s + rows] = torch.linalg.vector_norm(
+            x[s:s + rows] - c[nearest[s:s + rows]], dim=1)
+    return out
 
 
 def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
-    """The backend measured faster for the initial nearest-centre search (see docs)."""
-    if m == 0:
+    """The backend measured faster for the initial nearest-centre search (see docs).
+
+    On CUDA that is torch: KeOps has not been measured to win there, and pykeops 2.3
+    crashes with the CUDA 13 of the torch wheels, so it is not even probed.
+    """
+    if m == 0 or device.type != "cpu":
         return "torch"
-    if device.type == "cuda":
-        wants_keops = d <= 64
-    else:
-        wants_keops = d <= 8 and n * m >= 10**7
-    if wants_keops and not keops_available(device):
-        reason = _KEOPS_STATE.get(device.type)
+    if not (d <= 4 and n * m >= 10**7):
+        return "torch"
+    if not keops_available(device):
         warnings.warn(
-            f"KeOps is not usable on {device.type} ({reason}); k_center_greedy falls back "
-            "to the torch backend.", RuntimeWarning, stacklevel=3,
+            f"KeOps is not usable on {device.type} ({_keops_reason(device.type)}); "
+            "k_center_greedy falls back to the torch backend.", RuntimeWarning,
+            stacklevel=3,
         )
         return "torch"
-    return "keops" if wants_keops else "torch"
+    return "keops"
 
 
-def _validate(features, n, initial_centers):
+# -- input checks ---------------------------------------------------------------------
+
+def _as_tensor(features: Any) -> torch.Tensor:
     if isinstance(features, torch.Tensor):
         x = features.detach()
     else:
         arr = np.asarray(features)
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)):
             raise TypeError(f"features must be a numeric array; got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError("features must be real-valued; got a complex array")
         x = torch.from_numpy(np.ascontiguousarray(arr))
+    if x.is_complex():
+        raise TypeError("features must be real-valued; got a complex tensor")
+    if x.dtype == torch.bool:
+        raise TypeError("features must be a numeric array; got dtype bool")
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N, d); got shape {tuple(x.shape)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"features must have at least one row and column; got {tuple(x.shape)}")
-    if x.is_complex():
-        raise TypeError("features must be real-valued")
+        raise ValueError(
+            f"features must have at least one row and one column; got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        x = x.double()
+        big = int(x.abs().max()) if x.numel() else 0
+        if big > 2**53:
+            raise ValueError(
+                "features holds integers beyond 2**53, which float64 cannot represent "
+                "exactly; convert them to floating point yourself")
+        x = x.double()  # exact for these integers
     elif x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("features contain NaN or infinity")
-    N = x.shape[0]
+        x = x.float()  # exact: every float16/bfloat16 value is a float32 value
+    return x
+
+
+def _scale_exponent(x: torch.Tensor) -> int:
+    """``e`` such that ``x * 2**-e`` is safe from overflow and underflow (0: as is)."""
+    lo, hi = torch.aminmax(x)
+    big = max(abs(float(lo)), abs(float(hi)))
+    if not math.isfinite(big):
+        rows = torch.nonzero(~torch.isfinite(x).all(dim=1)).view(-1)[:5].tolist()
+        raise ValueError(f"features contain NaN or infinity (rows {rows}, ...)")
+    if big == 0.0:
+        return 0
+    e = math.frexp(big)[1]  # big = f * 2**e with 0.5 <= f < 1
+    return 0 if abs(e) <= _SAFE_EXPONENT[x.dtype] else e
+
+
+def _times_pow2(t: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``t * 2**k``, exactly, in steps that never overflow the factor itself."""
+    while k:
+        s = max(-500, min(500, k))
+        t = torch.mul(t, 2.0 ** s, out=out)
+        k -= s
+    return t
+
+
+def _centre_mask(initial_centers: Any, N: int) -> torch.Tensor:
     center = torch.zeros(N, dtype=torch.bool)
-    if initial_centers is not None:
-        ic = np.asarray(initial_centers.cpu() if isinstance(initial_centers, torch.Tensor)
-                        else initial_centers)
-        if ic.dtype == bool:
-            if ic.shape != (N,):
-                raise ValueError(
-                    f"initial_centers as a boolean mask must have shape ({N},); got {ic.shape}"
-                )
-            center = torch.from_numpy(ic.copy())
-        else:
-            ic = ic.reshape(-1)
-            if ic.size and not np.issubdtype(ic.dtype, np.integer):
-                raise TypeError(
-                    f"initial_centers must be integer indices or a boolean mask; got {ic.dtype}"
-                )
-            if ic.size and (ic.min() < -N or ic.max() >= N):
-                raise ValueError(
-                    f"initial_centers must index rows 0..{N - 1}; got values in "
-                    f"[{ic.min()}, {ic.max()}]"
-                )
-            center[torch.from_numpy(ic.astype(np.int64) % N)] = True
-    free = N - int(center.sum())
+    if initial_centers is None:
+        return center
+    ic = np.asarray(initial_centers.cpu() if isinstance(initial_centers, torch.Tensor)
+                    else initial_centers)
+    if ic.dtype == bool:
+        if ic.shape != (N,):
+            raise ValueError(
+                f"initial_centers as a boolean mask must have shape ({N},); got {ic.shape}")
+        return torch.from_numpy(ic.copy())
+    ic = ic.reshape(-1)
+    if ic.size and not np.issubdtype(ic.dtype, np.integer):
+        raise TypeError(
+            f"initial_centers must be integer indices or a boolean mask; got {ic.dtype}")
+    if ic.size and (ic.min() < -N or ic.max() >= N):
+        raise ValueError(
+            f"initial_centers must index rows 0..{N - 1} (or -{N}..-1); got values in "
+            f"[{ic.min()}, {ic.max()}]")
+    center[torch.from_numpy(ic.astype(np.int64) % N)] = True
+    return center
+
+
+def _check_n(n: Any, N: int, free: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
+    if free == 0:
+        raise ValueError(f"n: no point is left to pick, all {N} are initial_centers")
     if n <= 0 or n > free:
         raise ValueError(f"n must be in 1..{free} (the points that are not centres); got {n}")
-    return x, center
+    return int(n)
 
+
+# -- CPU: pivots, groups and the pruned loop ------------------------------------------
+
+def _n_pivots(N: int, d: int, itemsize: int) -> int:
+    # the float64 pivot table stays within half the size of the features
+    return min(_MAX_PIVOTS, N // 2, (d * itemsize) // 16)
+
+
+def _choose_pivots(x: torch.Tensor, P: int, k: int) -> torch.Tensor:
+    """``P`` rows (times ``2**k``) spread over the data: farthest-first among evenly
+    spaced rows."""
+    step = max(1, x.shape[0] // _PIVOT_SAMPLE)
+    sub = x[::step].clone()
+    _times_pow2(sub, k, out=sub)
+    far = _dist_to(sub, sub.mean(0))
+    cur = int(torch.argmax(far))
+    far.fill_(float("inf"))
+    picked = []
+    for _ in range(P):
+        picked.append(cur)
+        far = torch.minimum(far, _dist_to(sub, sub[cur]))
+        cur = int(torch.argmax(far))
+        if float(far[cur]) == 0.0:
+            break  # the rest duplicate a pivot
+    return sub[picked].clone()
+
+
+def _pivot_table(x: torch.Tensor, piv: torch.Tensor,
+                 k: int) -> tuple[np.ndarray, float]:
+    """Distances (float64) from every scaled row to every pivot, and a bound on their error."""
+    p64 = piv.double()
+    p_sq = (p64 * p64).sum(1)
+    rows = max(1, _CHUNK_BYTES // (8 * max(x.shape[1], piv.shape[0])))
+    T = torch.empty((x.shape[0], piv.shape[0]), dtype=torch.float64)
+    r2 = 0.0
+    for s in range(0, x.shape[0], rows):
+        xb = _times_pow2(x[s:s + rows].double(), k)  # never in place: may be a view of x
+        x_sq = (xb * xb).sum(1)
+        r2 = max(r2, float(x_sq.max()))
+        sq = torch.addmm(x_sq[:, None] + p_sq[None, :], xb, p64.t(), alpha=-2.0)
+        T[s:s + rows] = sq.clamp_(min=0.0).sqrt_()
+    # Each squared distance is off by at most ~4 d eps64 max(||x||^2, ||p||^2), so a
+    # distance by at most the square root of that.
+    r2 = max(r2, float(p_sq.max()))
+    err = math.sqrt(16.0 * x.shape[1] * np.finfo(np.float64).eps * r2)
+    return T.numpy(), err
+
+
+def _gap(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Lower bound on distances from a point with pivot distances ``t`` to each group."""
+    return np.maximum(lo - t, t - hi).max(axis=-1).clip(min=0.0)
+
+
+class _Groups:
+    """Rows sorted into the Voronoi cells of the pivots, with pivot-distance ranges.
+
+    Within a group the centres come first, then the pool, each in the original order,
+    so the first maximum of a slice is the one with the lowest original index.
+    """
+
+    def __init__(self, x: torch.Tensor, center: torch.Tensor, k: int, prune: bool):
+        N, d = x.shape
+        P = _n_pivots(N, d, x.element_size()) if prune else 0
+        if P >= 2:
+            piv = _choose_pivots(x, P, k)
+            T, self.t_err = _pivot_table(x, piv, k)
+            gid = T.argmin(axis=1)
+        else:
+            T, self.t_err, gid = np.zeros((N, 0)), 0.0, np.zeros(N, dtype=np.int64)
+        is_pool = ~center.numpy()
+        perm = np.argsort(gid * 2 + is_pool, kind="stable")
+        G = int(gid.max()) + 1
+        self.start = np.searchsorted(gid[perm], np.arange(G + 1))
+        self.n_centres = np.bincount(gid[~is_pool], minlength=G)
+        self.perm = perm
+        self.T = T[perm]
+        nonempty = self.start[1:] > self.start[:-1]
+        self.lo = np.full((G, T.shape[1]), np.inf)
+        self.hi = np.full((G, T.shape[1]), -np.inf)
+        if T.shape[1]:
+            idx = self.start[:-1][nonempty]
+            self.lo[nonempty] = np.minimum.reduceat(self.T, idx, axis=0)
+            self.hi[nonempty] = np.maximum.reduceat(self.T, idx, axis=0)
+        self.G = G
+        # one copy of the features, in group order (and scaled, if needed)
+        xp = x[torch.from_numpy(perm)]
+        self.x = _times_pow2(xp, k, out=xp)
+
+
+def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
+    """Distance to the nearest initial centre for every row (-1 for centres)."""
+    x, N = gr.x, gr.x.shape[0]
+    min_d = np.full(N, np.inf, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+    c_start = gr.start[:-1]
+    c_end = c_start + gr.n_centres
+    for g in range(gr.G):
+        min_d[c_start[g]:c_end[g]] = -1.0
+    if gr.n_centres.sum() == 0:
+        return min_d
+    cidx = np.concatenate([np.arange(c_start[h], c_end[h]) for h in range(gr.G)])
+    C = x[torch.from_numpy(cidx)]  # the centres, contiguous, group by group
+    c_off = np.concatenate([[0], np.cumsum(gr.n_centres)])
+    has_c = gr.n_centres > 0
+    if gr.T.shape[1]:
+        # ranges of pivot distances over the centres of each group
+        CT = gr.T[cidx]
+        idx = c_off[:-1][has_c]
+        c_lo = np.full_like(gr.lo, np.inf)
+        c_hi = np.full_like(gr.hi, -np.inf)
+        c_lo[has_c] = np.minimum.reduceat(CT, idx, axis=0)
+        c_hi[has_c] = np.maximum.reduceat(CT, idx, axis=0)
+    for g in range(gr.G):
+        a, b = c_end[g], gr.start[g + 1]
+        if a == b:
+            continue
+        xg = x[a:b]
+        if backend == "keops" or not gr.T.shape[1]:
+            min_d[a:b] = _nearest_dist(xg, C, backend).numpy()
+            continue
+        # pool rows of g: their pivot ranges, against each group of centres
+        p_lo, p_hi = gr.T[a:b].min(axis=0), gr.T[a:b].max(axis=0)
+        bound = np.maximum(np.maximum(c_lo - p_hi, p_lo - c_hi), 0.0).max(axis=1)
+        bound[~has_c] = np.inf
+        order = np.argsort(bound, kind="stable")
+        h0 = order[0]
+        best = _nearest_dist(xg, C[c_off[h0]:c_off[h0 + 1]], "torch").numpy()
+        reach = float(best.max()) * (1.0 + slack_rel) + 2.0 * gr.t_err
+        rest = [h for h in order[1:] if bound[h] <= reach]
+        if rest:
+            if sum(gr.n_centres[h] for h in rest) > C.shape[0] // 2:
+                more = _nearest_dist(xg, C, "torch").numpy()
+            else:
+                sel = np.concatenate([np.arange(c_off[h], c_off[h + 1]) for h in rest])
+                more = _nearest_dist(xg, C[torch.from_numpy(sel)], "torch").numpy()
+            best = np.minimum(best, more)
+        min_d[a:b] = best
+    return min_d
+
+
+def _exact_dist(x: torch.Tensor, point: torch.Tensor) -> np.ndarray:
+    """Distances from rows of ``x`` to one point, from differences.
+
+    Small slices are done by NumPy in one thread, in blocks whose temporaries stay in
+    the cache: a multithreaded operation per pick waits at its end for every thread, and
+    on a busy machine (more threads than cores) that wait is a scheduler time slice,
+    longer than the work. Large slices use all threads (``torch.cdist``, no temporary).
+    """
+    if x.numel() * x.element_size() > _PARALLEL_BYTES:
+        return torch.cdist(x, point[None, :],
+                           compute_mode="donot_use_mm_for_euclid_dist").view(-1).numpy()
+    a, p = x.numpy(), point.numpy()
+    rows = max(1, _BLOCK_BYTES // (a.shape[1] * a.itemsize))
+    out = np.empty(a.shape[0], dtype=a.dtype)
+    buf = np.empty((min(rows, a.shape[0]), a.shape[1]), dtype=a.dtype)
+    for s in range(0, a.shape[0], rows):
+        diff = np.subtract(a[s:s + rows], p, out=buf[:min(rows, a.shape[0] - s)])
+        np.einsum("ij,ij->i", diff, diff, out=out[s:s + rows])
+    return np.sqrt(out, out=out)
+
+
+def _greedy_cpu(gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune: bool,
+                slack_rel: float) -> tuple[np.ndarray, np.ndarray]:
+    x, start, G = gr.x, gr.start, gr.G
+    gmax = np.full(G, -np.inf, dtype=min_d.dtype)
+    nonempty = start[1:] > start[:-1]
+    gmax[nonempty] = np.maximum.reduceat(min_d, start[:-1][nonempty])
+    pos = np.empty_like(gr.perm)
+    pos[gr.perm] = np.arange(len(pos))
+    picks = np.empty(n, dtype=np.int64)
+    dists = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        if i == 0 and first is not None:
+            j, dj = int(pos[first]), math.inf
+        else:
+            top = gmax.max()
+            best_orig, j = None, -1
+            for g in np.flatnonzero(gmax == top):
+                jj = int(start[g]) + int(np.argmax(min_d[start[g]:start[g + 1]]))
+                if best_orig is None or gr.perm[jj] < best_orig:
+                    best_orig, j = gr.perm[jj], jj
+            dj = float(min_d[j])
+        picks[i], dists[i] = gr.perm[j], dj
+        min_d[j] = -1.0
+        if i == n - 1:
+            break
+        if prune and gr.T.shape[1]:
+            need = _gap(gr.T[j], gr.lo, gr.hi) <= gmax * (1.0 + slack_rel) + 2.0 * gr.t_err
+            need &= nonempty
+        else:
+            need = nonempty.copy()
+        g = np.flatnonzero(need)
+        # groups that follow each other in memory are scanned as one slice
+        cut = np.flatnonzero(start[g[1:]] != start[g[:-1] + 1]) + 1
+        xj = x[j]
+        for run in np.split(g, cut):
+            a, b = int(start[run[0]]), int(start[run[-1] + 1])
+            part = min_d[a:b]
+            np.minimum(part, _exact_dist(x[a:b], xj), out=part)
+            idx = start[run] - a
+            gmax[run] = np.maximum.reduceat(part, idx)
+    return picks, dists
+
+
+# -- the public function --------------------------------------------------------------
 
 def k_center_greedy(
     features: np.ndarray | torch.Tensor,
@@ -202,22 +476,30 @@ def k_center_greedy(
     ----------
     features : ndarray or torch.Tensor of shape (N, d)
         Points, on any device (the work runs there). Arithmetic is in the input dtype:
-        float64 in, float64 math. float16/bfloat16 are upcast to float32, integers to
-        float64.
+        float64 in, float64 math; float32 in, float32 math. float16 and bfloat16 are
+        computed in float32 and integers in float64, conversions that are exact (integers
+        beyond 2**53 are refused), so the picks are those of the given values. Features
+        are scaled by a power of two (exact) when their magnitude would make squared
+        distances overflow or underflow, so float32 features of order 1e20 or 1e-25 give
+        the picks that float64 gives. NaN or infinity raise ``ValueError``.
     n : int
         Number of points to pick, ``1 <= n <=`` the number of non-centre points.
     initial_centers : array-like of int or bool, optional
         Indices, or a boolean mask of length N, of the points that are centres from the
-        start (the labelled set); they are never picked.
+        start (the labelled set); they are never picked. Repeated indices count once.
     backend : {"auto", "keops", "torch"}, default="auto"
-        How the nearest initial centre of every point is found: a KeOps reduction or
-        chunked matrix products. ``"auto"`` picks the faster for the device, N, M and d
-        (measured; see the docs' crossover table) and falls back to torch, with one
-        warning, when KeOps cannot build. ``"keops"`` raises if KeOps is not usable.
+        How the nearest initial centre of every point is found: matrix products
+        (``"torch"``) or a KeOps reduction. ``"auto"`` picks the faster as measured
+        (see the docs' backend table): KeOps on the CPU for d <= 4 and N·M >= 10**7,
+        torch otherwise and always on CUDA. Whether KeOps works is tested once per
+        environment in a separate process (:func:`~skmoby.query.keops_available`);
+        if it does not, ``"auto"`` falls back to torch with one warning naming the
+        reason, and ``"keops"`` raises ``RuntimeError``.
     prune : bool or "auto", default="auto"
-        Skip points that the triangle inequality proves cannot move closer to the new
-        centre. ``"auto"`` stops pruning while it rules out too few points to pay off.
-        The result is the same either way.
+        On the CPU, skip the groups of points that the triangle inequality proves
+        cannot get closer to the new centre (``True`` and ``"auto"``), or scan every
+        point at every pick (``False``). On CUDA the picks are made on the device and
+        every point is scanned. The result is the same either way.
     random_state : int, RandomState or None, default=None
         Draws the first pick when there are no initial centres (uniformly over the
         points); unused otherwise.
@@ -228,15 +510,25 @@ def k_center_greedy(
         The picks, in the order they were made.
     distances : ndarray of shape (n,)
         ``distances[i]`` is the distance of pick ``i`` to its nearest centre when it was
-        picked (``inf`` for a first pick made without any centre).
+        picked (``inf`` for a first pick made without any centre); float64 for float64
+        or integer features, float32 otherwise.
 
     Raises
     ------
+    TypeError
+        If ``features`` is not real and numeric, ``n`` is not an int or
+        ``initial_centers`` is neither integer indices nor a boolean mask.
     ValueError
-        If ``n`` is out of range, features are not 2-D or not finite, or initial centres
-        are out of range.
+        If ``features`` is not 2-D, is empty or holds NaN or infinity, if
+        ``initial_centers`` is out of range, or if ``n`` is not in 1..(points that are
+        not centres).
     RuntimeError
         If ``backend="keops"`` and KeOps cannot run on the device.
+
+    Notes
+    -----
+    Duplicated points are fine: a copy of a centre is at distance 0 and is picked only
+    when nothing farther is left. A single feature (d = 1) is fine.
 
     Examples
     --------
@@ -246,79 +538,47 @@ def k_center_greedy(
     >>> idx.tolist(), dist.tolist()
     ([3, 2], [10.0, 5.0])
     """
-    x, center = _validate(features, n, initial_centers)
+    x = _as_tensor(features)
+    N, d = x.shape
+    center = _centre_mask(initial_centers, N)
+    M = int(center.sum())
+    n = _check_n(n, N, N - M)
     if backend not in ("auto", "keops", "torch"):
         raise ValueError(f"backend must be 'auto', 'keops' or 'torch'; got {backend!r}")
     if prune not in (True, False, "auto"):
         raise ValueError(f"prune must be True, False or 'auto'; got {prune!r}")
+    e = _scale_exponent(x)  # the work is done on x * 2**-e
     device = x.device
-    N, d = x.shape
-    center = center.to(device)
-    init_idx = torch.nonzero(center).view(-1)
-    M = int(init_idx.numel())
     if backend == "auto":
         backend = _auto_backend(device, N, M, d)
-    elif backend == "keops" and not keops_available(device):
+    elif backend == "keops" and M and not keops_available(device):
         raise RuntimeError(
             f"backend='keops' was asked for, but KeOps cannot run on {device.type}: "
-            f"{_KEOPS_STATE.get(device.type)}"
-        )
+            f"{_keops_reason(device.type)}")
+    first = None if M else int(check_random_state(random_state).randint(N))
+    out_dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    # rounding of the exact distances: a margin for the pruning bounds
+    slack_rel = 4.0 * d * float(torch.finfo(x.dtype).eps)
 
-    # Centre coordinates, in the order centres were made; slot k <-> centres[k].
-    centers = torch.empty((M + n, d), dtype=x.dtype, device=device)
-    min_d = torch.full((N,), float("inf"), dtype=x.dtype, device=device)
-    assign = torch.zeros(N, dtype=torch.long, device=device)
-    if M:
-        centers[:M] = x[init_idx]
-        nearest = (_nearest_keops if backend == "keops" else _nearest_torch)(x, centers[:M])
-        assign = nearest
-        min_d = _dist_to_assigned(x, centers, nearest)
-    min_d[center] = -1.0  # centres are never picked and never updated
-
-    picks = np.empty(n, dtype=np.int64)
-    dists = np.empty(n, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
-    pruning = prune is not False
-    misses = 0  # consecutive steps where pruning ruled out less than half the points
-    k = M
-    for i in range(n):
-        if k == 0:
-            j = int(check_random_state(random_state).randint(N))
-            dj = float("inf")
-        else:
-            j = int(torch.argmax(min_d))
-            dj = float(min_d[j])
-        picks[i], dists[i] = j, dj
-        xj = x[j]
-        centers[k] = xj
-        min_d[j] = -1.0
-        assign[j] = k
-        if i == n - 1:
-            break
-        cand = None
-        if pruning and k > 0:
-            # d(c, x_j) for every centre c; x can only improve if d(c_x, x_j) < 2 d(x, c_x).
-            cd = _dist_to(centers[:k + 1], xj)
-            mask = cd[assign] < 2.0 * min_d * (1.0 + 1e-6)
-            n_cand = int(mask.sum())
-            if prune is True or n_cand <= N // 2:
-                cand = torch.nonzero(mask).view(-1)
-                misses = 0
-            else:
-                misses += 1
-                pruning = misses < 2
-        if cand is not None:
-            if cand.numel():
-                dn = _dist_to(x[cand], xj)
-                better = dn < min_d[cand]
-                upd = cand[better]
-                min_d[upd] = dn[better]
-                assign[upd] = k
-        else:
-            dn = _dist_to(x, xj)
-            better = dn < min_d
-            min_d = torch.where(better, dn, min_d)
-            assign = torch.where(better, torch.full_like(assign, k), assign)
-            if prune == "auto" and not pruning and (i + 1) % 256 == 0:
-                pruning, misses = True, 0  # look again: centres get denser as picks go on
-        k += 1
-    return picks, dists
+    if device.type == "cpu":
+        gr = _Groups(x, center, -e, prune is not False)
+        min_d = _initial_min_d(gr, backend, slack_rel)
+        picks, dists = _greedy_cpu(gr, min_d, n, first, prune is not False, slack_rel)
+    else:
+        xs = x.contiguous() if e == 0 else x.clone()
+        _times_pow2(xs, -e, out=xs)
+        min_d = torch.full((N,), float("inf"), dtype=x.dtype, device=device)
+        center = center.to(device)
+        if M:
+            pool = torch.nonzero(~center).view(-1)
+            min_d[pool] = _nearest_dist(xs[pool], xs[center], backend)
+        min_d[center] = -1.0
+        step = _DEVICE_STEP if _device_loop.triton_usable(device) else "torch"
+        p, dd = _device_loop.greedy(xs, min_d, n, impl=step, graph_steps=_GRAPH_STEPS,
+                                    first=first)
+        picks, dists = p.numpy(), dd.double().numpy()
+        if first is not None:
+            dists[0] = math.inf
+    # undo the scaling exactly (a power of two), in float64 so nothing overflows first
+    with np.errstate(over="ignore"):
+        return picks, np.ldexp(dists, e).astype(out_dtype)

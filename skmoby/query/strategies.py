@@ -65,13 +65,22 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-np.asarray(scores), kind="stable")[:n]
 
 
-def _features(estimator: Any, X: Any) -> np.ndarray:
+def _features(estimator: Any, X: Any, name: str) -> np.ndarray:
+    if isinstance(X, list | tuple):
+        # a list of samples is one array of them (estimators may read a list of images
+        # as one table with a column per image row)
+        X = np.asarray([x.detach().cpu().numpy() if hasattr(x, "detach") else x for x in X])
     if hasattr(estimator, "transform") and callable(estimator.transform):
         F = estimator.transform(X)
+        source = f"The features of {name} (from {type(estimator).__name__}.transform) contain"
     else:
         F = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
+        source = f"{name} contains"
     F = np.asarray(F)
-    return F.reshape(F.shape[0], -1)
+    F = F.reshape(F.shape[0], -1)
+    if np.issubdtype(F.dtype, np.number) and not np.isfinite(F).all():
+        raise ValueError(f"{source} NaN or infinity; CoreSet needs finite features")
+    return F
 
 
 def coreset(
@@ -97,7 +106,7 @@ def coreset(
         A modAL ``ActiveLearner`` (its ``estimator`` and ``X_training`` are used) or a
         fitted estimator.
     X_pool : array-like
-        The unlabelled pool.
+        The unlabelled pool (an array, a tensor, or a list of samples).
     n_instances : int, default=1
         Number of samples to select.
     X_labeled : array-like, optional
@@ -112,6 +121,13 @@ def coreset(
     distances : ndarray of shape (n_instances,)
         Each pick's distance to its nearest centre when it was picked.
 
+    Raises
+    ------
+    ValueError
+        If ``X_pool`` is empty, ``n_instances`` exceeds the pool, the features of
+        ``X_pool`` or ``X_labeled`` are not finite (e.g. from a diverged network), or
+        the two have different numbers of features.
+
     Examples
     --------
     >>> import numpy as np
@@ -122,18 +138,21 @@ def coreset(
     [1]
     """
     n_pool = _n_samples(X_pool)
+    if n_pool == 0:
+        raise ValueError("X_pool is empty: there is nothing to select")
     n = _check_n(n_instances, n_pool)
     est = _estimator(learner)
     if X_labeled is None:
         X_labeled = getattr(learner, "X_training", None)
-    F_pool = _features(est, X_pool)
+    F_pool = _features(est, X_pool, "X_pool")
     if X_labeled is not None and _n_samples(X_labeled) > 0:
-        F_lab = _features(est, X_labeled)
+        F_lab = _features(est, X_labeled, "X_labeled")
         if F_lab.shape[1] != F_pool.shape[1]:
             raise ValueError(
                 f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}"
             )
-        F = np.concatenate([F_lab, F_pool.astype(F_lab.dtype, copy=False)])
+        # the wider dtype of the two: never round one set's features to the other's
+        F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
         m = len(F_lab)
     else:
         F, m = F_pool, 0

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from modAL.models import ActiveLearner
 from sklearn.linear_model import LogisticRegression
 
@@ -40,6 +41,55 @@ def test_coreset_uses_transform_features(fitted, digits):
     F = np.concatenate([fitted.transform(X[:300]), fitted.transform(X[600:700])])
     want, _ = k_center_greedy(F, 5, initial_centers=np.arange(300))
     np.testing.assert_array_equal(idx, want - 300)
+
+
+def test_coreset_accepts_a_list_pool(fitted, digits):
+    """Issue 13.8: a list of images was read as a table ("expecting 1 features")."""
+    X, _ = digits
+    want = coreset(fitted, X[600:700], n_instances=5, X_labeled=X[:300])
+    got = coreset(fitted, list(X[600:700]), n_instances=5, X_labeled=list(X[:300]))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1])
+    tensors = [torch.from_numpy(x) for x in X[600:700]]
+    np.testing.assert_array_equal(coreset(fitted, tensors, 5, X_labeled=X[:300])[0],
+                                  want[0])
+
+
+def test_coreset_keeps_the_wider_dtype(blobs):
+    X, y = blobs
+    clf = LogisticRegression().fit(X[:10], y[:10])
+    lab32, pool64 = X[:10].astype(np.float32), X[10:] * (1 + 1e-12)
+    idx, dist = coreset(clf, pool64, 6, X_labeled=lab32)
+    F = np.concatenate([lab32.astype(np.float64), pool64])
+    want_idx, want_dist = k_center_greedy(F, 6, initial_centers=np.arange(10))
+    np.testing.assert_array_equal(idx, want_idx - 10)
+    assert dist.dtype == np.float64
+    np.testing.assert_array_equal(dist, want_dist)
+
+
+@pytest.mark.parametrize(
+    ("pool", "lab", "match"),
+    [
+        (np.zeros((0, 2)), None, "X_pool is empty"),
+        (np.array([[0.0, np.nan], [1.0, 1.0]]), None, "X_pool contains NaN"),
+        (np.ones((3, 2)), np.array([[np.inf, 0.0]]), "X_labeled contains NaN or infinity"),
+        (np.ones((3, 2)), np.ones((2, 3)), "X_labeled has 3 features but X_pool has 2"),
+    ],
+)
+def test_coreset_bad_input(blobs, pool, lab, match):
+    X, y = blobs
+    clf = LogisticRegression().fit(X[:10], y[:10])
+    with pytest.raises(ValueError, match=match):
+        coreset(clf, pool, 1, X_labeled=lab)
+
+
+def test_coreset_names_the_estimator_when_its_features_are_not_finite(blobs):
+    class Diverged:
+        def transform(self, X):
+            return np.full((len(X), 4), np.nan)
+
+    with pytest.raises(ValueError, match=r"features of X_pool \(from Diverged.transform\)"):
+        coreset(Diverged(), np.ones((5, 2)), 2)
 
 
 class CountingStrategy:

@@ -1,0 +1,191 @@
+"""The greedy loop that runs on the device without host synchronisation.
+
+Its torch step runs on the CPU as well, and its Triton kernels run on the CPU under
+Triton's interpreter, so both are checked against the NumPy float64 reference here; the
+CUDA-only parts (CUDA graphs, the sync-free check) are marked ``gpu``.
+"""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from skmoby import k_center_greedy
+from skmoby.query import _device_loop, kcenter
+from tests.query.test_kcenter import clustered, reference
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                  reason="needs triton")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def start(F, init, device="cpu"):
+    """min_d as k_center_greedy hands it to the loop: exact, -1 for centres."""
+    x = torch.from_numpy(F).to(device)
+    min_d = torch.full((len(F),), float("inf"), dtype=x.dtype, device=device)
+    if len(init):
+        c = torch.as_tensor(np.asarray(init), device=device)
+        diff = x[:, None, :] - x[c][None, :, :]
+        min_d = torch.linalg.vector_norm(diff, dim=2).min(dim=1).values
+        min_d[c] = -1.0
+    return x, min_d
+
+
+def data(kind, n=300, d=7, seed=0):
+    rng = np.random.RandomState(seed)
+    if kind == "ties":
+        F = rng.randint(-2, 3, size=(n, d)).astype(np.float64)
+    else:
+        F = clustered(rng, n, d)
+    F[10] = F[20]
+    return F, rng.choice(n, 30, replace=False)
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.mark.parametrize("kind", ["clustered", "ties"])
+def test_torch_step_equals_reference(kind):
+    F, init = data(kind)
+    want = reference(F, 80, init)
+    x, min_d = start(F, init)
+    picks, dists = _device_loop.greedy(x, min_d, 80, impl="torch", graph_steps=0)
+    np.testing.assert_array_equal(picks.numpy(), want[0])
+    np.testing.assert_allclose(dists.numpy(), want[1], rtol=1e-12)
+
+
+def test_torch_step_first_pick_without_centres():
+    F, _ = data("clustered")
+    want = reference(F, 10, (), random_state=3)
+    x, min_d = start(F, [])
+    first = int(np.random.RandomState(3).randint(len(F)))
+    picks, dists = _device_loop.greedy(x, min_d, 10, impl="torch", graph_steps=0,
+                                       first=first)
+    np.testing.assert_array_equal(picks.numpy(), want[0])
+    assert dists[0] == float("inf")
+
+
+@needs_triton
+@pytest.mark.parametrize(("kind", "dtype"), [("ties", np.float64), ("clustered", np.float32)])
+def test_triton_kernels_equal_reference(interpret, kind, dtype):
+    # 150 rows, 70 columns: three row blocks and two column blocks, each of the last
+    # partly outside the matrix
+    F, init = data(kind, n=150, d=70)
+    F = F.astype(dtype)
+    want = reference(F, 20, init)
+    x, min_d = start(F, init)
+    picks, dists = _device_loop.greedy(x, min_d, 20, impl="triton", graph_steps=0)
+    np.testing.assert_array_equal(picks.numpy(), want[0])
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(dists.numpy(), want[1], rtol=rtol)
+
+
+@needs_triton
+def test_triton_select_scans_several_chunks_of_block_maxima(interpret, monkeypatch):
+    monkeypatch.setattr(_device_loop, "_BLOCK_N", 4)
+    monkeypatch.setattr(_device_loop, "_BLOCK_P", 4)  # 11 blocks: 3 chunks
+    rng = np.random.RandomState(1)
+    F = rng.randint(-2, 3, size=(42, 3)).astype(np.float64)
+    init = [0, 7, 30]
+    want = reference(F, 12, init)
+    x, min_d = start(F, init)
+    picks, _ = _device_loop.greedy(x, min_d, 12, impl="triton", graph_steps=0)
+    np.testing.assert_array_equal(picks.numpy(), want[0])
+
+
+def test_failing_step_falls_back_with_one_warning(monkeypatch):
+    def broken(st, update):
+        st.count.add_(1)  # leave a mess: the fallback must start again from scratch
+        raise RuntimeError("no compiler for this GPU")
+
+    monkeypatch.setattr(_device_loop, "_triton_step", broken)
+    F, init = data("clustered")
+    want = reference(F, 25, init)
+    x, min_d = start(F, init)
+    with pytest.warns(RuntimeWarning, match="triton step failed.*no compiler") as rec:
+        picks, _ = _device_loop.greedy(x, min_d, 25, impl="triton", graph_steps=0)
+    assert len(rec) == 1
+    np.testing.assert_array_equal(picks.numpy(), want[0])
+
+
+def test_graph_steps_are_ignored_off_cuda():
+    F, init = data("clustered")
+    x, min_d = start(F, init)
+    st = _device_loop.run(x, min_d, 30, impl="torch", graph_steps=8)
+    assert int(st.count) == 30
+    np.testing.assert_array_equal(st.picks.numpy(), reference(F, 30, init)[0])
+
+
+# -- on a GPU -------------------------------------------------------------------------
+
+STEPS = ["torch", pytest.param("triton", marks=needs_triton)]
+
+
+@pytest.mark.parametrize("graph_steps", [0, 16])
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_loop_equals_reference(step, graph_steps, dtype, monkeypatch):
+    rng = np.random.RandomState(6)
+    F = clustered(rng, 3000, 48).astype(dtype)
+    want = reference(F, 200, range(100))
+    monkeypatch.setattr(kcenter, "_DEVICE_STEP", step)
+    monkeypatch.setattr(kcenter, "_GRAPH_STEPS", graph_steps)
+    got = k_center_greedy(torch.from_numpy(F).cuda(), 200, initial_centers=np.arange(100))
+    if dtype == np.float64:  # exact; float32 only up to near-ties
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    else:
+        assert (got[0][:50] == want[0][:50]).all()
+    cpu = k_center_greedy(F, 200, initial_centers=np.arange(100))
+    if dtype == np.float64:
+        np.testing.assert_array_equal(got[0], cpu[0])
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_loop_never_syncs_with_the_host(step):
+    rng = np.random.RandomState(7)
+    F = clustered(rng, 5000, 64).astype(np.float32)
+    x, min_d = start(F, range(200), device="cuda")
+    _device_loop.run(x, min_d.clone(), 50, impl=step)  # compile, warm up the allocator
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        st = _device_loop.run(x, min_d, 300, impl=step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    want = _device_loop.greedy(x, start(F, range(200), device="cuda")[1], 300,
+                               impl="torch", graph_steps=0)[0]
+    np.testing.assert_array_equal(st.picks.cpu().numpy(), want.numpy())
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_first_pick_without_centres():
+    F, _ = data("clustered")
+    want = reference(F, 12, (), random_state=5)
+    got = k_center_greedy(torch.from_numpy(F).cuda(), 12, random_state=5)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1][0] == np.inf
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_keops_works_or_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(kcenter, "_KEOPS_STATE", {})
+    rng = np.random.RandomState(9)
+    F = clustered(rng, 2000, 32)
+    X = torch.from_numpy(F).cuda()
+    if kcenter.keops_available("cuda"):
+        got = k_center_greedy(X, 50, initial_centers=np.arange(100), backend="keops")
+        np.testing.assert_array_equal(got[0], reference(F, 50, range(100))[0])
+    else:
+        with pytest.raises(RuntimeError, match="KeOps"):
+            k_center_greedy(X, 50, initial_centers=np.arange(100), backend="keops")
