@@ -2,25 +2,33 @@
 
 Images come back as ``uint8`` arrays of shape ``(n, C, H, W)`` (digits: float32 in
 ``[0, 1]``), labels as int64, together with the per-dataset normalisation. The files are
-read directly (gzipped or not for FashionMNIST), so copies placed by hand or installed by
-a system package work; ``download=True`` fetches missing files through torchvision.
+read by torchvision's dataset classes (``FashionMNIST``, ``CIFAR10``, ``CIFAR100``,
+``SVHN``), so any folder torchvision accepts works, and ``download=True`` fetches missing
+files through them.
 
 Where the files go, for ``root=ROOT``:
 
 * ``fashionmnist``: ``ROOT/FashionMNIST/raw/`` holding ``train-images-idx3-ubyte``,
-  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``
-  (each may be gzipped, ``.gz``);
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``.
+  torchvision reads them uncompressed; where only the gzipped files (``.gz``, as
+  published) are there, the first load decompresses them next to themselves, as
+  torchvision's own download does;
 * ``cifar10`` and ``cifar10-imbalanced``: ``ROOT/cifar-10-batches-py/`` holding
-  ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``;
-* ``cifar100``: ``ROOT/cifar-100-python/`` holding ``train`` and ``test``;
-* ``svhn``: ``ROOT/train_32x32.mat`` and ``ROOT/test_32x32.mat``.
+  ``data_batch_1`` ... ``data_batch_5``, ``test_batch`` and ``batches.meta``;
+* ``cifar100``: ``ROOT/cifar-100-python/`` holding ``train``, ``test`` and ``meta``;
+* ``svhn``: ``ROOT/train_32x32.mat`` and ``ROOT/test_32x32.mat`` (reading them needs
+  SciPy).
+
+torchvision checks the MD5 sums of the CIFAR and SVHN files against the official
+releases; a file that differs is reported as corrupted.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import pickle
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,121 +80,103 @@ class ImageDataset:
                 f"test={self.X_test.shape}, classes={len(self.classes)})")
 
 
-def _missing(name: str, root: Path, files: list[Path]) -> FileNotFoundError:
+def _missing(name: str, root: Path, files: list[Path], note: str = "") -> FileNotFoundError:
     listing = "\n  ".join(str(f) for f in files)
     return FileNotFoundError(
-        f"{name} files not found under {root}. Put them here:\n  {listing}\n"
+        f"{name} files not found under {root}. Put them here:\n  {listing}\n{note}"
         f"or pass download=True (needs internet) to fetch them with torchvision."
     )
 
 
-def _download(name: str, root: Path) -> None:
-    from torchvision import datasets as tvd
-
-    root.mkdir(parents=True, exist_ok=True)
-    if name == "fashionmnist":
-        for train in (True, False):
-            tvd.FashionMNIST(str(root), train=train, download=True)
-    elif name == "cifar10":
-        tvd.CIFAR10(str(root), download=True)
-    elif name == "cifar100":
-        tvd.CIFAR100(str(root), download=True)
-    elif name == "svhn":
-        for split in ("train", "test"):
-            tvd.SVHN(str(root), split=split, download=True)
+def _corrupted(name: str, root: Path, exc: Exception) -> ValueError:
+    return ValueError(
+        f"{name} files under {root} do not match the official release (torchvision checks "
+        f"their MD5 sums): {exc}. Replace them, or delete them and pass download=True."
+    )
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values")
-    return data.reshape(tuple(int(d) for d in dims))
+def _gunzip_next_to(gz: Path) -> None:
+    """Write ``gz`` decompressed beside it, atomically (a partial file is never left)."""
+    fd, tmp = tempfile.mkstemp(dir=gz.parent, prefix=gz.stem, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:
+            shutil.copyfileobj(src, out, 2**20)
+        os.replace(tmp, gz.with_suffix(""))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _fashionmnist(root: Path, download: bool) -> ImageDataset:
+    from torchvision.datasets import FashionMNIST
+
     raw = root / "FashionMNIST" / "raw"
-    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-    def find(stem):
-        for cand in (raw / stem, raw / (stem + ".gz")):
-            if cand.exists():
-                return cand
-        return None
-
-    if download and any(find(s) is None for s in stems):
-        _download("fashionmnist", root)
-    paths = [find(s) for s in stems]
-    if any(p is None for p in paths):
-        raise _missing("FashionMNIST", root, [raw / (s + ".gz") for s in stems])
-    Xtr, ytr, Xte, yte = (_read_idx(p) for p in paths)
-    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-               "Sneaker", "Bag", "Ankle boot"]
-    return ImageDataset("fashionmnist", Xtr[:, None], ytr.astype(np.int64), Xte[:, None],
-                        yte.astype(np.int64), classes, _NORMALIZE["fashionmnist"])
-
-
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    files = [raw / stem for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    note = ""
+    for f in files:
+        gz = f.with_name(f.name + ".gz")
+        if not f.exists() and gz.exists():
+            try:
+                _gunzip_next_to(gz)
+            except OSError as exc:  # e.g. a read-only copy of the .gz files
+                note = (f"(torchvision reads them uncompressed; {gz.name} could not be "
+                        f"decompressed next to itself: {exc})\n")
+    if not download and not all(f.exists() for f in files):
+        raise _missing("FashionMNIST", root, files, note)
+    train, test = (FashionMNIST(str(root), train=t, download=download) for t in (True, False))
+    for part in (train, test):
+        if len(part.data) != len(part.targets):
+            raise ValueError(f"FashionMNIST files under {raw} hold {len(part.data)} images "
+                             f"but {len(part.targets)} labels")
+    return ImageDataset("fashionmnist", train.data.numpy()[:, None],
+                        train.targets.numpy().astype(np.int64), test.data.numpy()[:, None],
+                        test.targets.numpy().astype(np.int64), list(train.classes),
+                        _NORMALIZE["fashionmnist"])
 
 
 def _cifar(root: Path, download: bool, n_classes: int) -> ImageDataset:
-    if n_classes == 10:
-        base = root / "cifar-10-batches-py"
-        train_files = [base / f"data_batch_{i}" for i in range(1, 6)]
-        test_files = [base / "test_batch"]
-        meta, key, name = base / "batches.meta", "labels", "cifar10"
-    else:
-        base = root / "cifar-100-python"
-        train_files, test_files = [base / "train"], [base / "test"]
-        meta, key, name = base / "meta", "fine_labels", "cifar100"
-    files = train_files + test_files
-    if download and not all(f.exists() for f in files):
-        _download(name, root)
-    if not all(f.exists() for f in files):
-        raise _missing(name.upper().replace("CIFAR", "CIFAR-"), root, files)
+    from torchvision.datasets import CIFAR10, CIFAR100
 
-    def load(paths):
-        parts = [_unpickle(p) for p in paths]
-        X = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts])
-        y = np.concatenate([np.asarray(p[key], dtype=np.int64) for p in parts])
-        return X.reshape(-1, 3, 32, 32), y
+    cls, name, title = ((CIFAR10, "cifar10", "CIFAR-10") if n_classes == 10
+                        else (CIFAR100, "cifar100", "CIFAR-100"))
+    base = root / cls.base_folder
+    files = [base / f for f, _ in cls.train_list + cls.test_list] + [base / cls.meta["filename"]]
+    if not download and not all(f.exists() for f in files):
+        raise _missing(title, root, files)
+    try:
+        train, test = (cls(str(root), train=t, download=download) for t in (True, False))
+    except RuntimeError as exc:  # torchvision: "not found or corrupted"
+        if all(f.exists() for f in files):
+            raise _corrupted(title, root, exc) from exc
+        raise
 
-    Xtr, ytr = load(train_files)
-    Xte, yte = load(test_files)
-    classes: list[str] = []
-    if meta.exists():
-        m = _unpickle(meta)
-        classes = list(m.get("label_names") or m.get("fine_label_names") or [])
-    classes = classes or [str(i) for i in range(n_classes)]
-    return ImageDataset(name, Xtr, ytr, Xte, yte, classes, _NORMALIZE[name])
+    def arrays(part):  # torchvision holds (n, H, W, C) images
+        X = np.ascontiguousarray(part.data.transpose(0, 3, 1, 2), dtype=np.uint8)
+        return X, np.asarray(part.targets, dtype=np.int64)
+
+    (Xtr, ytr), (Xte, yte) = arrays(train), arrays(test)
+    return ImageDataset(name, Xtr, ytr, Xte, yte, list(train.classes), _NORMALIZE[name])
 
 
 def _svhn(root: Path, download: bool) -> ImageDataset:
-    files = [root / "train_32x32.mat", root / "test_32x32.mat"]
-    if download and not all(f.exists() for f in files):
-        _download("svhn", root)
-    if not all(f.exists() for f in files):
+    from torchvision.datasets import SVHN
+
+    files = [root / SVHN.split_list[split][1] for split in ("train", "test")]
+    if not download and not all(f.exists() for f in files):
         raise _missing("SVHN", root, files)
-    from scipy.io import loadmat
+    try:
+        train, test = (SVHN(str(root), split=s, download=download) for s in ("train", "test"))
+    except RuntimeError as exc:
+        if all(f.exists() for f in files):
+            raise _corrupted("SVHN", root, exc) from exc
+        raise
 
-    def load(path):
-        mat = loadmat(path)
-        X = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8)
-        y = mat["y"].astype(np.int64).reshape(-1)
-        y[y == 10] = 0  # SVHN stores the digit 0 as label 10
-        return X, y
+    def arrays(part):  # torchvision maps the digit 0, stored as label 10, to 0
+        X = np.ascontiguousarray(part.data, dtype=np.uint8)
+        return X, np.asarray(part.labels, dtype=np.int64).reshape(-1)
 
-    Xtr, ytr = load(files[0])
-    Xte, yte = load(files[1])
+    (Xtr, ytr), (Xte, yte) = arrays(train), arrays(test)
     return ImageDataset("svhn", Xtr, ytr, Xte, yte, [str(i) for i in range(10)],
                         _NORMALIZE["svhn"])
 

@@ -1,11 +1,28 @@
 import gzip
+import os
 import pickle
 import struct
 
 import numpy as np
 import pytest
+import torchvision.datasets.cifar as tv_cifar
+import torchvision.datasets.svhn as tv_svhn
 
+from skmoby import datasets
 from skmoby.datasets import DATASETS, load_dataset
+
+REAL_CHECK_INTEGRITY = tv_cifar.check_integrity
+
+
+@pytest.fixture(autouse=True)
+def accept_fake_files(monkeypatch):
+    """torchvision checks CIFAR and SVHN files against the official MD5 sums; the small
+    fake files written here only need to exist."""
+    def exists(fpath, md5=None):
+        return os.path.isfile(fpath)
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", exists)
+    monkeypatch.setattr(tv_svhn, "check_integrity", exists)
 
 
 def _write_idx(path, arr, compress):
@@ -54,6 +71,10 @@ def _write_cifar(root, n_classes):
         data[name] = (X, y)
         with open(base / name, "wb") as f:
             pickle.dump({"data": X, key: y}, f)
+    meta_name, meta_key = (("batches.meta", "label_names") if n_classes == 10
+                           else ("meta", "fine_label_names"))
+    with open(base / meta_name, "wb") as f:
+        pickle.dump({meta_key: [f"class{i}" for i in range(n_classes)]}, f)
     return data
 
 
@@ -133,17 +154,114 @@ def test_digits_and_unknown():
         load_dataset("imagenet")
 
 
-def test_real_fashionmnist_if_present():
-    import os
-    import shutil
-    import tempfile
+def _fake_fashionmnist(root, n_train=30, n_test=10, compress=False):
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.RandomState(3)
+    arrays = {"train-images-idx3-ubyte": rng.randint(0, 256, (n_train, 28, 28)),
+              "train-labels-idx1-ubyte": rng.randint(0, 10, n_train),
+              "t10k-images-idx3-ubyte": rng.randint(0, 256, (n_test, 28, 28)),
+              "t10k-labels-idx1-ubyte": rng.randint(0, 10, n_test)}
+    for name, arr in arrays.items():
+        _write_idx(raw / name, arr, compress)
+    return raw, arrays
 
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
+
+def test_fashionmnist_gz_is_decompressed_once_next_to_itself(tmp_path):
+    raw, arrays = _fake_fashionmnist(tmp_path, compress=True)
+    first = load_dataset("fashionmnist", root=tmp_path)
+    for name in arrays:
+        assert (raw / name).is_file() and (raw / (name + ".gz")).is_file()
+    assert not list(raw.glob("*.part"))
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()     # the decompressed copy is what is read
+    second = load_dataset("fashionmnist", root=tmp_path)
+    np.testing.assert_array_equal(second.X_test[:, 0], arrays["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(second.y_test, first.y_test)
+    assert first.classes[0] == "T-shirt/top" and first.y_train.dtype == np.int64
+
+
+def test_fashionmnist_gz_in_a_read_only_folder_says_so(tmp_path, monkeypatch):
+    _fake_fashionmnist(tmp_path, compress=True)
+
+    def refuse(gz):
+        raise PermissionError(13, "Permission denied", str(gz.parent))
+
+    monkeypatch.setattr(datasets, "_gunzip_next_to", refuse)
+    with pytest.raises(FileNotFoundError, match="could not be decompressed") as err:
+        load_dataset("fashionmnist", root=tmp_path)
+    assert "train-images-idx3-ubyte" in str(err.value) and "Permission denied" in str(err.value)
+
+
+def test_fashionmnist_with_fewer_labels_than_images_is_refused(tmp_path):
+    raw, _ = _fake_fashionmnist(tmp_path)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(7), compress=False)
+    with pytest.raises(ValueError, match="10 images but 7 labels"):
+        load_dataset("fashionmnist", root=tmp_path)
+
+
+@pytest.mark.parametrize("n_classes", [10, 100])
+def test_cifar_arrays_and_class_names(tmp_path, n_classes):
+    data = _write_cifar(tmp_path, n_classes)
+    ds = load_dataset(f"cifar{n_classes}", root=tmp_path)
+    test_name = "test_batch" if n_classes == 10 else "test"
+    X, y = data[test_name]
+    assert ds.X_test.flags.c_contiguous and ds.X_test.dtype == np.uint8
+    # CIFAR stores each image as 1024 red, then green, then blue values, row by row
+    np.testing.assert_array_equal(ds.X_test.reshape(len(X), -1), X)
+    np.testing.assert_array_equal(ds.X_test[:, 1, 0, 0], X[:, 1024])
+    np.testing.assert_array_equal(ds.y_test, y)
+    assert ds.y_test.dtype == np.int64 and ds.classes[:2] == ["class0", "class1"]
+
+
+def test_cifar_without_its_meta_file_names_it(tmp_path):
+    _write_cifar(tmp_path, 10)
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").unlink()
+    with pytest.raises(FileNotFoundError, match=r"batches\.meta"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_files_that_fail_the_checksums_are_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(tv_cifar, "check_integrity", REAL_CHECK_INTEGRITY)
+    _write_cifar(tmp_path, 10)
+    with pytest.raises(ValueError, match="do not match the official release"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_svhn_that_fails_the_checksums_is_reported(tmp_path, monkeypatch):
+    from scipy.io import savemat
+
+    monkeypatch.setattr(tv_svhn, "check_integrity", REAL_CHECK_INTEGRITY)
+    for split in ("train", "test"):
+        savemat(tmp_path / f"{split}_32x32.mat",
+                {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1], [2]])})
+    with pytest.raises(ValueError, match=r"SVHN files .* do not match"):
+        load_dataset("svhn", root=tmp_path)
+
+
+def _read_gz_idx(path):
+    """Independent reference: an IDX file of unsigned bytes, parsed with NumPy."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def test_real_fashionmnist_if_present(tmp_path):
+    # A folder with the four published .gz files: $SKMOBY_TEST_FASHIONMNIST, or the
+    # shared data folder next to the repository.
+    src = os.environ.get("SKMOBY_TEST_FASHIONMNIST") or os.path.join(
+        os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
     if not os.path.isdir(src):
         pytest.skip("FashionMNIST files not present")
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = os.path.join(tmp, "FashionMNIST", "raw")
-        shutil.copytree(src, raw)
-        ds = load_dataset("fashionmnist", root=tmp)
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in os.listdir(src):
+        if name.endswith(".gz"):
+            (raw / name).symlink_to(os.path.abspath(os.path.join(src, name)))
+    ds = load_dataset("fashionmnist", root=tmp_path)
     assert ds.X_train.shape == (60000, 1, 28, 28) and ds.X_test.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
+    np.testing.assert_array_equal(ds.X_train[:, 0],
+                                  _read_gz_idx(raw / "train-images-idx3-ubyte.gz"))
+    np.testing.assert_array_equal(ds.y_test, _read_gz_idx(raw / "t10k-labels-idx1-ubyte.gz"))
