@@ -105,6 +105,8 @@ def test_imbalanced_cifar10_is_the_authors_split(tmp_path):
     X_test, y_test = X_all[:50], list(y_all[:50])
     with open(base / "test_batch", "wb") as f:
         pickle.dump({"data": X_test, "labels": y_test}, f)
+    with open(base / "batches.meta", "wb") as f:  # torchvision's reader needs the names
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
 
     imb = load_dataset("cifar10-imbalanced", root=tmp_path)
     counts = np.bincount(imb.y_train, minlength=10)
