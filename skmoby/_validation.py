@@ -180,6 +180,11 @@ def check_hyperparameters(est) -> None:
             (isinstance(ul, numbers.Number) and not isinstance(ul, bool))):
         raise TypeError(f"unlabeled_label must be None, a number (e.g. -1 or np.nan) or a "
                         f"string; got {ul!r}")
+    cbs = est.callbacks
+    if not (cbs is None or isinstance(cbs, list | tuple)
+            or (isinstance(cbs, str) and cbs == "disable")):
+        raise TypeError("callbacks must be None, 'disable' or a list of skorch callbacks "
+                        f"(or (name, callback) pairs); got {cbs!r}")
     resolve_device(est.device)
 
 

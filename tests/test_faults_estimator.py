@@ -158,6 +158,12 @@ def test_invalid_values_set_by_set_params_fail_in_fit(digits):
         clf.fit(X[:40], y[:40])
 
 
+def test_invalid_callbacks_set_by_set_params_are_named_in_fit(digits):
+    X, y = digits
+    with pytest.raises(TypeError, match="callbacks must be"):
+        small_clf().set_params(callbacks=np.inf).fit(X[:40], y[:40])
+
+
 def test_minus_one_convention_has_an_exported_expected_failure():
     from sklearn.utils.estimator_checks import check_classifiers_classes
 
