@@ -519,6 +519,10 @@ def test_repr_shows_only_changed_parameters():
     assert repr(MoBYv2Classifier()) == "MoBYv2Classifier()"
     assert repr(MoBYv2Classifier("cnn", lr=0.1)) == "MoBYv2Classifier(backbone='cnn', lr=0.1)"
     assert repr(MoBYv2Classifier(warm_start=True)) == "MoBYv2Classifier(warm_start=True)"
+    assert repr(MoBYv2Classifier(callbacks=[Checkpoint()])) == (
+        "MoBYv2Classifier(callbacks=[Checkpoint(...)])")
+    assert repr(MoBYv2Classifier(unlabeled_label=np.nan)) == (
+        "MoBYv2Classifier(unlabeled_label=nan)")
     long = repr(small_clf(temperature=0.3, lambda_c=1.0, lr_milestones=(0.5,)))
     assert long.startswith("MoBYv2Classifier(backbone='cnn'") and "temperature=0.3" in long
     assert max(len(line) for line in long.splitlines()) <= 80
