@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
+from sklearn.utils.validation import column_or_1d, validate_data
 from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -180,6 +180,11 @@ def check_hyperparameters(est) -> None:
             (isinstance(ul, numbers.Number) and not isinstance(ul, bool))):
         raise TypeError(f"unlabeled_label must be None, a number (e.g. -1 or np.nan) or a "
                         f"string; got {ul!r}")
+    cbs = est.callbacks
+    if not (cbs is None or isinstance(cbs, list | tuple)
+            or (isinstance(cbs, str) and cbs == "disable")):
+        raise TypeError("callbacks must be None, 'disable' or a list of skorch callbacks "
+                        f"(or (name, callback) pairs); got {cbs!r}")
     resolve_device(est.device)
 
 
@@ -431,13 +436,16 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         )
     w_l = None
     if sample_weight is not None:
-        try:
-            w = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                     ensure_non_negative=True)
-        except ValueError as exc:
-            if "sample_weight" in str(exc):
-                raise
-            raise ValueError(f"Invalid sample_weight: {exc}") from exc
+        if np.ndim(sample_weight) == 0:  # one weight for every row, as scikit-learn allows
+            sample_weight = np.full(len(y), sample_weight, dtype=np.float64)
+        w = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                        input_name="sample_weight")
+        if w.shape != (len(y),):
+            raise ValueError(f"sample_weight must have shape ({len(y)},), one weight per "
+                             f"row of X; got {w.shape}")
+        if (w < 0).any():
+            raise ValueError("sample_weight must be non-negative; got "
+                             f"{int((w < 0).sum())} negative weights")
         w_l = w[~unl]
         total = w_l.sum()
         if not total > 0:

@@ -92,6 +92,10 @@ def _same_value(a: Any, b: Any) -> bool:
 def _value_repr(value: Any) -> str:
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, list | tuple) and type(value) in (list, tuple):
+        inner = ", ".join(_value_repr(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else (
+            f"({inner}{',' if len(value) == 1 else ''})")
     text = repr(value)
     if "\n" in text or len(text) > 60:
         return f"{type(value).__name__}(...)"

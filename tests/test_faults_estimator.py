@@ -158,6 +158,12 @@ def test_invalid_values_set_by_set_params_fail_in_fit(digits):
         clf.fit(X[:40], y[:40])
 
 
+def test_invalid_callbacks_set_by_set_params_are_named_in_fit(digits):
+    X, y = digits
+    with pytest.raises(TypeError, match="callbacks must be"):
+        small_clf().set_params(callbacks=np.inf).fit(X[:40], y[:40])
+
+
 def test_minus_one_convention_has_an_exported_expected_failure():
     from sklearn.utils.estimator_checks import check_classifiers_classes
 
@@ -519,6 +525,10 @@ def test_repr_shows_only_changed_parameters():
     assert repr(MoBYv2Classifier()) == "MoBYv2Classifier()"
     assert repr(MoBYv2Classifier("cnn", lr=0.1)) == "MoBYv2Classifier(backbone='cnn', lr=0.1)"
     assert repr(MoBYv2Classifier(warm_start=True)) == "MoBYv2Classifier(warm_start=True)"
+    assert repr(MoBYv2Classifier(callbacks=[Checkpoint()])) == (
+        "MoBYv2Classifier(callbacks=[Checkpoint(...)])")
+    assert repr(MoBYv2Classifier(unlabeled_label=np.nan)) == (
+        "MoBYv2Classifier(unlabeled_label=nan)")
     long = repr(small_clf(temperature=0.3, lambda_c=1.0, lr_milestones=(0.5,)))
     assert long.startswith("MoBYv2Classifier(backbone='cnn'") and "temperature=0.3" in long
     assert max(len(line) for line in long.splitlines()) <= 80
