@@ -436,7 +436,7 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         )
     w_l = None
     if sample_weight is not None:
-        if np.ndim(sample_weight) == 0:  # one weight for every row, as scikit-learn allows
+        if isinstance(sample_weight, numbers.Real):  # one weight for every row
             sample_weight = np.full(len(y), sample_weight, dtype=np.float64)
         w = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
                         input_name="sample_weight")
@@ -449,7 +449,7 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         w_l = w[~unl]
         total = w_l.sum()
         if not total > 0:
-            raise ValueError("sample_weight is 0 for every labelled row; at least one "
+            raise ValueError("sample_weight is zero for every labelled row; at least one "
                              "labelled row needs a positive weight")
         # Average 1: weights set the rows' relative influence, not the step size.
         w_l = (w_l * (len(w_l) / total)).astype(np.float32)
