@@ -49,7 +49,7 @@ _SCAN_BYTES = 8 * 2**20  # rows per exact-distance block: temporaries stay in ca
 _BLOCK_BYTES = 256 * 2**10  # NumPy's blocks of the per-pick distances (in L2)
 _PARALLEL_BYTES = 16 * 2**20  # per-pick slices larger than this use every thread
 _MAX_PIVOTS = 32  # pivots (and groups) of the CPU pruning
-_PIVOT_SAMPLE = 4096  # rows among which the pivots are chosen
+_PIVOT_SAMPLE = 1024  # rows among which the pivots are chosen
 _GRAPH_STEPS = 64  # greedy steps per CUDA graph (0: launch each step from the host)
 _DEVICE_STEP = "triton"  # "triton" or "torch": how a greedy step runs on CUDA
 # Largest magnitude below which (and smallest above which) features are used unscaled:
@@ -267,15 +267,15 @@ def _choose_pivots(x: torch.Tensor, P: int, k: int) -> torch.Tensor:
     step = max(1, x.shape[0] // _PIVOT_SAMPLE)
     sub = x[::step].clone()
     _times_pow2(sub, k, out=sub)
-    far = _dist_to(sub, sub.mean(0))
-    cur = int(torch.argmax(far))
-    far.fill_(float("inf"))
+    far = _exact_dist(sub, sub.mean(0))
+    cur = int(np.argmax(far))
+    far.fill(np.inf)
     picked = []
     for _ in range(P):
         picked.append(cur)
-        far = torch.minimum(far, _dist_to(sub, sub[cur]))
-        cur = int(torch.argmax(far))
-        if float(far[cur]) == 0.0:
+        np.minimum(far, _exact_dist(sub, sub[cur]), out=far)
+        cur = int(np.argmax(far))
+        if far[cur] == 0.0:
             break  # the rest duplicate a pivot
     return sub[picked].clone()
 
