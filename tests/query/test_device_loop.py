@@ -211,3 +211,18 @@ def test_cuda_keops_works_or_is_refused(monkeypatch, tmp_path):
     else:
         with pytest.raises(RuntimeError, match="KeOps"):
             k_center_greedy(X, 50, initial_centers=np.arange(100), backend="keops")
+
+
+@pytest.mark.parametrize("n_init", [0, 40])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_device_route_of_k_center_greedy_on_the_cpu(monkeypatch, n_init, dtype):
+    """What k_center_greedy does on a GPU (pool copy, index mapping, scaling), on the CPU."""
+    monkeypatch.setattr(kcenter, "_PRUNED_DEVICES", ())
+    rng = np.random.RandomState(10)
+    F = (clustered(rng, 400, 9) * 1e30).astype(dtype)  # scaled by 2**-e on the way
+    init = rng.choice(400, n_init, replace=False)
+    want = reference(F.astype(np.float64), 30, init, random_state=4)
+    got = k_center_greedy(F, 30, initial_centers=init, random_state=4)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12 if dtype == np.float64 else 1e-5)
+    assert got[1].dtype == dtype
