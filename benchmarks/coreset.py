@@ -22,8 +22,8 @@ feature matrix (VmHWM minus the resident size before the call) is measured clean
 ratio = time of ``argmin_min`` / time. With ``--device cuda`` all run in one process
 (CUDA starts once), memory is the peak of ``torch.cuda.max_memory_allocated`` above the
 features, ratio = time of ``cdist`` / time, and the script prints the bandwidth bound:
-b passes over the N x d features at the bandwidth of a device-to-device copy measured in
-the same run. ``skmoby-cuda-<step>-<graph|eager>`` variants pin how a greedy step runs.
+b passes over the pool's N x d features at the bandwidth of a device-to-device copy
+measured in the same run. ``skmoby-cuda-<step>-<graph|eager>`` variants pin how a greedy step runs.
 
 Usage::
 
@@ -275,7 +275,7 @@ def main() -> None:
              else __import__("torch").cuda.get_device_name())
     print(f"N={args.n} M={args.m} d={args.d} b={args.b}, float32, {where}", flush=True)
     if args.device == "cuda":
-        per_pick = (args.n + args.m) * args.d * 4
+        per_pick = args.n * args.d * 4  # each pick must read the whole pool once
         bw = cuda_copy_bandwidth(max(per_pick, 256 * 2**20))
         bound = args.b * per_pick / bw
         print(f"bandwidth bound: {args.b} passes over {per_pick / 2**20:.0f} MiB at "

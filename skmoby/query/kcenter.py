@@ -49,9 +49,10 @@ _SCAN_BYTES = 8 * 2**20  # rows per exact-distance block: temporaries stay in ca
 _BLOCK_BYTES = 256 * 2**10  # NumPy's blocks of the per-pick distances (in L2)
 _PARALLEL_BYTES = 16 * 2**20  # per-pick slices larger than this use every thread
 _MAX_PIVOTS = 32  # pivots (and groups) of the CPU pruning
-_PIVOT_SAMPLE = 4096  # rows among which the pivots are chosen
+_PIVOT_SAMPLE = 1024  # rows among which the pivots are chosen
 _GRAPH_STEPS = 64  # greedy steps per CUDA graph (0: launch each step from the host)
 _DEVICE_STEP = "triton"  # "triton" or "torch": how a greedy step runs on CUDA
+_PRUNED_DEVICES = ("cpu",)  # device types that use the pruned host loop
 # Largest magnitude below which (and smallest above which) features are used unscaled:
 # squared distances of such values neither overflow nor lose precision to underflow.
 _SAFE_EXPONENT = {torch.float32: 20, torch.float64: 200}
@@ -267,15 +268,15 @@ def _choose_pivots(x: torch.Tensor, P: int, k: int) -> torch.Tensor:
     step = max(1, x.shape[0] // _PIVOT_SAMPLE)
     sub = x[::step].clone()
     _times_pow2(sub, k, out=sub)
-    far = _dist_to(sub, sub.mean(0))
-    cur = int(torch.argmax(far))
-    far.fill_(float("inf"))
+    far = _exact_dist(sub, sub.mean(0))
+    cur = int(np.argmax(far))
+    far.fill(np.inf)
     picked = []
     for _ in range(P):
         picked.append(cur)
-        far = torch.minimum(far, _dist_to(sub, sub[cur]))
-        cur = int(torch.argmax(far))
-        if float(far[cur]) == 0.0:
+        np.minimum(far, _exact_dist(sub, sub[cur]), out=far)
+        cur = int(np.argmax(far))
+        if far[cur] == 0.0:
             break  # the rest duplicate a pivot
     return sub[picked].clone()
 
@@ -560,23 +561,29 @@ def k_center_greedy(
     # rounding of the exact distances: a margin for the pruning bounds
     slack_rel = 4.0 * d * float(torch.finfo(x.dtype).eps)
 
-    if device.type == "cpu":
+    if device.type in _PRUNED_DEVICES:
         gr = _Groups(x, center, -e, prune is not False)
         min_d = _initial_min_d(gr, backend, slack_rel)
         picks, dists = _greedy_cpu(gr, min_d, n, first, prune is not False, slack_rel)
     else:
-        xs = x.contiguous() if e == 0 else x.clone()
-        _times_pow2(xs, -e, out=xs)
-        min_d = torch.full((N,), float("inf"), dtype=x.dtype, device=device)
-        center = center.to(device)
         if M:
+            # the loop reads only the pool, copied once into contiguous rows
+            center = center.to(device)
             pool = torch.nonzero(~center).view(-1)
-            min_d[pool] = _nearest_dist(xs[pool], xs[center], backend)
-        min_d[center] = -1.0
+            xs, centres = x[pool], x[center]
+            _times_pow2(xs, -e, out=xs)
+            _times_pow2(centres, -e, out=centres)
+            min_d = _nearest_dist(xs, centres, backend)
+            del centres
+        else:
+            xs = x.contiguous() if e == 0 else x.clone()
+            _times_pow2(xs, -e, out=xs)
+            min_d = torch.full((N,), float("inf"), dtype=x.dtype, device=device)
         step = _DEVICE_STEP if _device_loop.triton_usable(device) else "torch"
         p, dd = _device_loop.greedy(xs, min_d, n, impl=step, graph_steps=_GRAPH_STEPS,
                                     first=first)
-        picks, dists = p.numpy(), dd.double().numpy()
+        picks = (pool.cpu()[p] if M else p).numpy()
+        dists = dd.double().numpy()
         if first is not None:
             dists[0] = math.inf
     # undo the scaling exactly (a power of two), in float64 so nothing overflows first

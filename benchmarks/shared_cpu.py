@@ -1,0 +1,192 @@
+"""Speed of ``fit`` and ``k_center_greedy`` on CPUs shared with another busy program.
+
+Each measurement runs in a fresh Python process (OpenMP reads its settings when torch is
+imported), once alone and once next to a competitor: a second process that spins a Python
+loop, i.e. one CPU-bound program such as another user's job. Every time is printed as a
+ratio to the fastest setting measured alone in the same run, so the machine's speed
+cancels; ``CPUs used`` (CPU time / wall time) shows threads that spin instead of work.
+
+Workloads (small enough for a 2-core CPU):
+
+* ``fit``: ``MoBYv2Classifier("cnn")``, one epoch on scikit-learn's digits, 300 labelled
+  and 1,497 unlabelled images, batch 64;
+* ``kcg``: ``k_center_greedy`` with the torch backend, N = 20,000 pool points plus
+  M = 2,000 initial centres, d = 512, b = 500 picks, clustered features.
+
+Settings (each a column of the table):
+
+* ``torch default``: what torch does by itself, one thread per core of the machine and
+  GNU OpenMP's default wait policy (spin about 3 ms before sleeping);
+* ``limit_threads()``: the thread count :func:`skmoby.threads.available_cpus` picks
+  (affinity mask and cgroup quota);
+* ``1 thread``: ``limit_threads(1)``;
+* ``passive``: ``limit_threads()`` with ``OMP_WAIT_POLICY=PASSIVE`` set before torch is
+  imported (waiting threads sleep at once instead of spinning);
+* ``spin=N``: ``limit_threads()`` with ``GOMP_SPINCOUNT=N`` (spin N iterations, then sleep;
+  any N can be asked for).
+
+Usage::
+
+    flock /tmp/skmoby-heavy.lock uv run python benchmarks/shared_cpu.py
+    uv run python benchmarks/shared_cpu.py --work kcg --settings default,passive --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SETTINGS = {
+    # name: (environment, threads: "torch" = untouched, "auto" = limit_threads(), or int)
+    "default": ({}, "torch"),
+    "limit_threads": ({}, "auto"),
+    "1-thread": ({}, 1),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "auto"),
+    "spin=10000": ({"GOMP_SPINCOUNT": "10000"}, "auto"),
+}
+LABELS = {"default": "torch default", "limit_threads": "limit_threads()",
+          "1-thread": "1 thread", "passive": "passive", "spin=10000": "spin=10000"}
+
+_CHILD = r"""
+import json, resource, sys, time, warnings
+import numpy as np
+from skmoby.threads import available_cpus, limit_threads
+
+work, threads = sys.argv[1], sys.argv[2]
+n = None if threads == "auto" else int(threads) if threads != "torch" else "torch"
+warnings.simplefilter("ignore")
+if work == "kcg":
+    from skmoby import k_center_greedy
+    rng = np.random.RandomState(0)
+    means = rng.randn(10, 512).astype(np.float32) * 4.0
+    x = means[rng.randint(10, size=22000)] + rng.randn(22000, 512).astype(np.float32)
+    warm = lambda: k_center_greedy(x[:3000], 10, initial_centers=np.arange(200),
+                                   backend="torch")
+    run = lambda: k_center_greedy(x, 500, initial_centers=np.arange(2000), backend="torch")
+else:
+    from sklearn.datasets import load_digits
+    from skmoby import MoBYv2Classifier
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).reshape(-1, 8, 8).astype("float32")
+    y = y.copy()
+    y[300:] = -1
+    clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=64, lr=0.05, random_state=0,
+                           device="cpu", verbose=0)
+    warm = lambda: clf.fit(X[:256], y[:256])
+    run = lambda: clf.fit(X, y)
+
+def measure():
+    import torch
+    warm()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    return {"wall": wall, "cpu": cpu, "threads": torch.get_num_threads()}
+
+if n == "torch":
+    out = measure()
+else:
+    with limit_threads(n):
+        out = measure()
+out["available_cpus"] = available_cpus()
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
+_BUSY = "import time\nt = time.time() + {seconds}\nwhile time.time() < t:\n    pass\n"
+
+
+def _setting(name: str) -> tuple[dict, str | int]:
+    if name.startswith("spin="):  # any spin count, e.g. spin=0, spin=300000
+        return {"GOMP_SPINCOUNT": str(int(name[5:]))}, "auto"
+    return SETTINGS[name]
+
+
+def _run(work: str, setting: str, timeout: float) -> dict:
+    env_extra, threads = _setting(setting)
+    env = {**os.environ, **env_extra}
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS"):
+        if key not in env_extra:
+            env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, work, str(threads)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{work}/{setting} failed:\n{proc.stderr[-2000:]}")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default="fit,kcg", help="comma list of fit, kcg")
+    p.add_argument("--settings", default="default,limit_threads,1-thread,passive,spin=10000",
+                   help=f"comma list of {', '.join(SETTINGS)}, spin=N")
+    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is kept")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    args = p.parse_args(argv)
+    works = args.work.split(",")
+    settings = args.settings.split(",")
+    for s in settings:
+        if s not in SETTINGS and not (s.startswith("spin=") and s[5:].isdigit()):
+            p.error(f"unknown setting {s!r}; choose from {list(SETTINGS)} or spin=N")
+        LABELS.setdefault(s, s)
+    print(f"CPUs: os.cpu_count()={os.cpu_count()}, affinity={len(os.sched_getaffinity(0))}; "
+          f"load average at start: {_load()}")
+
+    # Alone and next to the competitor back to back for each setting, so that both see
+    # the same background load; repeats go round the whole list again.
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for _ in range(args.repeat):
+        for work in works:
+            for s in settings:
+                for condition in ("alone", "competitor"):
+                    busy = None
+                    if condition == "competitor":
+                        busy = subprocess.Popen([sys.executable, "-c",
+                                                 _BUSY.format(seconds=args.timeout + 60)])
+                        time.sleep(0.5)
+                    try:
+                        res = _run(work, s, args.timeout)
+                    finally:
+                        if busy is not None:
+                            busy.kill()
+                            busy.wait()
+                    runs.setdefault((work, s, condition), []).append(res)
+                    print(f"  {condition:10s} {work:4s} {LABELS[s]:16s} "
+                          f"threads={res['threads']}  wall {res['wall']:7.2f} s  "
+                          f"cpu {res['cpu']:7.2f} s  (load {_load()})", flush=True)
+    results = {key: {"wall": statistics.median(r["wall"] for r in rs),
+                     "cpu": statistics.median(r["cpu"] for r in rs)}
+               for key, rs in runs.items()}
+    print(f"load average at end: {_load()}\n")
+
+    # The reference is the fastest setting alone: on a machine that others use too, it is
+    # the closest measurement of the machine's quiet speed.
+    header = f"{'':28s}" + "".join(f"{LABELS[s]:>18s}" for s in settings)
+    for work in works:
+        alone = {s: results[work, s, "alone"] for s in settings}
+        busy_ = {s: results[work, s, "competitor"] for s in settings}
+        ref = min(settings, key=lambda s: alone[s]["wall"])
+        base = alone[ref]["wall"]
+        print(f"{work}: wall time / fastest alone ({LABELS[ref]}, {base:.2f} s)")
+        print(header)
+        for condition, res in (("alone", alone), ("next to a competitor", busy_)):
+            row = "".join(f"{res[s]['wall'] / base:17.2f}x" for s in settings)
+            print(f"  {condition:26s}{row}")
+        row = "".join(f"{busy_[s]['wall'] / alone[s]['wall']:17.2f}x" for s in settings)
+        print(f"  {'competitor / own alone':26s}{row}")
+        row = "".join(f"{busy_[s]['cpu'] / busy_[s]['wall']:18.2f}" for s in settings)
+        print(f"  {'CPUs used (competitor)':26s}{row}\n")
+
+if __name__ == "__main__":
+    main()
