@@ -308,9 +308,12 @@ def _ray_job(ds, settings, job: Job, device: str, threads: int):
 
 def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, jobs_per_gpu: int | None,
                 address: str | None):
+    import builtins
+
     import ray
 
     started = not ray.is_initialized()
+    own_print = builtins.print  # Ray's progress-bar support replaces it in the driver
     if started:
         kwargs = dict(include_dashboard=False, log_to_driver=False,
                       logging_level="ERROR")
@@ -356,3 +359,4 @@ def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, jobs_per_gpu: int |
     finally:
         if started:
             ray.shutdown()
+            builtins.print = own_print

@@ -447,3 +447,17 @@ def test_healthy_training_is_not_reported_as_collapsed(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         small_clf(max_epochs=1).fit(X[:64], y[:64])
+
+
+def test_verbose_zero_prints_nothing_after_print_was_replaced(digits, monkeypatch, capsys):
+    # Ray replaces builtins.print once its runtime starts in a process; skorch's own
+    # PrintLog then prints every epoch whatever `verbose` says.
+    import builtins
+
+    original = builtins.print
+    monkeypatch.setattr(builtins, "print", lambda *a, **k: original(*a, **k))
+    X, y = digits
+    small_clf(max_epochs=1, verbose=0).fit(X[:64], y[:64])
+    assert capsys.readouterr().out == ""
+    small_clf(max_epochs=1, verbose=1).fit(X[:64], y[:64])
+    assert "train_loss" in capsys.readouterr().out
