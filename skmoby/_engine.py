@@ -22,6 +22,7 @@ from skorch.callbacks import Callback
 from ._data import inference_batches
 from .augment import StrongAugment, TabularStrongAugment, TabularWeakAugment, WeakAugment
 from .network import cosine_momentum
+from .threads import check_n_threads, limit_threads
 
 __all__ = ["CapturedSteps", "DeviceSteps", "resolve_capture", "resolve_channels_last",
            "resolve_precision"]
@@ -367,7 +368,8 @@ class DeviceSteps:
     def _map_batches(self, X: np.ndarray, fn: Callable, width: int | None) -> np.ndarray:
         """``fn`` over large device batches of ``X`` in eval mode; one copy back."""
         self.module_.eval()
-        out = [fn(xb) for xb in inference_batches(X, torch.device(self.device_))]
+        with limit_threads(check_n_threads(getattr(self, "n_threads", None))):
+            out = [fn(xb) for xb in inference_batches(X, torch.device(self.device_))]
         if not out:
             return np.zeros((0,) if width is None else (0, width), np.float32)
         return torch.cat(out).float().cpu().numpy()

@@ -33,11 +33,23 @@ RAY_INSTALL = "pip install 'skmoby[ray]' (in a clone: uv sync --extra ray)"
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """CPUs this process may run on: affinity mask and cgroup quota."""
+    from .threads import available_cpus
+
+    return available_cpus()
+
+
+def threads_per_job(cfg) -> int:
+    """Torch threads of every job of a run: the usable CPUs shared by all its jobs.
+
+    The count depends on the run (its ``methods x trials`` jobs) and the machine, never
+    on ``--jobs`` or the backend: CPU kernels add up in an order that depends on the
+    thread count, so a job computes the same numbers only with the same count, and
+    ``--jobs 1``, ``--jobs N`` and Ray then give the same table. With at least as many
+    jobs as CPUs (every preset on a small machine) each job gets one thread, and
+    ``--jobs`` up to the number of CPUs uses them all.
+    """
+    return max(1, usable_cpus() // (len(cfg.methods) * cfg.trials))
 
 
 def _cuda_count() -> int:
@@ -107,13 +119,14 @@ def make_runner(cfg, ds, *, jobs: int, jobs_per_gpu: int | None, backend: str,
                 progress: bool) -> Callable[[list[Job]], Iterator[tuple]]:
     """The runner for these options (see the module docstring)."""
     settings = dict(config=cfg.to_dict(), callbacks=callbacks, save_models=save_models)
+    threads = threads_per_job(cfg)
     if backend == "ray":
-        return lambda todo: _ray_runner(todo, ds, settings, jobs=jobs,
+        return lambda todo: _ray_runner(todo, ds, settings, jobs=jobs, threads=threads,
                                         jobs_per_gpu=jobs_per_gpu, address=ray_address)
     devices = local_devices(cfg.device, jobs, jobs_per_gpu)
     if len(devices) == 1:
-        return lambda todo: _serial_runner(todo, ds, settings, devices[0], progress)
-    threads = max(1, usable_cpus() // len(devices))
+        return lambda todo: _serial_runner(todo, ds, settings, devices[0], progress,
+                                           threads)
     return lambda todo: _pool_runner(todo, ds, settings, devices, threads)
 
 
@@ -130,12 +143,16 @@ def _job_events(ds, settings: dict[str, Any], job: Job, device: str,
 
 
 # ---------------------------------------------------------------------------- in process
-def _serial_runner(todo: list[Job], ds, settings, device: str, progress: bool):
-    for job in todo:
-        try:
-            yield from _job_events(ds, settings, job, device, progress)
-        except Exception as exc:
-            yield ("failed", job[0], job[1], traceback.format_exc(), exc)
+def _serial_runner(todo: list[Job], ds, settings, device: str, progress: bool,
+                   threads: int):
+    from .threads import limit_threads
+
+    with limit_threads(threads):  # the caller's count is back when the run ends
+        for job in todo:
+            try:
+                yield from _job_events(ds, settings, job, device, progress)
+            except Exception as exc:
+                yield ("failed", job[0], job[1], traceback.format_exc(), exc)
 
 
 # ---------------------------------------------------------------------------- processes
@@ -306,8 +323,8 @@ def _ray_job(ds, settings, job: Job, device: str, threads: int):
     yield from _job_events(ds, settings, job, device)
 
 
-def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, jobs_per_gpu: int | None,
-                address: str | None):
+def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, threads: int,
+                jobs_per_gpu: int | None, address: str | None):
     import builtins
 
     import ray
@@ -332,9 +349,8 @@ def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, jobs_per_gpu: int |
             raise ValueError(f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
                              f"the run does not use GPUs (device {device!r})")
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        threads = max(1, cpus // jobs) if not use_gpu else 1
-        options = dict(num_cpus=threads, num_gpus=(1 / (jobs_per_gpu or 1)) if use_gpu else 0,
-                       max_retries=3)
+        options = dict(num_cpus=min(threads, cpus), max_retries=3,
+                       num_gpus=(1 / (jobs_per_gpu or 1)) if use_gpu else 0)
         task = ray.remote(_ray_job).options(**options)
         ds_ref = ray.put(ds)
         pending, running = deque(todo), {}

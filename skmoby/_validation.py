@@ -19,6 +19,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 from torch import nn
 
+from .threads import check_n_threads
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -173,6 +175,7 @@ def check_hyperparameters(est) -> None:
         raise TypeError(
             f"backbone must be a name or a torch.nn.Module; got {type(est.backbone)}"
         )
+    check_n_threads(est.n_threads)
     if est.input_shape is not None:
         canonical_shape(est.input_shape)
     ul = est.unlabeled_label

@@ -34,6 +34,7 @@ from ._skorch_parts import (
 from ._validation import UnlabeledData, resolve_device, stack_unlabeled
 from .backbones import build_encoder
 from .network import MoBYv2Network
+from .threads import limit_threads
 
 __all__ = ["MilestoneLR", "MoBYv2Classifier", "UnlabeledData", "expected_failed_checks",
            "stack_unlabeled"]
@@ -160,6 +161,15 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         epoch's last) run eagerly, and a failed capture falls back to eager steps with
         one warning. ``True`` raises where capture cannot work (CPU, another
         optimizer). The fitted ``capture_`` says whether it was used.
+    n_threads : int or None, default=None
+        CPU threads torch uses in ``fit``, ``partial_fit``, ``predict_proba``,
+        ``transform`` and ``contrastive_loss`` (the caller's setting is restored
+        afterwards). ``None`` keeps torch's current count (``torch.set_num_threads``,
+        ``OMP_NUM_THREADS``) capped at the CPUs this process may run on
+        (:func:`skmoby.threads.available_cpus`: the affinity mask and the cgroup CPU
+        quota of containers and batch systems), so torch's default of one thread per
+        core of the machine does not oversubscribe a container. On a CPU shared with
+        other busy programs see "Shared CPUs" in the user guide.
     input_shape : tuple of int or None, default=None
         Shape of one sample, ``(C, H, W)``, ``(H, W)`` or ``(d,)``. Not needed to fit
         (the data has it; ``fit`` raises ``ValueError`` when it disagrees); with
@@ -244,6 +254,7 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         channels_last: bool | str = "auto",
         resident_data: bool | str = "auto",
         capture: bool | str = "auto",
+        n_threads: int | None = None,
         input_shape: tuple[int, ...] | None = None,
         train_split: Callable | None = None,
         verbose: int = 0,
@@ -282,6 +293,7 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         self.channels_last = channels_last
         self.resident_data = resident_data
         self.capture = capture
+        self.n_threads = n_threads
         self.input_shape = input_shape
         # scikit-learn's contract: __init__ stores parameters only. skorch's __init__
         # also sets these three; the class attributes below stand in until initialize().
@@ -596,6 +608,10 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         mistake an interrupted fit for a finished one checks ``interrupted_``.
         """
         self._check_hyperparameters()  # the device first: before any work on the data
+        with limit_threads(self.n_threads):
+            return self._fit_checked(X, y, X_unlabeled, sample_weight)
+
+    def _fit_checked(self, X, y, X_unlabeled, sample_weight):
         if X_unlabeled is not None:
             self._refuse_unlabelled_behind_pipeline_steps()
         reset = not (self.warm_start and self.initialized_)
@@ -644,6 +660,10 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         2
         """
         self._check_hyperparameters()
+        with limit_threads(self.n_threads):
+            return self._partial_fit_unchecked(X, y, classes, X_unlabeled, sample_weight)
+
+    def _partial_fit_unchecked(self, X, y, classes, X_unlabeled, sample_weight):
         if X_unlabeled is not None:
             self._refuse_unlabelled_behind_pipeline_steps()
         reset = not self.initialized_

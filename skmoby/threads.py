@@ -6,8 +6,9 @@ manager) or a cgroup CPU quota (Docker's ``--cpus``, Kubernetes ``limits.cpu``, 
 ``CPUQuota``), that is more threads than CPUs, and every parallel torch operation then
 waits for threads that the kernel has descheduled. :func:`available_cpus` counts the CPUs
 this process may actually use, and :func:`limit_threads` runs a block of code with torch's
-intra-op thread count set to it (or to a number you choose), restoring the caller's
-setting afterwards.
+intra-op thread count capped at it (or set to a number you choose), restoring the
+caller's setting afterwards. :class:`~skmoby.MoBYv2Classifier` and
+:func:`~skmoby.k_center_greedy` do so by default (their ``n_threads``).
 
 Neither can see other programs that share the CPUs without a limit (a second training
 run on a laptop, other users of a shared server). On a machine with few cores, leaving a
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # torch is imported inside the functions: _prefer_passive_wait must be able to run
 # before torch (and its OpenMP runtime) is loaded.
@@ -130,6 +132,16 @@ def _prefer_passive_wait() -> bool:
     return True
 
 
+def check_n_threads(n: Any, name: str = "n_threads") -> int | None:
+    """``n`` as an int of at least 1, or None; ``TypeError``/``ValueError`` naming
+    ``name`` otherwise."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
+        raise TypeError(f"{name} must be an int or None; got {type(n).__name__}")
+    if n is not None and n < 1:
+        raise ValueError(f"{name} must be at least 1; got {n}")
+    return None if n is None else int(n)
+
+
 def available_cpus() -> int:
     """Number of CPUs this process may use: its affinity mask, capped by its CPU quota.
 
@@ -169,8 +181,12 @@ def limit_threads(n: int | None = None) -> Iterator[int]:
     Parameters
     ----------
     n : int or None, default=None
-        Threads to use; ``None`` means :func:`available_cpus`. A number larger than
-        :func:`available_cpus` is used as given (it oversubscribes the CPUs).
+        Threads to use. ``None`` keeps torch's current count but never more than
+        :func:`available_cpus`: a count the program chose (``torch.set_num_threads``,
+        ``OMP_NUM_THREADS``, a runner splitting the CPUs between jobs) stays, torch's
+        default of one thread per core of the machine is cut to the CPUs this process
+        may use. A number is used as given, even one larger than
+        :func:`available_cpus` (it oversubscribes the CPUs).
 
     Yields
     ------
@@ -204,12 +220,9 @@ def limit_threads(n: int | None = None) -> Iterator[int]:
     """
     import torch
 
-    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
-        raise TypeError(f"n must be an int or None; got {type(n).__name__}")
-    if n is not None and n < 1:
-        raise ValueError(f"n must be at least 1; got {n}")
-    target = available_cpus() if n is None else int(n)
+    n = check_n_threads(n, "n")
     previous = torch.get_num_threads()
+    target = min(previous, available_cpus()) if n is None else n
     if target != previous:
         torch.set_num_threads(target)
     try:

@@ -81,7 +81,22 @@ def test_two_worker_processes_give_the_serial_table(tmp_path, digits_ds, serial,
     assert "cycles: 100%" in err and "8/8" in err
     threads = [int(p.read_text()) for p in tmp_path.glob("*.threads")]
     assert len(threads) == 2  # two worker processes did all the fits
-    assert set(threads) == {max(1, _parallel.usable_cpus() // 2)}
+    # the count is the run's, not --jobs': a serial run uses the same (see below)
+    assert set(threads) == {_parallel.threads_per_job(tiny())}
+
+
+def test_threads_per_job_do_not_depend_on_jobs(tmp_path, digits_ds, monkeypatch):
+    # CPU kernels sum in an order that depends on the thread count; a job computes the
+    # same numbers under --jobs 1 and --jobs N only with the same count.
+    from skmoby import threads as skmoby_threads
+
+    monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
+    assert _parallel.threads_per_job(tiny()) == 2  # 8 CPUs, 2 methods x 2 trials
+    assert _parallel.threads_per_job(tiny(trials=8)) == 1
+    run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
+                   dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))])
+    threads = {int(p.read_text()) for p in tmp_path.glob("*.threads")}
+    assert threads == {8}  # 8 CPUs for the run's one job, in this process
 
 
 class FailFor(Callback):

@@ -111,6 +111,50 @@ def test_limit_threads_defaults_to_available_cpus(monkeypatch):
     assert torch.get_num_threads() == before
 
 
+def test_limit_threads_keeps_a_lower_count_the_program_chose():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with limit_threads() as n:
+            assert n == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("fake_system")
+def test_fit_and_k_center_greedy_cap_threads_at_the_cpus_allowed(monkeypatch, digits):
+    from skmoby import k_center_greedy
+    from tests.conftest import small_clf
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0})
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads",
+                        lambda k, _set=torch.set_num_threads: (seen.append(k), _set(k)))
+    before = torch.get_num_threads()
+    X, y = digits
+    clf = small_clf(max_epochs=1).fit(X[:64], y[:64])
+    assert seen and seen[0] == 1 and torch.get_num_threads() == before
+    seen.clear()
+    clf.transform(X[:8])
+    k_center_greedy(X[:50].reshape(50, -1), 3, initial_centers=[0])
+    assert seen.count(1) == 2 and torch.get_num_threads() == before
+    seen.clear()
+    small_clf(max_epochs=1, n_threads=3).fit(X[:64], y[:64])
+    assert seen[0] == 3 and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad, err", [(0, ValueError), (1.5, TypeError)])
+def test_estimator_and_k_center_greedy_name_a_bad_n_threads(bad, err, digits):
+    from skmoby import k_center_greedy
+    from tests.conftest import small_clf
+
+    X, y = digits
+    with pytest.raises(err, match="n_threads must be"):
+        small_clf(n_threads=bad).fit(X[:64], y[:64])
+    with pytest.raises(err, match="n_threads must be"):
+        k_center_greedy(X[:50].reshape(50, -1), 3, n_threads=bad)
+
+
 def test_limit_threads_accepts_numpy_ints_and_nests():
     before = torch.get_num_threads()
     with limit_threads(np.int64(2)) as outer:

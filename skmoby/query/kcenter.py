@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from ..threads import check_n_threads, limit_threads
 from . import _device_loop, _keops_probe
 
 __all__ = ["k_center_greedy", "keops_available"]
@@ -467,6 +468,7 @@ def k_center_greedy(
     backend: str = "auto",
     prune: bool | str = "auto",
     random_state: int | np.random.RandomState | None = None,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Select ``n`` points by k-center greedy (exact), the CoreSet selection.
 
@@ -504,6 +506,10 @@ def k_center_greedy(
     random_state : int, RandomState or None, default=None
         Draws the first pick when there are no initial centres (uniformly over the
         points); unused otherwise.
+    n_threads : int or None, default=None
+        CPU threads torch uses during the call (restored afterwards); ``None`` keeps
+        torch's current count capped at the CPUs this process may run on
+        (:func:`skmoby.threads.limit_threads`).
 
     Returns
     -------
@@ -539,6 +545,13 @@ def k_center_greedy(
     >>> idx.tolist(), dist.tolist()
     ([3, 2], [10.0, 5.0])
     """
+    n_threads = check_n_threads(n_threads)
+    with limit_threads(n_threads):
+        return _k_center_greedy(features, n, initial_centers, backend, prune,
+                                random_state)
+
+
+def _k_center_greedy(features, n, initial_centers, backend, prune, random_state):
     x = _as_tensor(features)
     N, d = x.shape
     center = _centre_mask(initial_centers, N)
