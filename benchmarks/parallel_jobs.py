@@ -60,6 +60,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_layout(Path(args.data_root), Path(tmp))
         times, tables, selections = {}, {}, {}
+        # Import once untimed, so that neither timed command pays for compiling the
+        # bytecode of torch, torchvision and skmoby (written on first import).
+        subprocess.run([sys.executable, "-c", "import skmoby.experiment, torchvision"],
+                       check=True)
         for jobs in (1, args.jobs):
             out = Path(tmp) / f"jobs{jobs}"
             cmd = [sys.executable, "-m", "skmoby.cli", "run", "--preset", "fashionmnist-cpu",
@@ -78,6 +82,11 @@ def main() -> None:
     print(f"cpus: {len(os.sched_getaffinity(0))}, preset: fashionmnist-cpu"
           f"{'' if args.full else ' reduced (2 trials, 3 cycles, 10 epochs)'}")
     print(f"speed-up of --jobs {args.jobs} over --jobs 1: {times[1] / times[args.jobs]:.2f}x")
+    for jobs in (1, args.jobs):
+        t = tables[jobs]
+        print(f"--jobs {jobs}: fits {t['fit_seconds'].sum():.1f} s and queries "
+              f"{t['query_seconds'].sum():.1f} s summed over cycles, of "
+              f"{times[jobs]:.1f} s wall")
     print(f"identical results.csv values and selections: {same}")
 
 
