@@ -212,6 +212,16 @@ def _execute(command: str, out: Path, start) -> int:
     return 0
 
 
+def _demo_jobs(cfg) -> int:
+    """The demo's jobs at once: one per usable CPU (each job is single-threaded on a
+    small machine, and the table does not depend on it), one on a GPU."""
+    from ._parallel import _wants_gpu, usable_cpus
+
+    if _wants_gpu(cfg.device):
+        return 1
+    return max(1, min(usable_cpus(), len(cfg.methods) * cfg.trials))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .experiment import PRESETS, ExperimentConfig, run_experiment
 
@@ -226,8 +236,9 @@ def _demo(args: argparse.Namespace) -> int:
           f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
           "also learns from the unlabelled pool, so its epochs take many more steps; "
           "random selection trains on the labels alone.")
+    jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
     _prepare_output(args.quiet)
-    results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle)
+    results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle, jobs=jobs)
     _report(results, out, "skmoby demo: digits")
     return 0
 
@@ -359,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"results folder; the demo writes OUT/demo ({DEFAULT_OUT})")
     demo.add_argument("--seed", type=int, default=0, help="seed of the first trial (0)")
     demo.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (auto)")
+    demo.add_argument("--jobs", type=_positive_int,
+                      help="jobs run at once in worker processes (default: one per CPU "
+                      "on the CPU, 1 on a GPU; the table is the same)")
     common(demo)
     demo.set_defaults(func=_demo)
 
