@@ -37,14 +37,29 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_default_options = {
     "members": True,
-    "inherited-members": False,
+    # Inherited members stay undocumented (autodoc's default). "inherited-members" is not
+    # set here: a default would override the one _templates/autosummary/class.rst gives.
     # scikit-learn generates these metadata-routing setters; their docstrings point into
     # scikit-learn's own documentation.
     "exclude-members": "set_fit_request, set_partial_fit_request, set_score_request, "
     "set_transform_request",
 }
+# MoBYv2Classifier is built from mixins (skmoby/_fitting.py, _inference.py,
+# _persistence.py): its page documents their methods with its own, and not those it
+# inherits from skorch, scikit-learn or the device steps (skmoby/_engine.py). The class
+# template gives autodoc these bases as :inherited-members:, the classes to leave out.
+_ESTIMATOR_MODULES = {"skmoby.classifier", "skmoby._fitting", "skmoby._inference",
+                      "skmoby._persistence"}
+templates_path = ["_templates"]
+autosummary_context = {
+    "autodoc_inherited_members": {
+        "skmoby.MoBYv2Classifier": ", ".join(
+            cls.__name__ for cls in skmoby.MoBYv2Classifier.__mro__[1:]
+            if cls.__module__ not in _ESTIMATOR_MODULES),
+    },
+}
 intersphinx_mapping = {}
-exclude_patterns = ["_build", "generated/*.examples", "**/.ipynb_checkpoints"]
+exclude_patterns = ["_build", "_templates", "generated/*.examples", "**/.ipynb_checkpoints"]
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_title = "skmoby"

@@ -42,6 +42,16 @@ class MilestoneLR(LRScheduler):
     ----------
     event_name : str or None, default="event_lr"
         History key of each epoch's learning rate; ``None`` records none.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmoby import MoBYv2Classifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MoBYv2Classifier("mlp", max_epochs=5, lr_milestones=(0.4,), batch_size=64,
+    ...                        queue_size=64, random_state=0, device="cpu")
+    >>> clf.fit(X[:200] / 16, y[:200]).history[:, "event_lr"]  # x0.1 after epoch 2
+    [0.01, 0.01, 0.001, 0.001, 0.001]
     """
 
     def __init__(self, event_name: str | None = "event_lr") -> None:

@@ -1,10 +1,11 @@
 """``MoBYv2Classifier``: MoBYv2AL's joint contrastive + cross-entropy learner as a
-scikit-learn estimator built on skorch."""
+scikit-learn estimator built on skorch; here are the class, its constructor and its
+skorch hooks. It inherits ``fit``/``partial_fit`` (``_fitting.py``), inference
+(``_inference.py``), pickling (``_persistence.py``) and device steps (``_engine.py``).
+"""
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -12,18 +13,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, PrintLog
-from skorch.utils import to_numpy
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 
 from . import _engine, _validation
 from ._data import TrainingBatches
-from ._engine import DeviceSteps
+from ._engine import Augment, DeviceSteps
+from ._fitting import Fitting
+from ._inference import Inference
+from ._persistence import Persistence
 from ._skorch_parts import (
     MilestoneLR,
     QuietPrintLog,
@@ -34,20 +34,12 @@ from ._skorch_parts import (
 from ._validation import UnlabeledData, resolve_device, stack_unlabeled
 from .backbones import build_encoder
 from .network import MoBYv2Network
-from .threads import limit_threads
 
 __all__ = ["MilestoneLR", "MoBYv2Classifier", "UnlabeledData", "expected_failed_checks",
            "stack_unlabeled"]
 
-Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
-
-# Per-fit working state: device tensors, CUDA graphs and references to the training
-# data. None of it is needed after a fit, so none of it is pickled or deep-copied.
-_TRANSIENT = ("_norm_cache_", "_steps_", "_keys_", "_unlabeled_", "_sample_weight_",
-              "_batch_weight_", "_aug_generator_")
-
-
-class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
+class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
+                       NeuralNetClassifier):
     """MoBYv2AL's self-supervised classifier (Caramalau et al., BMVC 2022).
 
     A backbone ``f_q`` is trained jointly with a linear classifier on the weak view of
@@ -314,31 +306,6 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         else:
             object.__setattr__(self, name, attr)
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        for name in _TRANSIENT:
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state):
-        # skorch maps saved tensors to state["device"], which must be a real device:
-        # "auto" is resolved here, on the machine that loads (an unfitted estimator
-        # holds no tensors). An explicit "cuda" on a machine without one falls back to
-        # the CPU with skorch's DeviceWarning, and the parameter then says "cpu".
-        state = dict(state)
-        requested = state.get("device", "auto")
-        fitted = state.get("initialized_", False)
-        auto = isinstance(requested, str) and requested == "auto"
-        if not fitted:
-            state["device"] = "cpu"
-        elif auto:
-            state["device"] = resolve_device("auto")
-        super().__setstate__(state)
-        if fitted:
-            self.device_ = self.device
-        if auto or not fitted:
-            self.device = requested
-
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         # scikit-learn's style: the class and the parameters that differ from defaults.
         return estimator_repr(self)
@@ -464,51 +431,6 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
                 group.pop("initial_lr", None)
         return self
 
-    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, checkpoint=None, use_safetensors=False, **kwargs):
-        """Load parameters saved by :meth:`save_params` or skorch's ``Checkpoint``.
-
-        What a checkpoint holds: ``f_params`` the whole network (query and key
-        branches, projector, predictor, classifier, both queues and their write
-        position) and the input normalisation statistics (buffers ``input_mean`` and
-        ``input_std``, so that a new estimator normalises as the saved one did);
-        ``f_optimizer`` the SGD momentum buffers and the learning rate; ``f_history``
-        the epochs, losses and the position in the training run (a fit continues an
-        unfinished run from it). It does not hold the hyperparameters, the classes,
-        the sample shape or the random state: a new estimator takes them from its
-        constructor (``input_shape``, ``classes``) or from the data of its ``fit``.
-
-        An estimator that is not initialised is initialised first (see
-        :meth:`initialize`). Arguments are skorch's ``NeuralNet.load_params``.
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu").fit(X[:100], y[:100])
-        >>> path = os.path.join(tempfile.mkdtemp(), "params.pt")
-        >>> clf.save_params(f_params=path)
-        >>> new = MoBYv2Classifier("cnn", queue_size=64, device="cpu",
-        ...                        input_shape=(8, 8), classes=range(10))
-        >>> new.load_params(f_params=path)
-        >>> bool((new.predict(X[100:150]) == clf.predict(X[100:150])).all())
-        True
-        """
-        if not self.initialized_:
-            self.initialize()
-        with self._device_resolved():
-            super().load_params(f_params=f_params, f_optimizer=f_optimizer,
-                                f_criterion=f_criterion, f_history=f_history,
-                                checkpoint=checkpoint, use_safetensors=use_safetensors,
-                                **kwargs)
-        mean = self.module_.input_mean.detach().cpu().double().numpy()
-        std = self.module_.input_std.detach().cpu().double().numpy()
-        no_stats = not mean.any() and (std == 1).all()
-        self.mean_, self.std_ = (None, None) if no_stats else (mean, std)
-
     def initialize_module(self):
         """Build the MoBYv2 network for the data seen by ``fit``."""
         with torch.random.fork_rng(devices=[]):
@@ -541,190 +463,7 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
     def _is_image(self) -> bool:
         return len(self.sample_shape_) == 3
 
-    # ---------------------------------------------------------------- fitting
-    def fit(self, X, y, X_unlabeled=None, sample_weight=None):
-        """Fit the network on labelled and unlabelled data (from scratch).
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n, C, H, W), (n, H, W) or (n, d)
-            Training samples: images as floats in ``[0, 1]`` or ``uint8``; tabular rows.
-        y : array-like of shape (n,)
-            Labels of any type scikit-learn accepts. Rows whose label equals
-            ``unlabeled_label`` are used as unlabelled data.
-        X_unlabeled : array-like, torch.Tensor or UnlabeledData, optional
-            Unlabelled samples with the per-sample shape of ``X``. Inside a ``Pipeline``
-            with steps before the classifier it is refused (those steps would not
-            transform it): pass ``pipe.fit(*stack_unlabeled(X, y, X_unlabeled))``.
-        sample_weight : array-like of shape (n,), optional
-            Non-negative weights of the rows of ``X``, weighting their cross-entropy.
-            The weights of unlabelled rows are ignored (the contrastive loss is not
-            weighted), and the labelled rows' weights are rescaled to average 1, so
-            their scale does not change the step size. Batches then carry the weights
-            and (on CUDA) labelled steps run eagerly rather than as a captured graph.
-            With scikit-learn's metadata routing, request it with
-            ``set_fit_request(sample_weight=True)``.
-
-        Returns
-        -------
-        self : MoBYv2Classifier
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> y_semi = y[:300].copy()
-        >>> y_semi[100:] = -1                      # rows 100-299 are unlabelled
-        >>> clf.fit(X[:300], y_semi).classes_.tolist() == list(range(10))
-        True
-
-        Raises
-        ------
-        ValueError
-            On an unknown or absent ``device`` (checked first, before any work);
-            NaN/inf, mismatched lengths or shapes, fewer than 2 classes, an empty
-            ``X``, an unknown backbone or one that fails on the data's shape, invalid
-            ``sample_weight`` or hyperparameters; and when training diverges (a
-            non-finite loss, checked once per epoch; the message names the epoch).
-        TypeError
-            When ``X`` or ``X_unlabeled`` is not an array-like of samples.
-
-        Notes
-        -----
-        Training losses are read from the device once per epoch: during an epoch the
-        batch rows of ``history`` hold them as 0-d tensors, and floats afterwards.
-
-        **Ctrl-C** (``KeyboardInterrupt``) during training is caught by skorch: ``fit``
-        returns normally, with ``interrupted_`` set to True. The estimator is then
-        fitted with the weights of the last completed step: ``history`` holds the
-        finished epochs, plus a last row for an epoch interrupted after its first batch
-        (its batch losses as floats, no ``train_batch_count``); callbacks'
-        ``on_train_end`` has run (so ``TrainEndCheckpoint`` saved that state); and a
-        later ``partial_fit`` (or ``fit`` with ``warm_start=True``) continues the
-        interrupted run, training the interrupted epoch again. Code that must not
-        mistake an interrupted fit for a finished one checks ``interrupted_``.
-        """
-        self._check_hyperparameters()  # the device first: before any work on the data
-        with limit_threads(self.n_threads):
-            return self._fit_checked(X, y, X_unlabeled, sample_weight)
-
-    def _fit_checked(self, X, y, X_unlabeled, sample_weight):
-        if X_unlabeled is not None:
-            self._refuse_unlabelled_behind_pipeline_steps()
-        reset = not (self.warm_start and self.initialized_)
-        X_l, y_enc, U, w = self._prepare_fit_data(X, y, X_unlabeled, reset=reset,
-                                                  sample_weight=sample_weight)
-        if reset:
-            self.initialize()
-        return self._partial_fit_checked(X_l, y_enc, U, w, "fit")
-
-    def partial_fit(self, X, y=None, classes=None, X_unlabeled=None, sample_weight=None):
-        """Train for one more training run of ``max_epochs`` epochs (initialising on the
-        first call), from the current weights.
-
-        A *training run* is what the two schedules span: the learning rate's
-        milestones (``lr_milestones``, fractions of ``max_epochs``) and the key
-        momentum's cosine rise from ``key_momentum`` to 1 over the run's steps. Each
-        ``fit`` starts a run; each ``partial_fit`` call, and each ``fit`` with
-        ``warm_start=True``, starts a new run from the current weights, queues and
-        optimizer state, so both schedules start again (the learning rate from ``lr``,
-        the momentum from ``key_momentum``) rather than staying at their end values.
-        A call whose ``history`` ends in an unfinished run (after Ctrl-C, or with a
-        checkpoint restored by skorch's ``LoadInitState``) continues that run instead:
-        it trains the run's remaining epochs with both schedules where they stopped.
-
-        Parameters
-        ----------
-        X, y, X_unlabeled, sample_weight
-            As in :meth:`fit`.
-        classes : array-like, optional
-            All class labels, for a first call whose ``y`` does not contain every class.
-
-        Returns
-        -------
-        self : MoBYv2Classifier
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> clf = clf.partial_fit(X[:100], y[:100], X_unlabeled=X[100:300])
-        >>> clf = clf.partial_fit(X[:100], y[:100], X_unlabeled=X[100:300])
-        >>> len(clf.history)                       # two epochs in all
-        2
-        """
-        self._check_hyperparameters()
-        with limit_threads(self.n_threads):
-            return self._partial_fit_unchecked(X, y, classes, X_unlabeled, sample_weight)
-
-    def _partial_fit_unchecked(self, X, y, classes, X_unlabeled, sample_weight):
-        if X_unlabeled is not None:
-            self._refuse_unlabelled_behind_pipeline_steps()
-        reset = not self.initialized_
-        X_l, y_enc, U, w = self._prepare_fit_data(X, y, X_unlabeled, reset=reset,
-                                                  classes=classes,
-                                                  sample_weight=sample_weight)
-        if reset:
-            self.initialize()
-        return self._partial_fit_checked(X_l, y_enc, U, w, "partial_fit")
-
-    def _partial_fit_checked(self, X, y, U, w, routing):
-        if w is not None and not hasattr(self.criterion_, "reduction"):
-            raise TypeError(f"sample_weight needs a criterion with a `reduction` "
-                            f"argument; {type(self.criterion_).__name__} has none")
-        out = super().partial_fit(X, y, _routing_method=routing, X_unlabeled=U,
-                                  sample_weight=w)
-        self._warn_if_collapsed(X)
-        return out
-
-    def _refuse_unlabelled_behind_pipeline_steps(self) -> None:
-        """Refuse ``X_unlabeled`` handed over by a ``Pipeline`` whose earlier steps
-        transform ``X``: they would not transform ``X_unlabeled``. Detected from the
-        caller's frame (the first one that is not a method of this estimator)."""
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_locals.get("self") is self:
-            frame = frame.f_back
-        owner = frame.f_locals.get("self") if frame is not None else None
-        if not isinstance(owner, Pipeline) or owner.steps[-1][1] is not self:
-            return
-        before = [name for name, step in owner.steps[:-1]
-                  if step is not None and not (isinstance(step, str)
-                                               and step == "passthrough")]
-        if before:
-            raise ValueError(
-                f"X_unlabeled reached {type(self).__name__} through a Pipeline without "
-                f"passing its steps {before}, which transform X only. Pass the unlabelled "
-                "rows in X, marked in y with unlabeled_label, so that every step sees "
-                "them: pipe.fit(*skmoby.stack_unlabeled(X, y, X_unlabeled))."
-            )
-
-    def _warn_if_collapsed(self, X: np.ndarray, n: int = 256) -> None:
-        """Warn when training ended with the encoder giving every sample the same features.
-
-        That happens when, for instance, a learning rate too high for a backbone without
-        batch norm kills all its ReLUs: the loss stays finite, but every prediction is
-        the same class. Checked on up to ``n`` distinct training samples, in eval mode.
-        """
-        sample = X[:n]
-        if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
-            return
-        with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
-            features = self.transform(sample)
-        if np.ptp(features, axis=0).max() == 0:
-            warnings.warn(
-                f"{type(self).__name__} training collapsed: the encoder maps every training "
-                "sample to the same features, so all predictions are one class (dead ReLUs "
-                f"after too large steps, for example). Try a lower lr (now {self.lr}), a "
-                "backbone with batch norm, or fewer epochs at the initial rate.",
-                ConvergenceWarning, stacklevel=4,
-            )
-
+    # ------------------------------------------------- training (skorch's loop)
     def check_data(self, X, y):
         """Data is validated by :meth:`fit`; classes are kept in the user's label type."""
 
@@ -747,27 +486,6 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
         finally:
             self._unlabeled_ = self._sample_weight_ = None
             self._finish_steps()
-
-    def _run_position(self) -> tuple[int, int]:
-        """``(epochs, steps)`` done in the training run that the next training call
-        continues, from the finished epochs in ``history``; ``(0, 0)`` when it starts a
-        new run (the last run is complete, or there is none)."""
-        rows = [row for row in self.history if "train_batch_count" in row]
-        if not rows or rows[-1].get("run_epoch", self.max_epochs) >= self.max_epochs:
-            return 0, 0
-        done = int(rows[-1]["run_epoch"])
-        return done, sum(int(row["train_batch_count"]) for row in rows[-done:])
-
-    def _start_run(self) -> int:
-        """Set the schedules' position for this training call; return its epochs."""
-        history = self.history
-        while history and "train_batch_count" not in history[-1]:
-            history.pop()  # an epoch interrupted before its end is trained again
-        done, steps = self._run_position()
-        self._run_epoch_ = done
-        self.key_step_ = steps
-        self._steps_before_ = sum(int(row["train_batch_count"]) for row in history)
-        return self.max_epochs - done
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """skorch's new history row, plus the epoch's position in the training run
@@ -883,211 +601,6 @@ class MoBYv2Classifier(DeviceSteps, NeuralNetClassifier):
             self._batch_weight_ = None
         self.key_step_ += 1
         return out
-
-    # -------------------------------------------------------------- prediction
-    def _check_predict_X(self, X):
-        if not getattr(self, "initialized_", False) or not hasattr(self, "module_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call 'fit' first."
-            )
-        if isinstance(X, Dataset):  # skorch's own callers pass datasets
-            return X
-        return self._check_X(X, "X", reset=False)
-
-    def predict_proba(self, X):
-        """Class probabilities, shape ``(n, n_classes)``, columns ordered as ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor
-            Samples shaped like the training data.
-
-        Returns
-        -------
-        ndarray of shape (n, n_classes)
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> P = clf.fit(X[:200], y[:200]).predict_proba(X[200:205])
-        >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-5)
-        ((5, 10), True)
-        """
-        X = self._check_predict_X(X)
-        if isinstance(X, Dataset):
-            return super().predict_proba(X)
-        nonlin = self._get_predict_nonlinearity()
-        return self._map_batches(X, lambda xb: nonlin(self.infer(xb)), len(self.classes_))
-
-    def predict(self, X):
-        """Predicted labels, in the type of the training labels.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor
-            Samples shaped like the training data.
-
-        Returns
-        -------
-        ndarray of shape (n,)
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> names = np.array(list("abcdefghij"))[y]  # string labels come back as strings
-        >>> clf.fit(X[:200], names[:200]).predict(X[200:203]).dtype.kind
-        'U'
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
-
-    def score(self, X, y, sample_weight=None):
-        """Accuracy on the labelled rows (rows labelled ``unlabeled_label`` are ignored).
-
-        Parameters
-        ----------
-        X : array-like
-            Samples.
-        y : array-like of shape (n,)
-            True labels; unlabelled rows are skipped.
-        sample_weight : array-like of shape (n,), optional
-            Weights of the rows.
-
-        Returns
-        -------
-        float
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> clf = clf.fit(X[:200], y[:200])
-        >>> y_test = y[200:400].copy()
-        >>> y_test[:100] = -1                      # these rows do not count
-        >>> clf.score(X[200:400], y_test) == clf.score(X[300:400], y[300:400])
-        True
-        """
-        from sklearn.metrics import accuracy_score
-
-        y = column_or_1d(to_numpy(y) if isinstance(y, torch.Tensor) else y)
-        keep = ~self._unlabeled_mask(y)
-        if not keep.any():
-            raise ValueError("y has no labelled rows to score")
-        X = self._check_predict_X(X)
-        sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
-        return float(accuracy_score(y[keep], self.predict(X[keep]), sample_weight=sw))
-
-    @torch.no_grad()
-    def transform(self, X) -> np.ndarray:
-        """Query-encoder features ``f_q(x)`` (eval mode, no augmentation).
-
-        These are the features CoreSet selects in.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor
-            Samples shaped like the training data.
-
-        Returns
-        -------
-        ndarray of shape (n, d), float32
-            ``d`` is ``feature_dim_``.
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> clf.fit(X[:200], y[:200]).transform(X[:4]).shape  # (n, feature_dim_)
-        (4, 128)
-        """
-        X = self._check_predict_X(X)
-
-        def features(xb):
-            with self._autocast():
-                return self.module_.features(self._normalized(self._to_unit(xb)))
-
-        return self._map_batches(X, features, self.feature_dim_)
-
-    @torch.no_grad()
-    def contrastive_loss(self, X) -> np.ndarray:
-        """Per-sample MoBYv2 contrastive loss, without changing weights or queues.
-
-        Each sample gets a weak and a strong view drawn from a generator seeded by
-        ``random_state`` (so repeated calls agree), and the loss
-        ``NCE(q', k, Q_weak) + NCE(q, k', Q_strong)`` is computed in eval mode against
-        the current queues. Used by the high-contrastive-loss selection strategy and to
-        pick the lowest-loss unlabelled subset of the next cycle.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor
-            Samples shaped like the training data.
-
-        Returns
-        -------
-        ndarray of shape (n,), float32
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> clf = clf.fit(X[:200], y[:200], X_unlabeled=X[200:400])
-        >>> loss = clf.contrastive_loss(X[400:410])
-        >>> loss.shape, bool((loss == clf.contrastive_loss(X[400:410])).all())  # seeded
-        ((10,), True)
-        """
-        X = self._check_predict_X(X)
-        g = self._generator(10**6, device=self.device_)
-
-        def loss(xb):
-            weak, strong = self._views(xb, g)
-            with self._autocast():
-                return self.module_.contrastive_terms(weak, strong, self.temperature)[0]
-
-        return self._map_batches(X, loss, None)
-
-    def fit_transform(self, X, y, X_unlabeled=None, sample_weight=None) -> np.ndarray:
-        """Fit, then return :meth:`transform` of ``X``.
-
-        Parameters
-        ----------
-        X, y, X_unlabeled, sample_weight
-            As in :meth:`fit`.
-
-        Returns
-        -------
-        ndarray of shape (n, d), float32
-            ``d`` is ``feature_dim_``.
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_digits
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
-        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
-        ...                        random_state=0, device="cpu")
-        >>> clf.fit_transform(X[:200], y[:200]).shape
-        (200, 128)
-        """
-        return self.fit(X, y, X_unlabeled=X_unlabeled,
-                        sample_weight=sample_weight).transform(X)
 
     def __sklearn_tags__(self):
         from sklearn.utils import TransformerTags

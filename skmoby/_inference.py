@@ -1,0 +1,234 @@
+"""Inference of :class:`~skmoby.MoBYv2Classifier`: class probabilities and labels,
+accuracy, encoder features and the per-sample contrastive loss of a fitted estimator,
+each computed over large batches on the device and copied back once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import column_or_1d
+from skorch.utils import to_numpy
+from torch.utils.data import Dataset
+
+__all__ = ["Inference"]
+
+
+class Inference:
+    """The estimator's inference methods. A mixin placed before skorch's
+    ``NeuralNetClassifier`` in the bases of :class:`~skmoby.MoBYv2Classifier`, so that
+    its methods override skorch's; it expects a fitted estimator (``module_``,
+    ``classes_``, ...) and :class:`~skmoby._engine.DeviceSteps`.
+    """
+
+    def _check_predict_X(self, X):
+        if not getattr(self, "initialized_", False) or not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call 'fit' first."
+            )
+        if isinstance(X, Dataset):  # skorch's own callers pass datasets
+            return X
+        return self._check_X(X, "X", reset=False)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n, n_classes)``, columns ordered as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Samples shaped like the training data.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> P = clf.fit(X[:200], y[:200]).predict_proba(X[200:205])
+        >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-5)
+        ((5, 10), True)
+        """
+        X = self._check_predict_X(X)
+        if isinstance(X, Dataset):
+            return super().predict_proba(X)
+        nonlin = self._get_predict_nonlinearity()
+        return self._map_batches(X, lambda xb: nonlin(self.infer(xb)), len(self.classes_))
+
+    def predict(self, X):
+        """Predicted labels, in the type of the training labels.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Samples shaped like the training data.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> names = np.array(list("abcdefghij"))[y]  # string labels come back as strings
+        >>> clf.fit(X[:200], names[:200]).predict(X[200:203]).dtype.kind
+        'U'
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on the labelled rows (rows labelled ``unlabeled_label`` are ignored).
+
+        Parameters
+        ----------
+        X : array-like
+            Samples.
+        y : array-like of shape (n,)
+            True labels; unlabelled rows are skipped.
+        sample_weight : array-like of shape (n,), optional
+            Weights of the rows.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf = clf.fit(X[:200], y[:200])
+        >>> y_test = y[200:400].copy()
+        >>> y_test[:100] = -1                      # these rows do not count
+        >>> clf.score(X[200:400], y_test) == clf.score(X[300:400], y[300:400])
+        True
+        """
+        from sklearn.metrics import accuracy_score
+
+        y = column_or_1d(to_numpy(y) if isinstance(y, torch.Tensor) else y)
+        keep = ~self._unlabeled_mask(y)
+        if not keep.any():
+            raise ValueError("y has no labelled rows to score")
+        X = self._check_predict_X(X)
+        sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
+        return float(accuracy_score(y[keep], self.predict(X[keep]), sample_weight=sw))
+
+    @torch.no_grad()
+    def transform(self, X) -> np.ndarray:
+        """Query-encoder features ``f_q(x)`` (eval mode, no augmentation).
+
+        These are the features CoreSet selects in.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Samples shaped like the training data.
+
+        Returns
+        -------
+        ndarray of shape (n, d), float32
+            ``d`` is ``feature_dim_``.
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf.fit(X[:200], y[:200]).transform(X[:4]).shape  # (n, feature_dim_)
+        (4, 128)
+        """
+        X = self._check_predict_X(X)
+
+        def features(xb):
+            with self._autocast():
+                return self.module_.features(self._normalized(self._to_unit(xb)))
+
+        return self._map_batches(X, features, self.feature_dim_)
+
+    @torch.no_grad()
+    def contrastive_loss(self, X) -> np.ndarray:
+        """Per-sample MoBYv2 contrastive loss, without changing weights or queues.
+
+        Each sample gets a weak and a strong view drawn from a generator seeded by
+        ``random_state`` (so repeated calls agree), and the loss
+        ``NCE(q', k, Q_weak) + NCE(q, k', Q_strong)`` is computed in eval mode against
+        the current queues. Used by the high-contrastive-loss selection strategy and to
+        pick the lowest-loss unlabelled subset of the next cycle.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Samples shaped like the training data.
+
+        Returns
+        -------
+        ndarray of shape (n,), float32
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf = clf.fit(X[:200], y[:200], X_unlabeled=X[200:400])
+        >>> loss = clf.contrastive_loss(X[400:410])
+        >>> loss.shape, bool((loss == clf.contrastive_loss(X[400:410])).all())  # seeded
+        ((10,), True)
+        """
+        X = self._check_predict_X(X)
+        g = self._generator(10**6, device=self.device_)
+
+        def loss(xb):
+            weak, strong = self._views(xb, g)
+            with self._autocast():
+                return self.module_.contrastive_terms(weak, strong, self.temperature)[0]
+
+        return self._map_batches(X, loss, None)
+
+    def fit_transform(self, X, y, X_unlabeled=None, sample_weight=None) -> np.ndarray:
+        """Fit, then return :meth:`transform` of ``X``.
+
+        Parameters
+        ----------
+        X, y, X_unlabeled, sample_weight
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n, d), float32
+            ``d`` is ``feature_dim_``.
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf.fit_transform(X[:200], y[:200]).shape
+        (200, 128)
+        """
+        return self.fit(X, y, X_unlabeled=X_unlabeled,
+                        sample_weight=sample_weight).transform(X)
