@@ -231,3 +231,13 @@ def test_a_job_ray_retries_after_a_lost_worker_adds_no_duplicate(tmp_path, digit
                    callbacks=cbs)
     assert os.path.exists(marker)  # the worker did die once
     same_run(out, serial)
+
+
+def test_parallel_runs_start_the_longest_jobs_first():
+    cfg = tiny(methods=["random", "mobyv2al"], trials=2, cycles=3)
+    todo = [("random", 0, {}), ("mobyv2al", 0, {0: [], 1: []}), ("random", 1, {}),
+            ("mobyv2al", 1, {})]
+    order = _parallel.longest_first(todo, cfg, n_pool=1000)
+    # a whole mobyv2al job, then the one with a cycle left, then the random ones in order
+    assert [(m, t) for m, t, _ in order] == [("mobyv2al", 1), ("mobyv2al", 0),
+                                             ("random", 0), ("random", 1)]
