@@ -284,8 +284,11 @@ def test_tqdm_lock_interrupted_while_built(monkeypatch, capsys):
     def interrupted(self):
         raise KeyboardInterrupt
 
-    for cls in {tqdm.std.tqdm, auto_tqdm}:
-        monkeypatch.delattr(cls, "_lock", raising=False)
+    # Delete the lock where a class holds it itself: tqdm.auto's class inherits tqdm's
+    # (deleting an inherited attribute raises AttributeError).
+    for cls in (tqdm.std.tqdm, auto_tqdm):
+        if "_lock" in vars(cls):
+            monkeypatch.delattr(cls, "_lock")
     monkeypatch.setattr(tqdm.std.TqdmDefaultWriteLock, "__init__", interrupted)
     cli._prepare_output(quiet=True)
     cli._print_cycle("random    trial 0 cycle 0: 20 labels")  # no tqdm involved
