@@ -146,13 +146,15 @@ def make_runner(cfg, ds, *, jobs: int, jobs_per_gpu: int | None, backend: str,
     settings = dict(config=cfg.to_dict(), callbacks=callbacks, save_models=save_models)
     threads = threads_per_job(cfg)
     if backend == "ray":
-        return lambda todo: _ray_runner(todo, ds, settings, jobs=jobs, threads=threads,
+        return lambda todo: _ray_runner(longest_first(todo, cfg, len(ds.X_train)), ds,
+                                        settings, jobs=jobs, threads=threads,
                                         jobs_per_gpu=jobs_per_gpu, address=ray_address)
     devices = local_devices(cfg.device, jobs, jobs_per_gpu)
-    if len(devices) == 1:
+    if len(devices) == 1:  # one job at a time: the order of the run is kept
         return lambda todo: _serial_runner(todo, ds, settings, devices[0], progress,
                                            threads)
-    return lambda todo: _pool_runner(todo, ds, settings, devices, threads)
+    return lambda todo: _pool_runner(longest_first(todo, cfg, len(ds.X_train)), ds,
+                                     settings, devices, threads)
 
 
 def _job_events(ds, settings: dict[str, Any], job: Job, device: str,

@@ -642,8 +642,6 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
                         if (method, trial, c) in done}
             if len(finished) < cfg.cycles:
                 todo.append((method, trial, finished))
-    if todo and (jobs > 1 or jobs_per_gpu is not None or backend == "ray"):
-        todo = _parallel.longest_first(todo, cfg, n_pool)
     if todo:
         runner = _parallel.make_runner(cfg, ds, jobs=jobs, jobs_per_gpu=jobs_per_gpu,
                                        backend=backend, ray_address=ray_address,
