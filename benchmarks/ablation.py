@@ -24,6 +24,9 @@ selection is taken trial by trial (paired). Variants:
 ``mobyv2al-pool10x``, ``coreset-pool10x``
     ``mobyv2al`` and ``coreset`` scanning a random subset of ten times the budget per
     cycle, the ratio of the paper's SVHN/FashionMNIST protocol (10,000 for 1,000).
+``mobyv2al-unit``, ``coreset-unit``
+    ``mobyv2al`` and ``coreset`` with k-center greedy on L2-normalised features (cosine
+    geometry) instead of the raw ``f_q``.
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
@@ -37,6 +40,9 @@ Usage (FashionMNIST files under DIR, flat or in torchvision's ``DIR/FashionMNIST
 
     flock /tmp/skmoby-heavy.lock uv run python benchmarks/ablation.py \\
         --data-root DIR --split val --trials 5 --out /tmp/ablation-val
+    # tables from variants run in separate folders (e.g. two processes at once); every
+    # folder must hold the same random reference, which is checked
+    uv run python benchmarks/ablation.py --combine OUT1 OUT2 --out OUT
     # a smoke test on digits (seconds)
     uv run python benchmarks/ablation.py --dataset digits --preset demo --trials 1 \\
         --cycles 2 --epochs 1 --split val --n-val 300 --out /tmp/ablation-smoke
@@ -93,6 +99,23 @@ def _weak_coreset(learner, X_pool, n_instances=1):
                    X_labeled=X_lab)
 
 
+class _UnitFeatures:
+    """A view of a fitted estimator whose ``transform`` gives L2-normalised features."""
+
+    def __init__(self, fitted):
+        self.fitted = fitted
+
+    def transform(self, X):
+        F = np.asarray(self.fitted.transform(X), dtype=np.float64)
+        return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
+
+
+def _unit_coreset(learner, X_pool, n_instances=1):
+    """CoreSet on L2-normalised features (k-center greedy in cosine geometry)."""
+    return coreset(_UnitFeatures(learner.estimator), X_pool, n_instances,
+                   X_labeled=np.asarray(learner.X_training))
+
+
 def _pool10x(settings: dict) -> int:
     return 10 * settings["budget"]
 
@@ -110,6 +133,8 @@ VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
     "unlabeled-random": ("mobyv2al", {}, None, {"unlabeled": "random"}),
     "mobyv2al-pool10x": ("mobyv2al", {}, None, {"pool_subset": _pool10x}),
     "coreset-pool10x": ("coreset", {}, None, {"pool_subset": _pool10x}),
+    "coreset-unit": ("coreset", {}, _unit_coreset, {}),
+    "mobyv2al-unit": ("mobyv2al", {}, _unit_coreset, {}),
 }
 
 
@@ -251,8 +276,52 @@ def plot(table: pd.DataFrame, variants: list[str], path: Path, title: str) -> No
     plt.close(fig)
 
 
+def _complete_trials(df: pd.DataFrame, cycles: int) -> pd.DataFrame:
+    counts = df.groupby("trial").cycle.count()
+    return df[df.trial.isin(counts[counts == cycles].index)]
+
+
+def combine(folders: list[Path], out: Path) -> str:
+    """Tables and plot of the variants stored in several run folders, in ``out``.
+
+    Each folder is the ``--out`` of an earlier run; all must hold the same ``random``
+    results (same settings and split), else the differences would not be paired. Only
+    trials with every cycle are used.
+    """
+    results: dict[str, pd.DataFrame] = {}
+    reference = None
+    settings = split = None
+    for folder in folders:
+        for variant in sorted(folder.glob("*/variant.json")):
+            name = variant.parent.name
+            spec = json.loads(variant.read_text())
+            cfg = json.loads((variant.parent / "config.json").read_text())
+            df = pd.read_csv(variant.parent / "results.csv")
+            key = ["trial", "cycle", "n_labelled", "accuracy"]
+            if name == REFERENCE:
+                ref = df.sort_values(["trial", "cycle"])[key].reset_index(drop=True)
+                if reference is not None and not ref.equals(reference):
+                    raise SystemExit(f"{variant.parent} holds other random results than "
+                                     "the first folder: the runs are not comparable")
+                reference = ref
+            elif name in results:
+                raise SystemExit(f"variant {name!r} is in more than one folder")
+            settings = settings or cfg
+            split = split or spec["split"]
+            complete = _complete_trials(df, cfg["cycles"])
+            if len(complete):
+                results[name] = complete
+    if reference is None:
+        raise SystemExit(f"no folder under {[str(f) for f in folders]} holds {REFERENCE!r}")
+    results = {REFERENCE: results.pop(REFERENCE), **results}
+    out.mkdir(parents=True, exist_ok=True)
+    return _report(results, out, settings, split)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--combine", nargs="+", default=None, metavar="RUN",
+                   help="only write the tables of the variants stored in these run folders")
     p.add_argument("--dataset", default=None, help="default: the preset's")
     p.add_argument("--data-root", default=None)
     p.add_argument("--preset", default="fashionmnist-cpu", choices=sorted(PRESETS))
@@ -272,6 +341,9 @@ def main(argv: list[str] | None = None) -> None:
                       ("seed", int)):
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
     args = p.parse_args(argv)
+    if args.combine:
+        print(combine([Path(f) for f in args.combine], Path(args.out)))
+        return
 
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]

@@ -18,7 +18,9 @@
 # Environment (defaults): OUT (./.gpu-out), DATA (.data), DEVICE (cuda), EPOCHS (20),
 # CYCLES (2), TRIALS (1), SPLIT (test), VARIANTS (random,head-linear,joint-random,
 # weak-features,head-bn-relu,coreset), BACKBONE, INITIAL, BUDGET, POOL (preset values),
-# LIMIT (seconds for the ablation step, 200), PYTHON (python3, or `uv run python` here).
+# IMBALANCE (unset; KEEP cuts the pool's even classes to KEEP images, as the authors'
+# imbalanced CIFAR-10 does), LIMIT (seconds for the ablation step, 200), PYTHON (python3,
+# or `uv run python` here).
 set -uo pipefail
 OUT=${OUT:-./.gpu-out}
 DATA=${DATA:-.data}
@@ -39,6 +41,7 @@ extra=()
 [ -n "${INITIAL:-}" ] && extra+=(--initial "$INITIAL")
 [ -n "${BUDGET:-}" ] && extra+=(--budget "$BUDGET")
 [ -n "${POOL:-}" ] && extra+=(--pool-subset "$POOL")
+[ -n "${IMBALANCE:-}" ] && extra+=(--imbalance "$IMBALANCE")
 
 {
   echo "== environment $(date -u +%FT%TZ)"

@@ -1,0 +1,129 @@
+"""What each variant of an ablation run picked: class balance and how atypical the picks are.
+
+Reads the run folder written by ``benchmarks/ablation.py`` (``OUT/<variant>/selections.json``)
+and rebuilds the same pool (same dataset, split and imbalance, read from
+``OUT/<variant>/variant.json``). For the images each variant selected in cycles
+``0..last-1`` it reports, averaged over trials and cycles:
+
+``largest``, ``smallest``
+    The largest and smallest class share of one cycle's picks (a tenth each when balanced).
+``kl_uniform``
+    The Kullback-Leibler divergence (nats) of that class distribution from uniform.
+``knn_dist``
+    The mean distance from a pick to its ``k`` nearest neighbours in the whole pool, in a
+    fixed space that no variant trained (the first 50 principal components of the pixels),
+    relative to the same figure for random picks: above 1 means the picks lie where the
+    data is sparse (atypical images).
+``knn_disagree``
+    The share of picks whose label differs from the majority label of their ``k`` nearest
+    pool neighbours (ambiguous or atypical images), in the same space.
+``rare_classes``
+    Only for a run with ``--imbalance``: the share of picks from the classes that were cut
+    (the even classes), against their share of the pool in ``pool_rare``.
+
+Usage::
+
+    uv run python benchmarks/selection_stats.py --data-root DIR --out OUT [--k 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ablation
+
+from skmoby.datasets import _imbalance, load_dataset
+from skmoby.experiment import ExperimentConfig
+
+
+def _pca(X: np.ndarray, n_components: int = 50) -> torch.Tensor:
+    flat = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32) / 255.0
+    flat = flat - flat.mean(0)
+    _, _, v = torch.pca_lowrank(flat, q=n_components, center=False, niter=4)
+    return flat @ v
+
+
+def _knn(Z: torch.Tensor, rows: np.ndarray, k: int, chunk: int = 1024):
+    """Distances and indices of the ``k`` nearest pool images (itself excluded) of ``rows``."""
+    dist, idx = [], []
+    for s in range(0, len(rows), chunk):
+        r = torch.as_tensor(rows[s:s + chunk])
+        d = torch.cdist(Z[r], Z)
+        d[torch.arange(len(r)), r] = float("inf")
+        v, i = d.topk(k, largest=False)
+        dist.append(v)
+        idx.append(i)
+    return torch.cat(dist).numpy(), torch.cat(idx).numpy()
+
+
+def selection_stats(out: Path, data_root: str | None, k: int = 10) -> pd.DataFrame:
+    """One row per variant: class balance and atypicality of its picks (see module doc)."""
+    folders = sorted(p.parent for p in out.glob("*/selections.json"))
+    if not folders:
+        raise SystemExit(f"no OUT/<variant>/selections.json under {out}")
+    spec = json.loads((folders[0] / "variant.json").read_text())
+    cfg = ExperimentConfig.from_dict(json.loads((folders[0] / "config.json").read_text()))
+    ds = ablation._split(load_dataset(cfg.dataset, ablation._fashionmnist_root(data_root)),
+                         spec["split"], spec["n_val"], seed=12345)
+    if spec["imbalance"] is not None:
+        ds = _imbalance(ds, keep=spec["imbalance"])
+    picks: dict[str, list[np.ndarray]] = {}
+    for folder in folders:
+        cycles = json.loads((folder / "selections.json").read_text())["cycles"]
+        picks[folder.name] = [np.asarray(c["selected"]) for c in cycles.values()
+                              if c["selected"]]
+    Z = _pca(ds.X_train)
+    rows_all = np.unique(np.concatenate([p for ps in picks.values() for p in ps]))
+    dist, nn = _knn(Z, rows_all, k)
+    where = {int(r): i for i, r in enumerate(rows_all)}
+    y = np.asarray(ds.y_train)
+    n_classes = len(ds.classes)
+    out_rows = []
+    for name, ps in picks.items():
+        shares, kl, kd, dis = [], [], [], []
+        for sel in ps:
+            counts = np.bincount(y[sel], minlength=n_classes) / len(sel)
+            shares.append((counts.max(), counts.min()))
+            nz = counts[counts > 0]
+            kl.append(float((nz * np.log(nz * n_classes)).sum()))
+            at = np.asarray([where[int(r)] for r in sel])
+            kd.append(dist[at].mean())
+            major = np.asarray([np.bincount(y[nn[a]], minlength=n_classes).argmax()
+                                for a in at])
+            dis.append(float((major != y[sel]).mean()))
+        shares = np.asarray(shares)
+        row = dict(variant=name, picks=sum(map(len, ps)), largest=shares[:, 0].mean(),
+                   smallest=shares[:, 1].mean(), kl_uniform=np.mean(kl),
+                   knn_dist=np.mean(kd), knn_disagree=np.mean(dis))
+        if spec["imbalance"] is not None:
+            every = np.concatenate(ps)
+            row["rare_classes"] = float((y[every] % 2 == 0).mean())
+            row["pool_rare"] = float((y % 2 == 0).mean())
+        out_rows.append(row)
+    table = pd.DataFrame(out_rows).set_index("variant")
+    if ablation.REFERENCE in table.index:
+        table["knn_dist"] /= table.loc[ablation.REFERENCE, "knn_dist"]
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="the folder of an ablation run")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--k", type=int, default=10)
+    args = p.parse_args(argv)
+    table = selection_stats(Path(args.out), args.data_root, args.k)
+    print(table.round(3).to_string())
+    table.to_csv(Path(args.out) / "selection_stats.csv")
+
+
+if __name__ == "__main__":
+    main()
