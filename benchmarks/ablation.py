@@ -335,6 +335,9 @@ def main(argv: list[str] | None = None) -> None:
                    "authors' imbalanced CIFAR-10 keeps 500 of 5000); test/val stay whole")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="trials of a variant run at once, each in a worker process (only "
+                   "for variants that change settings, not the estimator or strategy)")
     for name, typ in (("trials", int), ("cycles", int), ("initial", int), ("budget", int),
                       ("epochs", int), ("batch_size", int), ("lr", float),
                       ("pool_subset", int), ("backbone", str), ("unlabeled", str),
@@ -351,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
     if REFERENCE not in names:
         names.insert(0, REFERENCE)
+    patched = [v for v in names if VARIANTS[v][1] or VARIANTS[v][2] is not None]
+    if args.jobs > 1 and patched:
+        p.error(f"--jobs > 1 runs trials in worker processes, which do not see the "
+                f"estimator or strategy of variants {patched}; run them with --jobs 1")
     settings = dict(PRESETS[args.preset], device=args.device)
     for key in ("trials", "cycles", "initial", "budget", "epochs", "batch_size", "lr",
                 "pool_subset", "backbone", "unlabeled", "seed", "dataset"):
@@ -383,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         spec_file.write_text(json.dumps(spec, indent=2))
         t0 = time.perf_counter()
         with _variant(method, params, strategy):
-            res = run_experiment(cfg, folder, dataset=ds, progress=False,
+            res = run_experiment(cfg, folder, dataset=ds, progress=False, jobs=args.jobs,
                                  log=lambda s, n=name: print(f"[{n}] {s}", flush=True))
         results[name] = res
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)

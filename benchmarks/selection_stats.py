@@ -21,6 +21,9 @@ and rebuilds the same pool (same dataset, split and imbalance, read from
     Only for a run with ``--imbalance``: the share of picks from the classes that were cut
     (the even classes), against their share of the pool in ``pool_rare``.
 
+The share of each class in all of a variant's picks is printed too. Results:
+``OUT/selection_stats.csv`` and ``OUT/class_shares.csv``.
+
 Usage::
 
     uv run python benchmarks/selection_stats.py --data-root DIR --out OUT [--k 10]
@@ -47,6 +50,7 @@ from skmoby.experiment import ExperimentConfig
 def _pca(X: np.ndarray, n_components: int = 50) -> torch.Tensor:
     flat = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32) / 255.0
     flat = flat - flat.mean(0)
+    torch.manual_seed(0)  # pca_lowrank starts from a random projection
     _, _, v = torch.pca_lowrank(flat, q=n_components, center=False, niter=4)
     return flat @ v
 
@@ -64,8 +68,10 @@ def _knn(Z: torch.Tensor, rows: np.ndarray, k: int, chunk: int = 1024):
     return torch.cat(dist).numpy(), torch.cat(idx).numpy()
 
 
-def selection_stats(out: Path, data_root: str | None, k: int = 10) -> pd.DataFrame:
-    """One row per variant: class balance and atypicality of its picks (see module doc)."""
+def selection_stats(out: Path, data_root: str | None,
+                    k: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per variant: class balance and atypicality of its picks (see module doc), and the
+    share of each class in all its picks (a variant per row, a class per column)."""
     folders = sorted(p.parent for p in out.glob("*/selections.json"))
     if not folders:
         raise SystemExit(f"no OUT/<variant>/selections.json under {out}")
@@ -86,8 +92,11 @@ def selection_stats(out: Path, data_root: str | None, k: int = 10) -> pd.DataFra
     where = {int(r): i for i, r in enumerate(rows_all)}
     y = np.asarray(ds.y_train)
     n_classes = len(ds.classes)
-    out_rows = []
+    out_rows, class_rows = [], []
     for name, ps in picks.items():
+        every = np.concatenate(ps)
+        class_rows.append(pd.Series(np.bincount(y[every], minlength=n_classes) / len(every),
+                                    index=list(ds.classes), name=name))
         shares, kl, kd, dis = [], [], [], []
         for sel in ps:
             counts = np.bincount(y[sel], minlength=n_classes) / len(sel)
@@ -104,14 +113,13 @@ def selection_stats(out: Path, data_root: str | None, k: int = 10) -> pd.DataFra
                    smallest=shares[:, 1].mean(), kl_uniform=np.mean(kl),
                    knn_dist=np.mean(kd), knn_disagree=np.mean(dis))
         if spec["imbalance"] is not None:
-            every = np.concatenate(ps)
             row["rare_classes"] = float((y[every] % 2 == 0).mean())
             row["pool_rare"] = float((y % 2 == 0).mean())
         out_rows.append(row)
     table = pd.DataFrame(out_rows).set_index("variant")
     if ablation.REFERENCE in table.index:
         table["knn_dist"] /= table.loc[ablation.REFERENCE, "knn_dist"]
-    return table
+    return table, pd.DataFrame(class_rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,9 +128,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--k", type=int, default=10)
     args = p.parse_args(argv)
-    table = selection_stats(Path(args.out), args.data_root, args.k)
+    table, classes = selection_stats(Path(args.out), args.data_root, args.k)
     print(table.round(3).to_string())
+    print("\nShare of each class in all picks:")
+    print(classes.round(3).to_string())
     table.to_csv(Path(args.out) / "selection_stats.csv")
+    classes.to_csv(Path(args.out) / "class_shares.csv")
 
 
 if __name__ == "__main__":
