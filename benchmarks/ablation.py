@@ -257,21 +257,21 @@ def plot(table: pd.DataFrame, variants: list[str], path: Path, title: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for v in variants:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    for i, v in enumerate(variants):  # one colour per variant in both panels
         t = table[table.variant == v].sort_values("cycle")
-        ax1.errorbar(t.n_labelled, t["mean"], yerr=t["std"], marker="o", capsize=3, label=v)
+        style = dict(marker="o", capsize=3, color=f"C{i % 10}")
+        ax1.errorbar(t.n_labelled, t["mean"], yerr=t["std"], label=v, **style)
         if v != REFERENCE:
-            ax2.errorbar(t.n_labelled, t.gap_mean, yerr=t.gap_std, marker="o", capsize=3,
-                         label=v)
+            ax2.errorbar(t.n_labelled, t.gap_mean, yerr=t.gap_std, **style)
     ax2.axhline(0, color="k", lw=0.8)
     ax1.set(xlabel="labelled images", ylabel="accuracy (%)", title="accuracy")
     ax2.set(xlabel="labelled images", ylabel="points", title="paired difference to random")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=min(len(variants), 5), fontsize=8)
+    fig.tight_layout(rect=(0, 0.05 * ((len(variants) + 4) // 5 + 1), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -307,13 +307,16 @@ def combine(folders: list[Path], out: Path) -> str:
             elif name in results:
                 raise SystemExit(f"variant {name!r} is in more than one folder")
             settings = settings or cfg
-            split = split or spec["split"]
+            split = split or (spec["split"] if spec.get("imbalance") is None else
+                              f"{spec['split']}, even classes cut to {spec['imbalance']}")
             complete = _complete_trials(df, cfg["cycles"])
             if len(complete):
                 results[name] = complete
     if reference is None:
         raise SystemExit(f"no folder under {[str(f) for f in folders]} holds {REFERENCE!r}")
-    results = {REFERENCE: results.pop(REFERENCE), **results}
+    order = list(VARIANTS)
+    results = {k: results[k] for k in sorted(results, key=lambda k: (
+        k != REFERENCE, order.index(k) if k in order else len(order), k))}
     out.mkdir(parents=True, exist_ok=True)
     return _report(results, out, settings, split)
 
@@ -395,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = res
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
         # Tables after every variant, so a run stopped by a time limit leaves them.
-        rst = _report(results, out, settings, args.split)
+        rst = _report(results, out, settings, args.split if args.imbalance is None else
+                      f"{args.split}, even classes cut to {args.imbalance}")
     print(rst)
 
 

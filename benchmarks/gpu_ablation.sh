@@ -16,8 +16,8 @@
 #     DATA=/path/to/fashion-mnist DEVICE=cpu BACKBONE=lenet5 INITIAL=100 BUDGET=100 \
 #         EPOCHS=1 POOL=1000 LIMIT=300 bash benchmarks/gpu_ablation.sh
 # Environment (defaults): OUT (./.gpu-out), DATA (.data), DEVICE (cuda), EPOCHS (20),
-# CYCLES (2), TRIALS (1), SPLIT (test), VARIANTS (random,head-linear,joint-random,
-# weak-features,head-bn-relu,coreset), BACKBONE, INITIAL, BUDGET, POOL (preset values),
+# CYCLES (2), TRIALS (1), SPLIT (test), VARIANTS (random,mobyv2al,joint-random,coreset,
+# head-linear,weak-features), BACKBONE, INITIAL, BUDGET, POOL (preset values),
 # IMBALANCE (unset; KEEP cuts the pool's even classes to KEEP images, as the authors'
 # imbalanced CIFAR-10 does), LIMIT (seconds for the ablation step, 200), PYTHON (python3,
 # or `uv run python` here).
@@ -29,7 +29,7 @@ EPOCHS=${EPOCHS:-20}
 CYCLES=${CYCLES:-2}
 TRIALS=${TRIALS:-1}
 SPLIT=${SPLIT:-test}
-VARIANTS=${VARIANTS:-random,head-linear,joint-random,weak-features,head-bn-relu,coreset}
+VARIANTS=${VARIANTS:-random,mobyv2al,joint-random,coreset,head-linear,weak-features}
 LIMIT=${LIMIT:-200}
 PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
@@ -57,4 +57,6 @@ $SPLIT split, limit ${LIMIT}s"
   echo "== ablation exit $? after $((SECONDS - start)) s"
   echo "== tables (variants finished within the limit)"
   cat "$OUT/ablation/ablation.rst" 2>/dev/null || echo "no variant finished"
+  echo "== what each variant picked (class shares, atypicality; benchmarks/selection_stats.py)"
+  timeout 120 $PYTHON benchmarks/selection_stats.py --data-root "$DATA" --out "$OUT/ablation" 2>&1
 } 2>&1 | tee "$log"
