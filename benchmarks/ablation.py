@@ -241,7 +241,8 @@ def to_rst(table: pd.DataFrame, overall: pd.DataFrame, variants: list[str]) -> s
                               if c in t.index else "" for c in cycles],
                          f"{o.gap_mean:+.2f} ± {o.gap_sem:.2f}",
                          f"{int(o.trials_ahead)}/{int(o.trials)}"])
-    out = "Test accuracy (%), mean ± std over trials, by number of labels:\n\n"
+    out = ("Accuracy (%) on the evaluation set (``--split``: validation or test), mean ± "
+           "std over trials, by number of labels:\n\n")
     out += _rst_table(header, acc_rows)
     if not gap_rows:
         return out
