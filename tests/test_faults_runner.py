@@ -239,8 +239,10 @@ from skorch.callbacks import Callback
 
 class SignalWhenTraining(Callback):
     def on_epoch_end(self, net, **kwargs):
+        # Wait for the test's Ctrl-C here: with a short sleep, a test process held off the
+        # CPU for a few seconds sent it after the run had ended (exit 0).
         open(os.environ["MARKER"], "w").close()
-        time.sleep(1.0)
+        time.sleep(120.0)
 
 def during_cycle_1(method, trial, cycle):
     return [SignalWhenTraining()] if cycle == 1 else []
@@ -273,6 +275,31 @@ def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digit
     assert [line.split(",")[2] for line in csv_lines(out)[1:]] == ["0"]  # cycle 0 only
     again = resume_experiment(out, dataset=digits_ds, progress=False)
     pd.testing.assert_frame_equal(again[VALUES], ref[VALUES])
+
+
+def test_ctrl_c_during_the_selection_is_not_swallowed_by_modal(tmp_path, digits_ds,
+                                                               monkeypatch):
+    # modAL's query calls the strategy in a bare `except:` and calls it again on any
+    # exception: a Ctrl-C during the selection was swallowed and the cycle saved.
+    from skmoby import experiment
+    from skmoby.query.strategies import coreset
+
+    calls = []
+
+    def strategy(learner, X_pool, n_instances=1):
+        calls.append(n_instances)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return coreset(learner, X_pool, n_instances)
+
+    monkeypatch.setitem(experiment._STRATEGIES, "coreset", strategy)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny(methods=["coreset"], trials=1), out, dataset=digits_ds,
+                       progress=False)
+    assert calls == [10]  # not selected a second time
+    # cycle 0 ended in the selection: nothing saved
+    assert not (out / "results.csv").exists() or csv_lines(out)[1:] == []
 
 
 def test_tqdm_lock_interrupted_while_built(monkeypatch, capsys):
