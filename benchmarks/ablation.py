@@ -183,6 +183,17 @@ def _split(ds: ImageDataset, split: str, n_val: int, seed: int) -> ImageDataset:
                         ds.X_train[val], ds.y_train[val], ds.classes, ds.normalize)
 
 
+def build_dataset(name: str, data_root: str | None, split: str, n_val: int,
+                  imbalance: int | None) -> ImageDataset:
+    """The evaluation split and pool of a run: what ``variant.json`` records rebuilds it."""
+    ds = _split(load_dataset(name, _fashionmnist_root(data_root)), split, n_val, seed=12345)
+    return ds if imbalance is None else _imbalance(ds, keep=imbalance)
+
+
+def split_label(split: str, imbalance: int | None) -> str:
+    return split if imbalance is None else f"{split}, even classes cut to {imbalance}"
+
+
 def paired_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per variant and cycle: mean/std accuracy and mean/std of the paired gap to random."""
     ref = results[REFERENCE].set_index(["trial", "cycle"])["accuracy"]
@@ -292,13 +303,13 @@ def combine(folders: list[Path], out: Path) -> str:
     results: dict[str, pd.DataFrame] = {}
     reference = None
     settings = split = None
+    key = ["trial", "cycle", "n_labelled", "accuracy"]
     for folder in folders:
         for variant in sorted(folder.glob("*/variant.json")):
             name = variant.parent.name
             spec = json.loads(variant.read_text())
             cfg = json.loads((variant.parent / "config.json").read_text())
             df = pd.read_csv(variant.parent / "results.csv")
-            key = ["trial", "cycle", "n_labelled", "accuracy"]
             if name == REFERENCE:
                 ref = df.sort_values(["trial", "cycle"])[key].reset_index(drop=True)
                 if reference is not None and not ref.equals(reference):
@@ -308,8 +319,7 @@ def combine(folders: list[Path], out: Path) -> str:
             elif name in results:
                 raise SystemExit(f"variant {name!r} is in more than one folder")
             settings = settings or cfg
-            split = split or (spec["split"] if spec.get("imbalance") is None else
-                              f"{spec['split']}, even classes cut to {spec['imbalance']}")
+            split = split or split_label(spec["split"], spec.get("imbalance"))
             complete = _complete_trials(df, cfg["cycles"])
             if len(complete):
                 results[name] = complete
@@ -367,11 +377,9 @@ def main(argv: list[str] | None = None) -> None:
                 "pool_subset", "backbone", "unlabeled", "seed", "dataset"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    root = _fashionmnist_root(args.data_root)
     settings["data_root"] = args.data_root
-    ds = _split(load_dataset(settings["dataset"], root), args.split, args.n_val, seed=12345)
-    if args.imbalance is not None:
-        ds = _imbalance(ds, keep=args.imbalance)
+    ds = build_dataset(settings["dataset"], args.data_root, args.split, args.n_val,
+                       args.imbalance)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{ds}; split={args.split}; variants {names}", flush=True)
@@ -399,8 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = res
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
         # Tables after every variant, so a run stopped by a time limit leaves them.
-        rst = _report(results, out, settings, args.split if args.imbalance is None else
-                      f"{args.split}, even classes cut to {args.imbalance}")
+        rst = _report(results, out, settings, split_label(args.split, args.imbalance))
     print(rst)
 
 

@@ -43,7 +43,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablation
 
-from skmoby.datasets import _imbalance, load_dataset
 from skmoby.experiment import ExperimentConfig
 
 
@@ -77,10 +76,8 @@ def selection_stats(out: Path, data_root: str | None,
         raise SystemExit(f"no OUT/<variant>/selections.json under {out}")
     spec = json.loads((folders[0] / "variant.json").read_text())
     cfg = ExperimentConfig.from_dict(json.loads((folders[0] / "config.json").read_text()))
-    ds = ablation._split(load_dataset(cfg.dataset, ablation._fashionmnist_root(data_root)),
-                         spec["split"], spec["n_val"], seed=12345)
-    if spec["imbalance"] is not None:
-        ds = _imbalance(ds, keep=spec["imbalance"])
+    ds = ablation.build_dataset(cfg.dataset, data_root, spec["split"], spec["n_val"],
+                                spec["imbalance"])
     picks: dict[str, list[np.ndarray]] = {}
     for folder in folders:
         cycles = json.loads((folder / "selections.json").read_text())["cycles"]
@@ -89,9 +86,10 @@ def selection_stats(out: Path, data_root: str | None,
     Z = _pca(ds.X_train)
     rows_all = np.unique(np.concatenate([p for ps in picks.values() for p in ps]))
     dist, nn = _knn(Z, rows_all, k)
-    where = {int(r): i for i, r in enumerate(rows_all)}
     y = np.asarray(ds.y_train)
     n_classes = len(ds.classes)
+    # the majority label of each picked image's neighbours, once for all variants
+    major = np.asarray([np.bincount(labels, minlength=n_classes).argmax() for labels in y[nn]])
     out_rows, class_rows = [], []
     for name, ps in picks.items():
         every = np.concatenate(ps)
@@ -103,11 +101,9 @@ def selection_stats(out: Path, data_root: str | None,
             shares.append((counts.max(), counts.min()))
             nz = counts[counts > 0]
             kl.append(float((nz * np.log(nz * n_classes)).sum()))
-            at = np.asarray([where[int(r)] for r in sel])
+            at = np.searchsorted(rows_all, sel)  # rows_all is sorted and holds every pick
             kd.append(dist[at].mean())
-            major = np.asarray([np.bincount(y[nn[a]], minlength=n_classes).argmax()
-                                for a in at])
-            dis.append(float((major != y[sel]).mean()))
+            dis.append(float((major[at] != y[sel]).mean()))
         shares = np.asarray(shares)
         row = dict(variant=name, picks=sum(map(len, ps)), largest=shares[:, 0].mean(),
                    smallest=shares[:, 1].mean(), kl_uniform=np.mean(kl),
