@@ -14,15 +14,29 @@ modAL also changed what a query strategy returns: 0.4.1 expects the selected ind
 (a tuple is passed through as the query's result), 0.4.2.x expects
 ``(indices, metrics)``. :func:`query_returns_metrics` tells which contract the installed
 release uses.
+
+modAL 0.4.2.x's ``query`` also calls the strategy inside a bare ``except:`` and calls it
+again on any exception: a Ctrl-C (``KeyboardInterrupt``) during the selection only
+restarted it, and an error was computed twice before it reached the caller. skmoby's
+strategies run inside :func:`modal_retry_guard`, which recognises that repeated call and
+raises the first call's exception at once, without running the strategy again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from importlib import metadata
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from importlib import metadata, util
+from types import CodeType, FrameType
+from typing import Any
 
-__all__ = ["modal_version", "patch_modal", "query_returns_metrics"]
+__all__ = ["guard_modal_retry", "modal_retry_guard", "modal_version", "patch_modal",
+           "query_returns_metrics"]
 
 _LAST_BROKEN = (0, 4, 2, 1)
 
@@ -112,3 +126,95 @@ def _renaming(check_X_y):
 
     wrapper._skmoby_patched = True  # type: ignore[attr-defined]
     return wrapper
+
+
+# ---------------------------------------------------------------------------------------
+# modAL's retry of a failed strategy call
+
+_retry = threading.local()  # .pending: (modAL query frame, its f_lasti, exception)
+_SEARCH_DEPTH = 16  # frames between a strategy's guard and modAL's query, at most
+
+
+@functools.cache
+def _modal_dir() -> str | None:
+    spec = util.find_spec("modAL")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.normcase(os.path.realpath(next(iter(spec.submodule_search_locations))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_modal_query(code: CodeType) -> bool:
+    """Whether ``code`` is a ``query`` method of modAL (a learner's or a committee's)."""
+    if code.co_name != "query":
+        return False
+    root = _modal_dir()
+    if root is None:
+        return False
+    path = os.path.normcase(os.path.realpath(code.co_filename))
+    return path.startswith(root + os.sep)
+
+
+def _modal_query_frame(frame: FrameType | None) -> FrameType | None:
+    for _ in range(_SEARCH_DEPTH):
+        if frame is None:
+            return None
+        if _is_modal_query(frame.f_code):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+@contextlib.contextmanager
+def modal_retry_guard() -> Iterator[None]:
+    """Run a query strategy's body so that modAL's retry re-raises its first error.
+
+    modAL 0.4.2.x's ``query`` calls the strategy in a bare ``except:`` and, whatever
+    was raised, calls it again from the same ``query`` call. Inside this guard, an
+    exception (a ``KeyboardInterrupt`` included) is remembered with the ``query`` call
+    it happened in; when that same call invokes the strategy again from another line,
+    the guard raises the remembered exception before the body runs. A strategy called
+    outside modAL's ``query``, or called again by the caller's own code within one
+    ``query`` call (a wrapper that retries), runs as usual. Per thread.
+
+    Examples
+    --------
+    >>> def strategy(learner, X_pool, n_instances=1):
+    ...     with modal_retry_guard():
+    ...         return list(range(n_instances)), [0.0] * n_instances
+    >>> strategy(None, [[0], [1]], 2)[0]
+    [0, 1]
+    """
+    query = _modal_query_frame(sys._getframe(1))
+    if query is None:
+        yield
+        return
+    pending = getattr(_retry, "pending", None)
+    _retry.pending = None
+    if pending is not None and pending[0] is query and pending[1] != query.f_lasti:
+        raise pending[2]  # modAL's repeated call: the first call's error, at once
+    lasti = query.f_lasti
+    try:
+        yield
+    except BaseException as exc:
+        _retry.pending = (query, lasti, exc)
+        raise
+
+
+def guard_modal_retry(strategy: Callable[..., Any]) -> Callable[..., Any]:
+    """``strategy`` wrapped in :func:`modal_retry_guard` (for strategies defined
+    elsewhere, such as a user's).
+
+    Examples
+    --------
+    >>> guarded = guard_modal_retry(lambda learner, X_pool, n_instances=1: ([0], [1.0]))
+    >>> guarded(None, [[5]])
+    ([0], [1.0])
+    """
+
+    @functools.wraps(strategy)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with modal_retry_guard():
+            return strategy(*args, **kwargs)
+
+    return call

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import pickle
 import signal
@@ -40,6 +39,7 @@ import pandas as pd
 from skorch.callbacks import Callback, EarlyStopping
 
 from ._data import drops_lone_last as _drops_lone_last
+from ._modal_compat import guard_modal_retry
 from ._runstore import (
     RESULT_DTYPES,
     RunFolder,
@@ -432,29 +432,6 @@ def _sigint_seen() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _interruptible(strategy: Callable[..., Any]) -> Callable[..., Any]:
-    """``strategy`` for one learner, with Ctrl-C reaching the caller of ``query``.
-
-    modAL's ``query`` calls the strategy inside a bare ``except:`` and calls it again when
-    anything is raised, a ``KeyboardInterrupt`` included: a Ctrl-C during the selection
-    was swallowed, the selection redone and the cycle saved. Once interrupted, the
-    wrapper raises at once on the repeated call, which modAL does not catch.
-    """
-    interrupted = [False]
-
-    @functools.wraps(strategy)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if interrupted[0]:
-            raise KeyboardInterrupt
-        try:
-            return strategy(*args, **kwargs)
-        except KeyboardInterrupt:
-            interrupted[0] = True
-            raise
-
-    return call
-
-
 def _user_callbacks(callbacks: Any, method: str, trial: int, cycle: int) -> list[Any]:
     if callbacks is None:
         return []
@@ -522,7 +499,8 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
     if method == "random":
         def strategy(learner, X, n_instances=1, _s=seed * 1000 + cycle):
             return random_sampling(learner, X, n_instances, random_state=_s)
-    strategy = _interruptible(strategy)
+    # Ctrl-C during modAL's query stops it (its bare except would call the strategy again)
+    strategy = guard_modal_retry(strategy)
     estimator = _make_estimator(cfg, method, ds, seed * 1000 + cycle, progress, device=device,
                                 callbacks=_user_callbacks(callbacks, method, trial, cycle))
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._modal_compat import query_returns_metrics
+from .._modal_compat import modal_retry_guard, query_returns_metrics
 from .kcenter import k_center_greedy
 
 __all__ = [
@@ -137,28 +137,29 @@ def coreset(
     >>> coreset(clf, X[2:], n_instances=1, X_labeled=X[:2])[0].tolist()
     [1]
     """
-    n_pool = _n_samples(X_pool)
-    if n_pool == 0:
-        raise ValueError("X_pool is empty: there is nothing to select")
-    n = _check_n(n_instances, n_pool)
-    est = _estimator(learner)
-    if X_labeled is None:
-        X_labeled = getattr(learner, "X_training", None)
-    F_pool = _features(est, X_pool, "X_pool")
-    if X_labeled is not None and _n_samples(X_labeled) > 0:
-        F_lab = _features(est, X_labeled, "X_labeled")
-        if F_lab.shape[1] != F_pool.shape[1]:
-            raise ValueError(
-                f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}"
-            )
-        # the wider dtype of the two: never round one set's features to the other's
-        F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
-        m = len(F_lab)
-    else:
-        F, m = F_pool, 0
-    idx, dist = k_center_greedy(F, n, initial_centers=np.arange(m), backend=backend,
-                                prune=prune, random_state=random_state)
-    return _result(learner, idx - m, dist)
+    with modal_retry_guard():
+        n_pool = _n_samples(X_pool)
+        if n_pool == 0:
+            raise ValueError("X_pool is empty: there is nothing to select")
+        n = _check_n(n_instances, n_pool)
+        est = _estimator(learner)
+        if X_labeled is None:
+            X_labeled = getattr(learner, "X_training", None)
+        F_pool = _features(est, X_pool, "X_pool")
+        if X_labeled is not None and _n_samples(X_labeled) > 0:
+            F_lab = _features(est, X_labeled, "X_labeled")
+            if F_lab.shape[1] != F_pool.shape[1]:
+                raise ValueError(
+                    f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}"
+                )
+            # the wider dtype of the two: never round one set's features to the other's
+            F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
+            m = len(F_lab)
+        else:
+            F, m = F_pool, 0
+        idx, dist = k_center_greedy(F, n, initial_centers=np.arange(m), backend=backend,
+                                    prune=prune, random_state=random_state)
+        return _result(learner, idx - m, dist)
 
 
 def random_sampling(
@@ -193,10 +194,11 @@ def random_sampling(
     >>> random_sampling(None, np.zeros((10, 2)), 3, random_state=0)[0].shape
     (3,)
     """
-    n = _check_n(n_instances, _n_samples(X_pool))
-    u = check_random_state(random_state).random_sample(_n_samples(X_pool))
-    idx = _top(u, n)
-    return _result(learner, idx, u[idx])
+    with modal_retry_guard():
+        n = _check_n(n_instances, _n_samples(X_pool))
+        u = check_random_state(random_state).random_sample(_n_samples(X_pool))
+        idx = _top(u, n)
+        return _result(learner, idx, u[idx])
 
 
 def max_entropy(learner: Any, X_pool: Any, n_instances: int = 1):
@@ -226,15 +228,16 @@ def max_entropy(learner: Any, X_pool: Any, n_instances: int = 1):
     >>> max_entropy(clf, np.array([[5.0], [0.01], [-4.0]]), 1)[0].tolist()
     [1]
     """
-    n = _check_n(n_instances, _n_samples(X_pool))
-    est = _estimator(learner)
-    if not hasattr(est, "predict_proba"):
-        raise TypeError(f"max_entropy needs an estimator with predict_proba; got {est!r}")
-    P = np.asarray(est.predict_proba(X_pool), dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        H = -np.where(P > 0, P * np.log(P), 0.0).sum(axis=1)
-    idx = _top(H, n)
-    return _result(learner, idx, H[idx])
+    with modal_retry_guard():
+        n = _check_n(n_instances, _n_samples(X_pool))
+        est = _estimator(learner)
+        if not hasattr(est, "predict_proba"):
+            raise TypeError(f"max_entropy needs an estimator with predict_proba; got {est!r}")
+        P = np.asarray(est.predict_proba(X_pool), dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            H = -np.where(P > 0, P * np.log(P), 0.0).sum(axis=1)
+        idx = _top(H, n)
+        return _result(learner, idx, H[idx])
 
 
 def _contrastive(learner: Any, X_pool: Any, who: str) -> np.ndarray:
@@ -273,10 +276,11 @@ def high_contrastive_loss(learner: Any, X_pool: Any, n_instances: int = 1):
     >>> high_contrastive_loss(Stub(), [[0.5], [3.0], [1.0]], 2)[0].tolist()
     [1, 2]
     """
-    n = _check_n(n_instances, _n_samples(X_pool))
-    L = _contrastive(learner, X_pool, "high_contrastive_loss")
-    idx = _top(L, n)
-    return _result(learner, idx, L[idx])
+    with modal_retry_guard():
+        n = _check_n(n_instances, _n_samples(X_pool))
+        L = _contrastive(learner, X_pool, "high_contrastive_loss")
+        idx = _top(L, n)
+        return _result(learner, idx, L[idx])
 
 
 def lowest_contrastive_subset(estimator: Any, X_pool: Any, n: int):

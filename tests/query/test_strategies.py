@@ -231,3 +231,145 @@ def test_patch_is_applied_and_idempotent():
     wrapped = [m.check_X_y for m in users]
     assert compat.patch_modal() == needed
     assert [m.check_X_y for m in users] == wrapped
+
+
+# modAL 0.4.2.x's query calls the strategy in a bare `except:` and calls it again on any
+# exception: a Ctrl-C only restarted the selection, and an error was computed twice.
+
+
+def _learner(blobs, estimator=None, strategy=coreset):
+    X, y = blobs
+    return ActiveLearner(estimator=estimator or LogisticRegression(), query_strategy=strategy,
+                         X_training=X[:10], y_training=y[:10])
+
+
+def test_ctrl_c_during_a_modal_query_stops_it(blobs, monkeypatch):
+    calls = []
+    real = strategies.k_center_greedy
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(strategies, "k_center_greedy", interrupted_once)
+    learner = _learner(blobs)
+    with pytest.raises(KeyboardInterrupt):
+        learner.query(blobs[0][10:], n_instances=3)
+    assert len(calls) == 1  # not selected a second time
+    # the next query runs as usual, and selects what an uninterrupted one does
+    idx, _ = learner.query(blobs[0][10:], n_instances=3)
+    want, _ = coreset(learner, blobs[0][10:], n_instances=3)
+    np.testing.assert_array_equal(idx, want)
+
+
+class _CountingTransform(LogisticRegression):
+    """Features are the inputs, NaN from the first pool row on (a diverged network)."""
+
+    def transform(self, X):
+        self.calls = getattr(self, "calls", 0) + 1
+        F = np.array(X, dtype=float)
+        F[0] = np.nan
+        return F
+
+
+def test_an_error_in_a_modal_query_is_computed_once(blobs):
+    learner = _learner(blobs, _CountingTransform())
+    with pytest.raises(ValueError, match="NaN"):
+        learner.query(blobs[0][10:], n_instances=3)
+    assert learner.estimator.calls == 1
+
+
+@pytest.mark.parametrize("strategy", [max_entropy, high_contrastive_loss, random_sampling])
+def test_every_strategy_raises_once_in_a_modal_query(blobs, strategy):
+    class Failing(LogisticRegression):
+        calls = 0
+
+        def predict_proba(self, X):
+            type(self).calls += 1
+            raise KeyboardInterrupt
+
+        contrastive_loss = predict_proba
+
+    learner = _learner(blobs, Failing(), strategy)
+    if strategy is random_sampling:  # reads nothing of the estimator: a bad n instead
+        with pytest.raises(ValueError, match="n_instances"):
+            learner.query(blobs[0][10:], n_instances=10**6)
+        return
+    with pytest.raises(KeyboardInterrupt):
+        learner.query(blobs[0][10:], n_instances=2)
+    assert Failing.calls == 1
+
+
+def test_a_wrapper_that_retries_inside_the_query_runs_again(blobs, monkeypatch):
+    # A user's strategy that catches the error and calls coreset again from its own code
+    # is not modAL's retry: its second call must run.
+    calls = []
+    real = strategies.k_center_greedy
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(strategies, "k_center_greedy", interrupted_once)
+
+    def retrying(learner, X_pool, n_instances=1):
+        try:
+            return coreset(learner, X_pool, n_instances)
+        except KeyboardInterrupt:
+            return coreset(learner, X_pool, n_instances)
+
+    idx, _ = _learner(blobs, strategy=retrying).query(blobs[0][10:], n_instances=3)
+    assert len(calls) == 2 and len(idx) == 3
+
+
+def test_direct_calls_are_not_guarded(blobs, monkeypatch):
+    calls = []
+    real = strategies.k_center_greedy
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(strategies, "k_center_greedy", interrupted_once)
+    learner = _learner(blobs)
+    with pytest.raises(KeyboardInterrupt):
+        coreset(learner, blobs[0][10:], n_instances=3)
+    idx, _ = coreset(learner, blobs[0][10:], n_instances=3)  # runs again, from here
+    assert len(calls) == 2 and len(idx) == 3
+
+
+def test_an_error_left_pending_never_surfaces_in_a_later_query(monkeypatch):
+    # A query that does not retry (another modAL release) leaves its error pending; the
+    # next query call, from another line, must run its strategy, not raise that error.
+    monkeypatch.setattr(compat, "_is_modal_query", lambda code: code.co_name == "query")
+
+    def query(strategy, X_pool, from_another_line=False):
+        if from_another_line:
+            return strategy(None, X_pool)
+        return strategy(None, X_pool)
+
+    @compat.guard_modal_retry
+    def failing(learner, X_pool, n_instances=1):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        query(failing, np.zeros((4, 1)))
+    idx, _ = query(random_sampling, np.zeros((4, 1)), from_another_line=True)
+    assert len(idx) == 1
+
+
+def test_guard_modal_retry_keeps_the_strategy_and_pickles():
+    import pickle
+
+    guarded = compat.guard_modal_retry(random_sampling)
+    assert guarded.__wrapped__ is random_sampling
+    assert pickle.loads(pickle.dumps(coreset)) is coreset
+    np.testing.assert_array_equal(guarded(None, np.zeros((5, 1)), 2, random_state=0)[0],
+                                  random_sampling(None, np.zeros((5, 1)), 2,
+                                                  random_state=0)[0])
