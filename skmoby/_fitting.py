@@ -202,7 +202,7 @@ class Fitting:
         if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
             return
         with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
-            features = self.transform(sample)
+            features = self._transform_checked(sample)
         if np.ptp(features, axis=0).max() == 0:
             warnings.warn(
                 f"{type(self).__name__} training collapsed: the encoder maps every training "

@@ -55,7 +55,11 @@ class Inference:
         >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-5)
         ((5, 10), True)
         """
-        X = self._check_predict_X(X)
+        return self._predict_proba_checked(self._check_predict_X(X))
+
+    def _predict_proba_checked(self, X):
+        """:meth:`predict_proba` of an ``X`` that passed ``_check_predict_X`` (checking
+        it again would take a data frame's converted array for one without names)."""
         if isinstance(X, Dataset):
             return super().predict_proba(X)
         nonlin = self._get_predict_nonlinearity()
@@ -86,8 +90,10 @@ class Inference:
         >>> clf.fit(X[:200], names[:200]).predict(X[200:203]).dtype.kind
         'U'
         """
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
+        return self._predict_checked(self._check_predict_X(X))
+
+    def _predict_checked(self, X):
+        return self.classes_[self._predict_proba_checked(X).argmax(axis=1)]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy on the labelled rows (rows labelled ``unlabeled_label`` are ignored).
@@ -127,7 +133,8 @@ class Inference:
             raise ValueError("y has no labelled rows to score")
         X = self._check_predict_X(X)
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
-        return float(accuracy_score(y[keep], self.predict(X[keep]), sample_weight=sw))
+        return float(accuracy_score(y[keep], self._predict_checked(X[keep]),
+                                    sample_weight=sw))
 
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:
@@ -156,8 +163,9 @@ class Inference:
         >>> clf.fit(X[:200], y[:200]).transform(X[:4]).shape  # (n, feature_dim_)
         (4, 128)
         """
-        X = self._check_predict_X(X)
+        return self._transform_checked(self._check_predict_X(X))
 
+    def _transform_checked(self, X) -> np.ndarray:
         def features(xb):
             with self._autocast():
                 return self.module_.features(self._normalized(self._to_unit(xb)))

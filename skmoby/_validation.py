@@ -7,9 +7,11 @@ private methods. Validation happens in ``fit`` (scikit-learn's contract: ``__ini
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import secrets
+import warnings
 from typing import Any
 
 import numpy as np
@@ -124,6 +126,20 @@ def stack_unlabeled(X: Any, y: Any, X_unlabeled: Any,
     return np.concatenate([X, U]), np.concatenate([y, marks])
 
 
+#: ``optimizer__momentum``'s default: SGD's momentum in the paper. Passed only to
+#: optimizers that take a ``momentum`` argument (Adam and AdamW take none).
+DEFAULT_MOMENTUM = 0.9
+
+
+def takes_argument(fn: Any, name: str) -> bool:
+    """Whether the callable ``fn`` accepts the keyword argument ``name``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read: assume it does
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def check_hyperparameters(est) -> None:
     def positive_int(name):
         v = getattr(est, name)
@@ -147,19 +163,30 @@ def check_hyperparameters(est) -> None:
     positive("lr")
     positive("lambda_c", allow_zero=True)
     positive("optimizer__weight_decay", allow_zero=True)
-    positive("optimizer__momentum", allow_zero=True)
-    if est.optimizer__momentum >= 1:
-        raise ValueError("optimizer__momentum must be in [0, 1) (1 or more makes SGD "
-                         f"diverge); got {est.optimizer__momentum!r}")
-    if not 0.0 <= float(est.key_momentum) <= 1.0:
+    if est.optimizer__momentum is not None:
+        positive("optimizer__momentum", allow_zero=True)
+        if est.optimizer__momentum >= 1:
+            raise ValueError("optimizer__momentum must be in [0, 1) (1 or more makes SGD "
+                             f"diverge); got {est.optimizer__momentum!r}")
+        if (est.optimizer__momentum != DEFAULT_MOMENTUM
+                and not takes_argument(est.optimizer, "momentum")):
+            name = getattr(est.optimizer, "__name__", repr(est.optimizer))
+            raise ValueError(
+                f"optimizer__momentum={est.optimizer__momentum!r} but the optimizer {name} "
+                "takes no momentum argument; set optimizer__momentum=None")
+    positive("key_momentum", allow_zero=True)
+    if not est.key_momentum <= 1.0:
         raise ValueError(f"key_momentum must be in [0, 1]; got {est.key_momentum!r}")
     positive("lr_gamma")
-    if est.lr_milestones is not None and any(
-        not 0.0 <= float(f) <= 1.0 for f in est.lr_milestones
+    ms = est.lr_milestones
+    if ms is not None and not (
+        isinstance(ms, list | tuple | np.ndarray)
+        and all(isinstance(f, numbers.Real) and not isinstance(f, bool) and 0.0 <= f <= 1.0
+                for f in ms)
     ):
         raise ValueError(
-            f"lr_milestones must hold fractions of max_epochs in [0, 1]; "
-            f"got {est.lr_milestones!r}"
+            f"lr_milestones must be None or a sequence of fractions of max_epochs in "
+            f"[0, 1]; got {ms!r}"
         )
     if est.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {est.precision!r}")
@@ -305,6 +332,7 @@ def check_backbone(est) -> None:
     finally:
         module.train(was_training)
 
+
 def seed(est) -> int:
     rs = est.random_state
     if rs is None:
@@ -312,6 +340,8 @@ def seed(est) -> int:
     if isinstance(rs, np.random.RandomState):
         return int(rs.randint(np.iinfo(np.int32).max))
     if isinstance(rs, int | np.integer) and not isinstance(rs, bool):
+        if not 0 <= rs < 2**63:
+            raise ValueError(f"random_state must be an int in [0, 2**63); got {rs!r}")
         return int(rs)
     raise TypeError(
         f"random_state must be None, an int or a numpy RandomState; got {type(rs)}"
@@ -470,6 +500,13 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
                 U = U.astype(np.float32) / np.float32(255.0)
             parts.append(U)
     U_all = np.concatenate(parts) if parts else None
+    if U_all is not None and len(U_all) == 1:
+        # (more samples only ever drop a lone last batch: see _data.drops_lone_last)
+        warnings.warn(
+            "a single unlabelled sample is left out of this fit: batch norm in training "
+            "mode needs at least 2 samples per batch, so it cannot make an unlabelled "
+            "batch of its own", UserWarning, stacklevel=4)
+        U_all = None
     if len(y_l) == 0:
         raise ValueError("y has no labelled rows; at least 2 classes are needed")
     check_classification_targets(y_l)

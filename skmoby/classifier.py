@@ -93,10 +93,12 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         Samples per batch, for labelled and unlabelled batches alike.
     optimizer : type, default=torch.optim.SGD
         Optimizer class; it receives the query branch and the classifier only.
-    optimizer__momentum : float, default=0.9
-        SGD momentum.
+    optimizer__momentum : float or None, default=0.9
+        SGD momentum. The default is passed only to optimizers that take a
+        ``momentum`` argument (not to ``torch.optim.Adam`` or ``AdamW``); ``None`` passes
+        none, leaving the optimizer's own default.
     optimizer__weight_decay : float, default=5e-4
-        SGD weight decay.
+        Weight decay of the optimizer.
     lr_milestones : tuple of float or None, default=(0.6, 0.8)
         Fractions of ``max_epochs`` at which the learning rate is multiplied by
         ``lr_gamma`` (epochs 120 and 160 of 200), counted within a training run. ``None``
@@ -232,7 +234,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         max_epochs: int = 200,
         batch_size: int = 128,
         optimizer: type = torch.optim.SGD,
-        optimizer__momentum: float = 0.9,
+        optimizer__momentum: float | None = 0.9,
         optimizer__weight_decay: float = 5e-4,
         lr_milestones: tuple[float, ...] | None = (0.6, 0.8),
         lr_gamma: float = 0.1,
@@ -393,8 +395,13 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
 
     def get_params_for_optimizer(self, prefix, named_parameters):
         """skorch's optimizer arguments, plus PyTorch's fused SGD kernels on CUDA unless
-        ``foreach`` or ``fused`` is set explicitly."""
+        ``foreach`` or ``fused`` is set explicitly. ``optimizer__momentum`` is left out
+        when it is ``None``, or the default and the optimizer takes no momentum."""
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if prefix == "optimizer" and "momentum" in kwargs and (
+                kwargs["momentum"] is None
+                or not _validation.takes_argument(self.optimizer, "momentum")):
+            del kwargs["momentum"]
         if (prefix == "optimizer" and self.optimizer is torch.optim.SGD
                 and torch.device(self.device_).type == "cuda"
                 and "fused" not in kwargs and "foreach" not in kwargs):

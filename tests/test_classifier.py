@@ -385,12 +385,35 @@ def test_minus_one_as_a_real_class_is_explained(digits):
         ({"normalize": (0.5, -1)}, ValueError, "std must be positive"),
         ({"weak_augment": 3}, TypeError, "weak_augment"),
         ({"random_state": "x"}, TypeError, "random_state"),
+        ({"random_state": -1}, ValueError, "random_state must be an int in"),
+        ({"random_state": 2**64}, ValueError, "random_state must be an int in"),
+        ({"key_momentum": "a"}, ValueError, "key_momentum must be"),
+        ({"lr_milestones": 0.5}, ValueError, "lr_milestones must be None or a sequence"),
+        ({"lr_milestones": "ab"}, ValueError, "lr_milestones must be None or a sequence"),
+        ({"optimizer__momentum": 1.0}, ValueError, "optimizer__momentum must be in"),
+        ({"optimizer": torch.optim.AdamW, "optimizer__momentum": 0.5}, ValueError,
+         "optimizer__momentum=0.5 but the optimizer AdamW takes no momentum"),
     ],
 )
 def test_bad_hyperparameters(digits, params, err, match):
     X, y = digits
     with pytest.raises(err, match=match):
         small_clf(**params).fit(X[:40], y[:40])
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "momentum", "want"),
+    [(torch.optim.Adam, 0.9, None), (torch.optim.AdamW, None, None),
+     (torch.optim.SGD, None, 0), (torch.optim.RMSprop, 0.5, 0.5), (torch.optim.SGD, 0.9, 0.9)],
+)
+def test_optimizers_with_and_without_momentum(digits, optimizer, momentum, want):
+    # The default momentum reaches only optimizers that take one; None passes none.
+    X, y = digits
+    clf = small_clf(max_epochs=1, optimizer=optimizer, optimizer__momentum=momentum)
+    clf.fit(X[:40], y[:40])
+    assert type(clf.optimizer_) is optimizer
+    assert clf.optimizer_.defaults.get("momentum") == want
+    assert np.isfinite(clf.history[-1, "train_loss"])
 
 
 def test_unsupported_fit_parameter(digits):

@@ -107,6 +107,35 @@ def test_backbone_channel_mismatch_is_named(digits, feature_dim):
         small_clf(backbone=_RGBNet(feature_dim), max_epochs=1).fit(X[:40], y[:40])
 
 
+@pytest.mark.parametrize("how", ["X_unlabeled", "minus_one"])
+def test_a_single_unlabelled_sample_is_left_out_with_a_warning(digits, how):
+    # Batch norm cannot train on a batch of one: a pool down to one image crashed fit.
+    X, y = digits
+    if how == "X_unlabeled":
+        args, kwargs = (X[:40], y[:40]), {"X_unlabeled": X[40:41]}
+    else:
+        y_semi = y[:41].copy()
+        y_semi[40] = -1
+        args, kwargs = (X[:41], y_semi), {}
+    with pytest.warns(UserWarning, match="single unlabelled sample is left out"):
+        clf = small_clf(max_epochs=1).fit(*args, **kwargs)
+    ref = small_clf(max_epochs=1).fit(X[:40], y[:40])  # the same fit without it
+    np.testing.assert_array_equal(clf.predict_proba(X[:50]), ref.predict_proba(X[:50]))
+
+
+def test_data_frames_raise_no_feature_name_warnings(digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    df = pd.DataFrame(X.reshape(len(X), -1)[:200], columns=[f"p{i}" for i in range(64)])
+    clf = small_clf(backbone="mlp", max_epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.fit(df[:100], y[:100])
+        score = clf.score(df[100:], y[100:200])
+        assert score == np.mean(clf.predict(df[100:]) == y[100:200])
+    assert list(clf.feature_names_in_) == list(df.columns)
+
+
 # ================================================================== device
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
