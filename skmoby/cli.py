@@ -192,7 +192,13 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
                 save_models=args.save_models)
 
 
-def _execute(command: str, out: Path, start) -> int:
+def _usage(message: str) -> SystemExit:
+    """Exit status 2 with ``message`` on stderr: bad input, as argparse reports it."""
+    print(message, file=sys.stderr)
+    return SystemExit(2)
+
+
+def _execute(command: str, out: Path, start, title: str | None = None) -> int:
     """Run ``start()``; turn the runner's errors into messages naming flags."""
     from .experiment import JobsFailedError
 
@@ -208,7 +214,7 @@ def _execute(command: str, out: Path, start) -> int:
     except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError) as exc:
         print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
         return 2
-    _report(results, out, out.name)
+    _report(results, out, title or out.name)
     return 0
 
 
@@ -238,9 +244,9 @@ def _demo(args: argparse.Namespace) -> int:
           "random selection trains on the labels alone.")
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
     _prepare_output(args.quiet)
-    results = run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle, jobs=jobs)
-    _report(results, out, "skmoby demo: digits")
-    return 0
+    return _execute("demo", out, lambda: run_experiment(
+        cfg, out, progress=not args.quiet, log=_print_cycle, jobs=jobs),
+        title="skmoby demo: digits")
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -248,7 +254,7 @@ def _config_from_args(args: argparse.Namespace):
 
     base = dict(PRESETS[args.preset]) if args.preset else {}
     if not args.preset and not args.dataset:
-        raise SystemExit("skmoby run: error: give --preset or --dataset")
+        raise _usage("skmoby run: error: give --preset or --dataset")
     overrides = {k: getattr(args, k) for k in (
         "dataset", "backbone", "initial", "budget", "cycles", "trials", "epochs",
         "batch_size", "lr", "unlabeled", "pool_subset", "seed", "device", "data_root",
@@ -259,7 +265,7 @@ def _config_from_args(args: argparse.Namespace):
     try:
         cfg.validate()
     except ValueError as exc:
-        raise SystemExit(f"skmoby run: error: {exc}") from None
+        raise _usage(f"skmoby run: error: {exc}") from None
     return cfg
 
 
@@ -272,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         options = _run_options(args)
     except ValueError as exc:
-        raise SystemExit(f"skmoby run: error: {exc}") from None
+        raise _usage(f"skmoby run: error: {exc}") from None
     print(f"running {name}: {json.dumps(cfg.to_dict())}")
     _prepare_output(args.quiet)
     return _execute("run", out, lambda: run_experiment(
@@ -286,7 +292,7 @@ def _resume(args: argparse.Namespace) -> int:
     try:
         options = _run_options(args)
     except ValueError as exc:
-        raise SystemExit(f"skmoby resume: error: {exc}") from None
+        raise _usage(f"skmoby resume: error: {exc}") from None
     _prepare_output(args.quiet)
     return _execute("resume", out, lambda: resume_experiment(
         out, progress=not args.quiet, log=_print_cycle, device=args.device,

@@ -103,7 +103,8 @@ class ExperimentConfig:
         Size of a random subset of the unlabelled pool scanned per cycle (the authors'
         code uses 10000); None scans the whole pool.
     seed : int
-        Seed of trial 0; trial ``t`` uses ``seed + t``.
+        Seed of trial 0; trial ``t`` uses ``seed + t``. At most about
+        ``2**32 / 1000 - trials`` (numpy seeds are below ``2**32``).
     device : str
         Torch device for the learners (``"auto"``: CUDA when available).
     data_root : str or None
@@ -158,6 +159,12 @@ class ExperimentConfig:
             raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if not is_int(self.seed):
             raise ValueError(f"seed must be an int; got {self.seed!r}")
+        # Trial t's cycle c seeds numpy with (seed + t) * 1000 + c, at most 2**32 - 1.
+        top = (2**32 - self.cycles) // 1000 - self.trials if is_int(self.cycles) and \
+            is_int(self.trials) else 2**32 // 1000
+        if not 0 <= self.seed <= top:
+            raise ValueError(f"seed must be in [0, {top}] (numpy seeds are below 2**32); "
+                             f"got {self.seed!r}")
         for name in ("dataset", "backbone", "device"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}")
@@ -622,18 +629,24 @@ def _save_model(out: Path, method: str, trial: int, cycle: int, model: bytes) ->
     atomic_write(folder / f"{method}_trial{trial}_cycle{cycle}.pkl", model)
 
 
-def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
-         log: Callable[[str], None], *, jobs: int = 1, jobs_per_gpu: int | None = None,
-         backend: str = "local", ray_address: str | None = None, callbacks: Any = None,
-         save_models: bool = False) -> pd.DataFrame:
-    from . import _parallel
-
+def _checked_dataset(cfg: ExperimentConfig, ds: ImageDataset | None) -> ImageDataset:
+    """``ds``, or the configured dataset loaded, once its pool is large enough."""
     ds = ds if ds is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.download)
     n_pool = len(ds.X_train)
     need = cfg.initial + cfg.budget * (cfg.cycles - 1)
     if need > n_pool:
         raise ValueError(f"initial + budget * (cycles - 1) = {need} exceeds the pool of "
                          f"{n_pool} {cfg.dataset} training images")
+    return ds
+
+
+def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
+         log: Callable[[str], None], *, jobs: int = 1, jobs_per_gpu: int | None = None,
+         backend: str = "local", ray_address: str | None = None, callbacks: Any = None,
+         save_models: bool = False) -> pd.DataFrame:
+    from . import _parallel
+
+    ds = _checked_dataset(cfg, ds)
     store = RunFolder(out)
     config = cfg.to_dict()
     rows, sel = store.load(config, cfg.n_labelled())
@@ -775,8 +788,11 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     Raises
     ------
     ValueError
-        On invalid settings, a device this machine lacks (checked before anything is
-        written) or a run folder holding another protocol.
+        On invalid settings, a device this machine lacks, a pool too small for the
+        protocol (all checked before anything is written) or a run folder holding
+        another protocol.
+    FileNotFoundError
+        When the dataset's files are missing (before anything is written).
     RunFolderError
         When the run folder is damaged or its ``config.json`` was edited; the message
         names the file and line.
@@ -812,6 +828,9 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
                                        protocol_settings(config.to_dict()))
             raise RunFolderError(f"{out} holds a run with another configuration ({changed}); "
                                  "resume it with resume_experiment() or use another folder")
+    # A missing dataset or a pool too small is refused before anything is written: a
+    # config.json left behind would hold the folder for a run that never started.
+    dataset = _checked_dataset(config, dataset)
     out.mkdir(parents=True, exist_ok=True)
     if not store.config.exists() or _read_config(store) != config:
         store.write_config(config.to_dict())

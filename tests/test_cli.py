@@ -28,9 +28,54 @@ def test_help_everywhere(capsys):
 def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
-    assert e.value.code != 0
-    captured = capsys.readouterr()
-    assert message in captured.err + str(e.value)
+    assert e.value.code == 2  # bad input, as documented (1 is for failed jobs)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "foo"], "methods"),
+        (["--methods", ","], "methods"),
+        (["--lr", "inf"], "lr must be"),
+        (["--pool-subset", "5"], "pool_subset"),
+        (["--seed", "-1"], "seed must be in [0, "),
+        (["--initial", "1000", "--budget", "1000", "--cycles", "3"], "exceeds the pool"),
+        (["--callback", "foo"], "MODULE:NAME"),
+    ],
+)
+def test_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "digits", "--epochs", "1", "--device", "cpu", "--quiet",
+            "--out", str(out), *extra]
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (out / "config.json").exists()  # the folder is free for the next run
+
+
+def test_a_run_refused_for_its_pool_leaves_the_folder_usable(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["run", "--dataset", "digits", "--methods", "random", "--trials", "1",
+              "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(out)]
+    assert cli.main([*common, "--initial", "1000", "--budget", "1000", "--cycles", "3"]) == 2
+    assert cli.main([*common, "--initial", "20", "--budget", "10", "--cycles", "2"]) == 0
+    assert json.loads((out / "config.json").read_text())["initial"] == 20
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:99"])
+def test_demo_with_a_device_this_machine_lacks_exits_2(tmp_path, capsys, device):
+    try:
+        code = cli.main(["demo", "--device", device, "--out", str(tmp_path), "--quiet"])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "device" in err and "Traceback" not in err
 
 
 def test_missing_run_folder(tmp_path, capsys):
@@ -92,7 +137,8 @@ def test_callbacks_from_the_command_line(tmp_path, monkeypatch):
 def test_bad_callback_spec(spec, message, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "--dataset", "digits", "--callback", spec])
-    assert message in str(e.value)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):

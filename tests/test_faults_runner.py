@@ -480,3 +480,19 @@ def test_version(capsys):
         cli.main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.startswith("skmoby 0.")
+
+
+@pytest.mark.parametrize(("settings", "err"), [
+    (dict(dataset="no-such-dataset"), ValueError),
+    (dict(dataset="cifar10", data_root="MISSING"), FileNotFoundError),
+    (dict(initial=1000, budget=1000, cycles=3), ValueError),
+])
+def test_a_run_refused_before_it_starts_writes_nothing(tmp_path, settings, err):
+    # A config.json left behind held the folder: neither rerun (another configuration)
+    # nor resume (the same refusal) could use it.
+    if settings.get("data_root") == "MISSING":
+        settings = {**settings, "data_root": str(tmp_path / "empty")}
+    out = tmp_path / "run"
+    with pytest.raises(err):
+        run_experiment(tiny(methods=["random"], **settings), out, progress=False)
+    assert not out.exists()
