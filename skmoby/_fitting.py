@@ -128,6 +128,7 @@ class Fitting:
             As in :meth:`fit`.
         classes : array-like, optional
             All class labels, for a first call whose ``y`` does not contain every class.
+            A later call may repeat them; other classes raise ``ValueError``.
 
         Returns
         -------
@@ -154,6 +155,11 @@ class Fitting:
         if X_unlabeled is not None:
             self._refuse_unlabelled_behind_pipeline_steps()
         reset = not self.initialized_
+        if not reset and classes is not None and not np.array_equal(
+                np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
+                             f"first partial_fit, {list(self.classes_)!r}; a fitted "
+                             "network's classes cannot change (call fit to start afresh)")
         X_l, y_enc, U, w = self._prepare_fit_data(X, y, X_unlabeled, reset=reset,
                                                   classes=classes,
                                                   sample_weight=sample_weight)

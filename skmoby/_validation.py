@@ -370,6 +370,12 @@ def as_array(X: Any, name: str) -> Any:
 def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
     X = as_array(X, name)
     check = dict(dtype="numeric", allow_nd=True, ensure_all_finite=True)
+    fitted_shape = tuple(getattr(est, "sample_shape_", None) or ())
+    if not reset and getattr(X, "ndim", 2) == 2 and len(fitted_shape) == 3:
+        # before scikit-learn's feature count, which counts image channels here
+        raise ValueError(
+            f"{name} has samples of shape {tuple(np.shape(X)[1:])} but the training data "
+            f"has images of shape {fitted_shape}; pass (n, H, W) or (n, C, H, W) images")
     if name == "X" and getattr(X, "ndim", 2) == 2:
         # Tabular data: scikit-learn's bookkeeping of n_features_in_ / feature names.
         X = validate_data(est, X, reset=reset, **check)
@@ -414,6 +420,7 @@ def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
                 f"{tuple(expected)}"
             )
     return X
+
 
 def unlabeled_mask(est, y: np.ndarray) -> np.ndarray:
     ul = est.unlabeled_label

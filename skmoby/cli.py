@@ -116,6 +116,7 @@ _CLI_WORDS = [
     (r"ray_address", "--ray-address"),
     (r"use device 'cpu' or 'auto'", "use --device cpu or --device auto"),
     (r"backend 'ray'", "--backend ray"),
+    (r"backend='ray'", "--backend ray"),
 ]
 
 
@@ -316,6 +317,10 @@ def _plot(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"skmoby plot: warning: {w.message}; `skmoby resume {out}` recomputes it",
               file=sys.stderr)
+    if results.empty:
+        print(f"skmoby plot: error: {out / 'results.csv'} holds no finished cycle yet; "
+              f"`skmoby resume {out}` runs them", file=sys.stderr)
+        return 2
     _report(results, out, out.name)
     return 0
 

@@ -154,3 +154,16 @@ def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):
     assert cli._demo_jobs(ExperimentConfig(**{**PRESETS["demo"], "device": "auto"})) == 1
     with pytest.raises(SystemExit):
         cli.main(["demo", "--jobs", "0"])
+
+
+def test_plot_of_a_run_without_finished_cycles(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+                     "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
+                     "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    (out / "learning_curve.png").unlink()
+    header = (out / "results.csv").read_text().splitlines(keepends=True)[0]
+    (out / "results.csv").write_text(header)  # no cycle finished yet
+    assert cli.main(["plot", str(out)]) == 2
+    assert "no finished cycle yet" in capsys.readouterr().err
+    assert not (out / "learning_curve.png").exists()

@@ -107,6 +107,25 @@ def test_backbone_channel_mismatch_is_named(digits, feature_dim):
         small_clf(backbone=_RGBNet(feature_dim), max_epochs=1).fit(X[:40], y[:40])
 
 
+def test_partial_fit_refuses_other_classes_after_the_first_call(digits):
+    X, y = digits
+    keep = y < 4
+    clf = small_clf(max_epochs=1).partial_fit(X[keep][:60], y[keep][:60], classes=range(6))
+    clf.partial_fit(X[keep][:60], y[keep][:60], classes=[5, 4, 3, 2, 1, 0])  # the same
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2, 3\] differs"):
+        clf.partial_fit(X[keep][:60], y[keep][:60], classes=[0, 1, 2, 3])
+    assert list(clf.classes_) == list(range(6))
+
+
+def test_flat_rows_after_fitting_on_images_name_the_image_shape(fitted, digits):
+    # scikit-learn's feature count compared 64 pixels with the image's 1 channel.
+    X, _ = digits
+    flat = X[:3].reshape(3, -1)
+    with pytest.raises(ValueError, match=r"shape \(64,\) but the training data has images "
+                                         r"of shape \(1, 8, 8\)"):
+        fitted.predict(flat)
+
+
 @pytest.mark.parametrize("how", ["X_unlabeled", "minus_one"])
 def test_a_single_unlabelled_sample_is_left_out_with_a_warning(digits, how):
     # Batch norm cannot train on a batch of one: a pool down to one image crashed fit.
