@@ -147,9 +147,14 @@ class CallbackSpecs:
     """
 
     def __init__(self, specs: list[str]) -> None:
+        from skorch.callbacks import Callback
+
         self.specs = list(specs)
         for spec in self.specs:
-            self._resolve(spec)
+            obj = self._resolve(spec)
+            if not (isinstance(obj, Callback) or callable(obj)):  # classes are callable
+                raise ValueError(f"--callback {spec}: not a skorch callback or a function; "
+                                 f"got {type(obj).__name__}")
 
     @staticmethod
     def _resolve(spec: str) -> Any:

@@ -133,6 +133,7 @@ def test_callbacks_from_the_command_line(tmp_path, monkeypatch):
     ("nocolon", "MODULE:NAME"),
     ("no_such_module_xyz:f", "cannot import"),
     ("skorch.callbacks:Nope", "has no 'Nope'"),
+    ("math:pi", "not a skorch callback or a function"),
 ])
 def test_bad_callback_spec(spec, message, capsys):
     with pytest.raises(SystemExit) as e:
