@@ -200,7 +200,10 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         The resolved ``precision``, ``channels_last``, ``capture`` and
         ``resident_data`` of the last fit.
     n_features_in_ : int
-        ``X.shape[1]`` of the training data (scikit-learn convention).
+        ``X.shape[1]`` of the training data in its canonical shape (scikit-learn
+        convention): the number of features of tabular ``(n, d)`` data, the number of
+        channels of images (1 for ``(n, H, W)`` images). ``sample_shape_`` holds the
+        whole per-sample shape.
     key_step_ : int
         Optimizer steps taken in the current training run (the position of the key
         momentum's schedule).
