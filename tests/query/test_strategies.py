@@ -237,23 +237,31 @@ def test_patch_is_applied_and_idempotent():
 # exception: a Ctrl-C only restarted the selection, and an error was computed twice.
 
 
+@pytest.fixture
+def interrupted_once(monkeypatch):
+    """k_center_greedy raising KeyboardInterrupt (a Ctrl-C) on its first call; the list
+    of its calls."""
+    calls = []
+    real = strategies.k_center_greedy
+
+    def patched(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(strategies, "k_center_greedy", patched)
+    return calls
+
+
 def _learner(blobs, estimator=None, strategy=coreset):
     X, y = blobs
     return ActiveLearner(estimator=estimator or LogisticRegression(), query_strategy=strategy,
                          X_training=X[:10], y_training=y[:10])
 
 
-def test_ctrl_c_during_a_modal_query_stops_it(blobs, monkeypatch):
-    calls = []
-    real = strategies.k_center_greedy
-
-    def interrupted_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(strategies, "k_center_greedy", interrupted_once)
+def test_ctrl_c_during_a_modal_query_stops_it(blobs, interrupted_once):
+    calls = interrupted_once
     learner = _learner(blobs)
     with pytest.raises(KeyboardInterrupt):
         learner.query(blobs[0][10:], n_instances=3)
@@ -302,19 +310,10 @@ def test_every_strategy_raises_once_in_a_modal_query(blobs, strategy):
     assert Failing.calls == 1
 
 
-def test_a_wrapper_that_retries_inside_the_query_runs_again(blobs, monkeypatch):
+def test_a_wrapper_that_retries_inside_the_query_runs_again(blobs, interrupted_once):
     # A user's strategy that catches the error and calls coreset again from its own code
     # is not modAL's retry: its second call must run.
-    calls = []
-    real = strategies.k_center_greedy
-
-    def interrupted_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(strategies, "k_center_greedy", interrupted_once)
+    calls = interrupted_once
 
     def retrying(learner, X_pool, n_instances=1):
         try:
@@ -326,17 +325,8 @@ def test_a_wrapper_that_retries_inside_the_query_runs_again(blobs, monkeypatch):
     assert len(calls) == 2 and len(idx) == 3
 
 
-def test_direct_calls_are_not_guarded(blobs, monkeypatch):
-    calls = []
-    real = strategies.k_center_greedy
-
-    def interrupted_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(strategies, "k_center_greedy", interrupted_once)
+def test_direct_calls_are_not_guarded(blobs, interrupted_once):
+    calls = interrupted_once
     learner = _learner(blobs)
     with pytest.raises(KeyboardInterrupt):
         coreset(learner, blobs[0][10:], n_instances=3)
