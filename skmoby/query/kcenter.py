@@ -108,13 +108,20 @@ def _nearest_keops(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def _nearest_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul)."""
+    """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul).
+
+    Both sets are first moved by the centres' mean: distances do not change, but the
+    expansion ``||c||^2 - 2 x.c`` loses to cancellation what the features share (GPS
+    coordinates, a large embedding offset), and centred it works on the spread only.
+    """
+    mu = c.double().mean(0).to(c.dtype)
+    c = c - mu
     c_sq = (c * c).sum(1)
-    rows = max(1, _CHUNK_BYTES // (max(1, c.shape[0]) * x.element_size()))
+    rows = max(1, _CHUNK_BYTES // (max(1, c.shape[0], x.shape[1]) * x.element_size()))
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for s in range(0, x.shape[0], rows):
         # ||x||^2 is the same for every centre, so argmin needs only ||c||^2 - 2 x.c
-        scores = torch.addmm(c_sq[None, :], x[s:s + rows], c.t(), alpha=-2.0)
+        scores = torch.addmm(c_sq[None, :], x[s:s + rows] - mu, c.t(), alpha=-2.0)
         out[s:s + rows] = scores.argmin(dim=1)
     return out
 
@@ -174,12 +181,31 @@ def _as_tensor(features: Any) -> torch.Tensor:
     if isinstance(features, torch.Tensor):
         x = features.detach()
     else:
+        if hasattr(features, "tocsr") or type(features).__module__.startswith("scipy.sparse"):
+            raise TypeError("features must be a dense array; got a sparse matrix (call "
+                            ".toarray() on it)")
         arr = np.asarray(features)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)):
             raise TypeError(f"features must be a numeric array; got dtype {arr.dtype}")
         if np.issubdtype(arr.dtype, np.complexfloating):
             raise TypeError("features must be real-valued; got a complex array")
-        x = torch.from_numpy(np.ascontiguousarray(arr))
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+            raise TypeError(f"features of dtype {arr.dtype} (extended precision) are not "
+                            "supported; convert them to float64 yourself")
+        if not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))  # the same values, this byte order
+        if arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
+            # torch has few kernels for uint16/32/64: float64 holds these values exactly
+            # up to 2**53 (beyond, refused below like any integer)
+            if arr.size and int(arr.max()) > 2**53:
+                raise ValueError(
+                    "features holds integers beyond 2**53, which float64 cannot represent "
+                    "exactly; convert them to floating point yourself")
+            arr = arr.astype(np.float64)
+        with warnings.catch_warnings():
+            # a read-only array (a data frame's, a memory map): never written to here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(np.ascontiguousarray(arr))
     if x.is_complex():
         raise TypeError("features must be real-valued; got a complex tensor")
     if x.dtype == torch.bool:
@@ -190,7 +216,8 @@ def _as_tensor(features: Any) -> torch.Tensor:
         raise ValueError(
             f"features must have at least one row and one column; got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        big = int(x.abs().max()) if x.numel() else 0
+        # from the extremes as Python ints: abs() of int64's minimum overflows
+        big = max(abs(int(x.min())), abs(int(x.max()))) if x.numel() else 0
         if big > 2**53:
             raise ValueError(
                 "features holds integers beyond 2**53, which float64 cannot represent "
@@ -481,7 +508,8 @@ def k_center_greedy(
         Points, on any device (the work runs there). Arithmetic is in the input dtype:
         float64 in, float64 math; float32 in, float32 math. float16 and bfloat16 are
         computed in float32 and integers in float64, conversions that are exact (integers
-        beyond 2**53 are refused), so the picks are those of the given values. Features
+        beyond 2**53 are refused), so the picks are those of the given values. Extended
+        precision (``np.longdouble``) and sparse matrices raise ``TypeError``. Features
         are scaled by a power of two (exact) when their magnitude would make squared
         distances overflow or underflow, so float32 features of order 1e20 or 1e-25 give
         the picks that float64 gives. NaN or infinity raise ``ValueError``.
@@ -559,7 +587,7 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
     n = _check_n(n, N, N - M)
     if backend not in ("auto", "keops", "torch"):
         raise ValueError(f"backend must be 'auto', 'keops' or 'torch'; got {backend!r}")
-    if prune not in (True, False, "auto"):
+    if not (isinstance(prune, bool | np.bool_) or (isinstance(prune, str) and prune == "auto")):
         raise ValueError(f"prune must be True, False or 'auto'; got {prune!r}")
     e = _scale_exponent(x)  # the work is done on x * 2**-e
     device = x.device

@@ -65,6 +65,10 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-np.asarray(scores), kind="stable")[:n]
 
 
+def _is_sparse(A: Any) -> bool:
+    return type(A).__module__.startswith("scipy.sparse")
+
+
 def _features(estimator: Any, X: Any, name: str) -> np.ndarray:
     if isinstance(X, list | tuple):
         # a list of samples is one array of them (estimators may read a list of images
@@ -73,6 +77,10 @@ def _features(estimator: Any, X: Any, name: str) -> np.ndarray:
     if hasattr(estimator, "transform") and callable(estimator.transform):
         F = estimator.transform(X)
         source = f"The features of {name} (from {type(estimator).__name__}.transform) contain"
+        if _is_sparse(F):
+            F = F.toarray()  # CoreSet's distances need every coordinate anyway
+    elif _is_sparse(X):
+        raise TypeError(f"{name} must be dense; got a sparse matrix (call .toarray() on it)")
     else:
         F = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
         source = f"{name} contains"

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -235,6 +237,41 @@ def test_integers_are_exact_or_refused():
         k_center_greedy(big, 1, initial_centers=[0])
 
 
+@pytest.mark.parametrize(("offset", "spread", "dtype"), [
+    ((45.0, 7.0), 1e-3, np.float32),    # GPS-like coordinates
+    ((1e5, 1e5), 1.0, np.float32),
+    ((1e13, 1e13), 1.0, np.float64),
+])
+@pytest.mark.parametrize("prune", [True, False])
+def test_a_large_common_offset_does_not_cost_exactness(offset, spread, dtype, prune):
+    # ||c||^2 - 2 x.c cancelled what the features share: a wrong pick, its distance 10x
+    # too large. Distances do not depend on the offset, nor may the picks.
+    rng = np.random.RandomState(0)
+    X = (np.array(offset) + spread * rng.randn(2000, 2)).astype(dtype)
+    want = reference(X, 5, range(300))
+    got = k_center_greedy(X, 5, initial_centers=np.arange(300), backend="torch",
+                          prune=prune)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64, ">f8", "<f4", ">i4"])
+def test_every_integer_width_and_byte_order(dtype):
+    X = np.random.RandomState(3).randint(0, 60000, size=(50, 3))
+    want = reference(X, 4, [0])
+    got = k_center_greedy(X.astype(dtype), 4, initial_centers=[0])
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_read_only_input_gives_no_warning():
+    X = np.random.RandomState(4).randn(40, 3)
+    X.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        idx, _ = k_center_greedy(X, 3, initial_centers=[0])
+    np.testing.assert_array_equal(idx, reference(X, 3, [0])[0])
+
+
 def test_one_feature_and_repeated_indices():
     F = np.array([[0.0], [2.0], [2.0], [7.0], [-3.0]])
     idx, dist = k_center_greedy(F, 4, initial_centers=[0, 0, -5])  # all mean row 0
@@ -262,6 +299,11 @@ def test_one_feature_and_repeated_indices():
         ({"backend": "faiss"}, ValueError, "backend"),
         ({"prune": "sometimes"}, ValueError, "prune"),
         ({"features": np.array([["a", "b"]] * 20)}, TypeError, "numeric"),
+        ({"features": np.zeros((20, 2), dtype=np.longdouble)}, TypeError,
+         "extended precision"),
+        ({"features": np.full((20, 2), -2**63, dtype=np.int64)}, ValueError, r"2\*\*53"),
+        ({"prune": 1}, ValueError, "prune"),
+        ({"prune": 1.0}, ValueError, "prune"),
     ],
 )
 def test_bad_input(kwargs, err, match):

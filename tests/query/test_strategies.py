@@ -363,3 +363,19 @@ def test_guard_modal_retry_keeps_the_strategy_and_pickles():
     np.testing.assert_array_equal(guarded(None, np.zeros((5, 1)), 2, random_state=0)[0],
                                   random_sampling(None, np.zeros((5, 1)), 2,
                                                   random_state=0)[0])
+
+
+def test_sparse_pools_are_refused_or_densified_by_transform(blobs):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = blobs
+    clf = LogisticRegression().fit(X[:10], y[:10])
+    with pytest.raises(TypeError, match="X_pool must be dense"):
+        coreset(clf, sparse.csr_matrix(X[10:]), 3, X_labeled=X[:10])
+
+    class SparseFeatures(LogisticRegression):
+        def transform(self, Z):
+            return sparse.csr_matrix(np.asarray(Z.toarray() if sparse.issparse(Z) else Z))
+
+    est = SparseFeatures().fit(X[:10], y[:10])
+    got = coreset(est, sparse.csr_matrix(X[10:]), 3, X_labeled=X[:10])
+    np.testing.assert_array_equal(got[0], coreset(clf, X[10:], 3, X_labeled=X[:10])[0])
