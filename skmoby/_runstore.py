@@ -187,15 +187,19 @@ class RunFolder:
             cycles, stored = data, None
         if not isinstance(cycles, dict) or (stored is not None and not isinstance(stored, dict)):
             raise RunFolderError(f"{self.selections} has an unexpected layout")
+        def indices(v):  # distinct image indices (JSON true/false are not indices)
+            return (isinstance(v, list) and len(set(v)) == len(v) and all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v))
+
         for k, entry in cycles.items():
-            ok = (isinstance(entry, dict) and isinstance(entry.get("selected"), list)
-                  and all(isinstance(i, int) for i in entry["selected"])
+            ok = (isinstance(entry, dict) and indices(entry.get("selected"))
                   and (entry.get("next_unlabeled") is None
-                       or (isinstance(entry["next_unlabeled"], list)
-                           and all(isinstance(i, int) for i in entry["next_unlabeled"]))))
+                       or indices(entry["next_unlabeled"])))
             if not ok:
-                raise RunFolderError(f"{self.selections}: the entry {k!r} is not "
-                                     '{"selected": [int, ...], "next_unlabeled": [...] or null}')
+                raise RunFolderError(
+                    f"{self.selections}: the entry {k!r} is not "
+                    '{"selected": [index, ...], "next_unlabeled": [index, ...] or null} '
+                    "with distinct non-negative integer indices")
         return cycles, stored
 
     def _load_results(self, config: dict[str, Any], n_labelled: list[int], *,

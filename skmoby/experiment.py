@@ -640,6 +640,36 @@ def _checked_dataset(cfg: ExperimentConfig, ds: ImageDataset | None) -> ImageDat
     return ds
 
 
+def _check_replay(cfg: ExperimentConfig, n_pool: int, sel: dict[str, Any],
+                  done: set[tuple[str, int, int]], store: RunFolder) -> None:
+    """Refuse stored selections that a resumed run could not replay as they were made:
+    indices outside the pool, images already labelled, or another count than the
+    protocol picks (``budget`` per cycle, none after the last)."""
+    for method, trial in sorted({(m, t) for m, t, _ in done}):
+        labelled = np.random.RandomState(cfg.seed + trial).choice(
+            n_pool, cfg.initial, replace=False)
+        for cycle in range(cfg.cycles):
+            if (method, trial, cycle) not in done:
+                break
+            k = key(method, trial, cycle)
+            chosen = np.asarray(sel[k]["selected"], dtype=np.int64)
+            nxt = sel[k].get("next_unlabeled")
+            want = 0 if cycle == cfg.cycles - 1 else cfg.budget
+            what = None
+            if len(chosen) != want:
+                what = f"holds {len(chosen)} selected images; the protocol picks {want}"
+            elif chosen.size and chosen.max() >= n_pool:
+                what = f"selects image {int(chosen.max())} of a pool of {n_pool}"
+            elif np.isin(chosen, labelled).any():
+                what = "selects images that were already labelled"
+            elif nxt is not None and len(nxt) and max(nxt) >= n_pool:
+                what = f"lists unlabelled image {max(nxt)} of a pool of {n_pool}"
+            if what:
+                raise RunFolderError(f"{store.selections}: the entry {k!r} {what}; the "
+                                     "file was changed after the run wrote it")
+            labelled = np.union1d(labelled, chosen)
+
+
 def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
          log: Callable[[str], None], *, jobs: int = 1, jobs_per_gpu: int | None = None,
          backend: str = "local", ray_address: str | None = None, callbacks: Any = None,
@@ -651,6 +681,7 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
     config = cfg.to_dict()
     rows, sel = store.load(config, cfg.n_labelled())
     done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
+    _check_replay(cfg, len(ds.X_train), sel, done, store)
     todo = []
     for trial in range(cfg.trials):
         for method in cfg.methods:
@@ -821,6 +852,9 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     _parallel.check_resources(config.device, jobs_per_gpu, backend, ray_address)
     out = Path(out)
     store = RunFolder(out)
+    if not store.config.exists() and (store.results.exists() or store.selections.exists()):
+        raise RunFolderError(f"{store.config} is missing, but {out} holds results of a run; "
+                             "restore config.json, or use another folder")
     if store.config.exists():
         old = _read_config(store)
         if protocol_settings(old.to_dict()) != protocol_settings(config.to_dict()):
@@ -901,6 +935,7 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
 
     _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
     if changes:
+        store.load(cfg.to_dict(), cfg.n_labelled())  # a damaged folder: refused unchanged
         store.write_config(cfg.to_dict())
     return _run(cfg, Path(out), dataset, progress, log or (lambda s: None), jobs=jobs,
                 jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -196,6 +197,60 @@ def test_an_invalid_config_file_is_named(run_copy, digits_ds, text, match):
     (run_copy / "config.json").write_text(text)
     with pytest.raises(RunFolderError, match=match):
         resume_experiment(run_copy, dataset=digits_ds, progress=False)
+
+
+def _edit_first_selection(out, edit):
+    """Apply ``edit`` to the stored selection of random/0/0 and drop the rows after
+    that cycle, so that resume replays the edited entry."""
+    path = out / "selections.json"
+    data = json.loads(path.read_text())
+    edit(data["cycles"]["random/0/0"]["selected"], out)
+    path.write_text(json.dumps(data))
+    (out / "results.csv").write_text("".join(csv_lines(out)[:2]))
+
+
+def _already_labelled(sel, out):
+    cfg = json.loads((out / "config.json").read_text())
+    n_pool = len(load_dataset("digits").X_train)
+    sel[1] = int(np.random.RandomState(cfg["seed"]).choice(n_pool, cfg["initial"],
+                                                            replace=False)[0])
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda sel, out: sel.__setitem__(1, sel[0]), "distinct non-negative integer"),
+    (lambda sel, out: sel.__setitem__(1, -1), "distinct non-negative integer"),
+    (lambda sel, out: sel.__setitem__(1, True), "distinct non-negative integer"),
+    (lambda sel, out: sel.clear(), "holds 0 selected images; the protocol picks 10"),
+    (lambda sel, out: sel.__setitem__(1, 99999), "selects image 99999 of a pool"),
+    (_already_labelled, "selects images that were already labelled"),
+])
+def test_an_edited_selection_is_refused_with_file_and_entry(run_copy, digits_ds, edit,
+                                                            match):
+    # Once: a duplicate trained the next cycle on fewer labels and saved a row that made
+    # the folder unreadable; -1 and true were taken as indices; 99999 failed in the job.
+    _edit_first_selection(run_copy, edit)
+    before = (run_copy / "results.csv").read_text()
+    with pytest.raises(RunFolderError, match=match) as e:
+        resume_experiment(run_copy, dataset=digits_ds, progress=False)
+    assert "selections.json" in str(e.value) and "random/0/0" in str(e.value)
+    assert (run_copy / "results.csv").read_text() == before
+
+
+def test_a_missing_config_next_to_results_is_refused_unchanged(run_copy, digits_ds):
+    (run_copy / "config.json").unlink()
+    with pytest.raises(RunFolderError, match=r"config\.json is missing"):
+        run_experiment(tiny(epochs=2), run_copy, dataset=digits_ds, progress=False)
+    assert not (run_copy / "config.json").exists()
+
+
+def test_resume_on_another_device_leaves_a_damaged_folder_unchanged(run_copy, digits_ds):
+    rows = csv_lines(run_copy)
+    (run_copy / "results.csv").write_text("".join(rows + rows[-1:]))  # a duplicated row
+    edit_config(run_copy, device="auto")
+    before = (run_copy / "config.json").read_text()
+    with pytest.raises(RunFolderError):
+        resume_experiment(run_copy, dataset=digits_ds, progress=False, device="cpu")
+    assert (run_copy / "config.json").read_text() == before
 
 
 def test_run_files_are_readable_like_plots(reference):
