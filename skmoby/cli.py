@@ -73,7 +73,17 @@ def _report(results, out: Path, title: str) -> None:
     files = plot_learning_curves(results, out, title=title)
     print(f"\nresults:   {out / 'results.csv'}")
     print(f"plot:      {', '.join(str(f) for f in files)}")
-    print(f"resume:    skmoby resume {out}")
+    if len(results) < _expected_rows(out):
+        print(f"resume:    skmoby resume {out}")
+
+
+def _expected_rows(out: Path) -> int:
+    """Rows of the finished run in ``out`` (by its config.json; 0 if unreadable)."""
+    try:
+        cfg = json.loads((out / "config.json").read_text())
+        return len(cfg["methods"]) * int(cfg["trials"]) * int(cfg["cycles"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 _print_to_bar = [False]

@@ -168,3 +168,15 @@ def test_plot_of_a_run_without_finished_cycles(tmp_path, capsys):
     assert cli.main(["plot", str(out)]) == 2
     assert "no finished cycle yet" in capsys.readouterr().err
     assert not (out / "learning_curve.png").exists()
+
+
+def test_the_resume_hint_only_for_an_unfinished_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+                     "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
+                     "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert "skmoby resume" not in capsys.readouterr().out  # finished: nothing to resume
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text("".join(lines[:-1]))  # the last cycle still to run
+    assert cli.main(["plot", str(out)]) == 0
+    assert f"skmoby resume {out}" in capsys.readouterr().out
