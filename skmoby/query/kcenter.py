@@ -421,15 +421,26 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
     return min_d
 
 
-def _exact_dist(x: torch.Tensor, point: torch.Tensor) -> np.ndarray:
+def _parallel_scan(x: torch.Tensor) -> bool:
+    """Whether the per-pick distances of the feature matrix ``x`` use every thread."""
+    return x.numel() * x.element_size() > _PARALLEL_BYTES
+
+
+def _exact_dist(x: torch.Tensor, point: torch.Tensor, parallel: bool | None = None
+                ) -> np.ndarray:
     """Distances from rows of ``x`` to one point, from differences.
 
-    Small slices are done by NumPy in one thread, in blocks whose temporaries stay in
-    the cache: a multithreaded operation per pick waits at its end for every thread, and
-    on a busy machine (more threads than cores) that wait is a scheduler time slice,
-    longer than the work. Large slices use all threads (``torch.cdist``, no temporary).
+    For small feature matrices NumPy does it in one thread, in blocks whose temporaries
+    stay in the cache: a multithreaded operation per pick waits at its end for every
+    thread, and on a busy machine (more threads than cores) that wait is a scheduler
+    time slice, longer than the work. Large ones use all threads (``torch.cdist``, no
+    temporary). The two round differently, so ``parallel`` is decided once per feature
+    matrix (:func:`_parallel_scan`), not per slice: each row's distance is then the
+    same whichever slices the scan is cut into, and pruning does not change the picks.
     """
-    if x.numel() * x.element_size() > _PARALLEL_BYTES:
+    if parallel is None:
+        parallel = _parallel_scan(x)
+    if parallel:
         return torch.cdist(x, point[None, :],
                            compute_mode="donot_use_mm_for_euclid_dist").view(-1).numpy()
     a, p = x.numpy(), point.numpy()
@@ -450,6 +461,7 @@ def _greedy_cpu(gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune
     gmax[nonempty] = np.maximum.reduceat(min_d, start[:-1][nonempty])
     pos = np.empty_like(gr.perm)
     pos[gr.perm] = np.arange(len(pos))
+    parallel = _parallel_scan(x)
     picks = np.empty(n, dtype=np.int64)
     dists = np.empty(n, dtype=np.float64)
     for i in range(n):
@@ -479,7 +491,7 @@ def _greedy_cpu(gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune
         for run in np.split(g, cut):
             a, b = int(start[run[0]]), int(start[run[-1] + 1])
             part = min_d[a:b]
-            np.minimum(part, _exact_dist(x[a:b], xj), out=part)
+            np.minimum(part, _exact_dist(x[a:b], xj, parallel), out=part)
             idx = start[run] - a
             gmax[run] = np.maximum.reduceat(part, idx)
     return picks, dists

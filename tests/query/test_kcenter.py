@@ -327,3 +327,25 @@ def test_keops_failure_falls_back_with_one_warning(monkeypatch):
 @pytest.mark.keops
 def test_keops_is_available_on_this_machine():
     assert keops_available("cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pruning_never_changes_picks_of_near_ties(monkeypatch, dtype):
+    # Pruning cuts the per-pick scan into slices. Large scans and small ones used
+    # formulas that round differently, so once the features passed the size threshold,
+    # near-ties (points on a sphere round a pick) were ordered differently with and
+    # without pruning. The threshold is lowered to reach that case with small data.
+    monkeypatch.setattr(kcenter, "_PARALLEL_BYTES", 64 * 1024)
+    rng = np.random.RandomState(0)
+    d = 16
+    U = rng.randn(600, d)
+    U[:, 0] = -np.abs(U[:, 0]) - 0.5
+    U /= np.linalg.norm(U, axis=1, keepdims=True)  # a sphere of radius 1 round 0
+    far = np.zeros((2, d))
+    far[0, 0], far[1, 0] = -1000.0, 5000.0           # the initial centres
+    blob = far[1] + 0.01 * rng.randn(3000, d)        # a tight cluster at one of them
+    X = np.concatenate([far, np.zeros((1, d)), U, blob]).astype(dtype)
+    a = k_center_greedy(X, 12, initial_centers=[0, 1], prune=True, n_threads=1)
+    b = k_center_greedy(X, 12, initial_centers=[0, 1], prune=False, n_threads=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
