@@ -130,9 +130,9 @@ def test_pruning_skips_work_on_clustered_data(monkeypatch):
     sizes = []
     orig = kcenter._exact_dist
 
-    def spy(x, point):
+    def spy(x, point, parallel=None):
         sizes.append(x.shape[0])
-        return orig(x, point)
+        return orig(x, point, parallel)
 
     monkeypatch.setattr(kcenter, "_exact_dist", spy)
     pruned = k_center_greedy(F, 50, initial_centers=np.arange(300), prune=True)
