@@ -575,7 +575,7 @@ def _job_cycles(cfg: ExperimentConfig, ds: ImageDataset, method: str, trial: int
     """
     n_pool = len(ds.X_train)
     seed = cfg.seed + trial
-    labelled = np.sort(np.random.RandomState(seed).choice(n_pool, cfg.initial, replace=False))
+    labelled = _initial_labels(cfg, n_pool, trial)
     rng = np.random.RandomState([seed, METHODS.index(method)])
     unl = _unlabelled_subset(cfg, labelled, n_pool, rng) if method == "mobyv2al" else None
     for cycle in range(cfg.cycles):
@@ -640,14 +640,19 @@ def _checked_dataset(cfg: ExperimentConfig, ds: ImageDataset | None) -> ImageDat
     return ds
 
 
+def _initial_labels(cfg: ExperimentConfig, n_pool: int, trial: int) -> np.ndarray:
+    """The sorted indices trial ``trial`` starts with labelled (seeded by the trial)."""
+    return np.sort(np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial,
+                                                                   replace=False))
+
+
 def _check_replay(cfg: ExperimentConfig, n_pool: int, sel: dict[str, Any],
                   done: set[tuple[str, int, int]], store: RunFolder) -> None:
     """Refuse stored selections that a resumed run could not replay as they were made:
     indices outside the pool, images already labelled, or another count than the
     protocol picks (``budget`` per cycle, none after the last)."""
     for method, trial in sorted({(m, t) for m, t, _ in done}):
-        labelled = np.random.RandomState(cfg.seed + trial).choice(
-            n_pool, cfg.initial, replace=False)
+        labelled = _initial_labels(cfg, n_pool, trial)
         for cycle in range(cfg.cycles):
             if (method, trial, cycle) not in done:
                 break
