@@ -350,6 +350,35 @@ def _ray_job(ds, settings, job: Job, device: str, threads: int):
     yield from _job_events(ds, settings, job, device)
 
 
+@contextlib.contextmanager
+def _workers_use_this_interpreter():
+    """Keep Ray from rebuilding the driver's ``uv run`` environment for a local cluster.
+
+    Under ``uv run``, recent Ray releases start every worker with ``uv run`` inside a
+    copy of the current folder, uploaded zipped through its object store: the
+    upload is refused past 512 MiB (a dataset, ``skmoby-results/``), Ray
+    raises when ``pyproject.toml`` lies outside it (``uv run --project DIR``), and each
+    worker environment is synced anew. A local cluster shares this machine, so its
+    workers can run this interpreter as they are. Users who set
+    ``RAY_ENABLE_UV_RUN_RUNTIME_ENV`` themselves keep their choice.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # a Ray whose layout differs: nothing to switch off
+        yield
+        return
+    name = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"
+    if name in os.environ or not hasattr(ray_constants, name):
+        yield
+        return
+    saved = getattr(ray_constants, name)
+    setattr(ray_constants, name, False)
+    try:
+        yield
+    finally:
+        setattr(ray_constants, name, saved)
+
+
 def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, threads: int,
                 jobs_per_gpu: int | None, address: str | None):
     import builtins
@@ -364,7 +393,8 @@ def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, threads: int,
         if address is not None:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=usable_cpus(), **kwargs)
+            with _workers_use_this_interpreter():
+                ray.init(num_cpus=usable_cpus(), **kwargs)
     try:
         device = settings["config"]["device"]
         gpus = ray.cluster_resources().get("GPU", 0)

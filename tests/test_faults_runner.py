@@ -18,7 +18,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback, EarlyStopping
 
-from skmoby import cli
+from skmoby import _parallel, cli
 from skmoby._runstore import RunFolder
 from skmoby.datasets import load_dataset
 from skmoby.experiment import (
@@ -511,6 +511,73 @@ def test_unreachable_ray_address(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach the Ray cluster" in err
     assert not (tmp_path / "x").exists()
+
+
+def _as_if_under_uv_run(monkeypatch, tmp_path, *uv_args):
+    """Make Ray's ``uv run`` detection see ``uv run [uv_args] skmoby``, from tmp_path."""
+    hook = pytest.importorskip("ray._private.runtime_env.uv_runtime_env_hook")
+    monkeypatch.setattr(hook, "_get_uv_run_cmdline",
+                        lambda: ["uv", "run", *uv_args, "skmoby"])
+    monkeypatch.delenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def _runtime_env_of_local_ray(monkeypatch):
+    """The runtime environment Ray would give the workers of the local cluster we start."""
+    import ray
+    from ray._private.worker import _maybe_modify_runtime_env
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def init(*args, **kwargs):
+        seen.append(_maybe_modify_runtime_env(kwargs.get("runtime_env"), False))
+        raise Stop
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(Stop):
+        next(_parallel._ray_runner([("random", 0, {})], None, {}, jobs=1, threads=1,
+                                   jobs_per_gpu=None, address=None))
+    return seen[0]
+
+
+def test_a_local_ray_under_uv_run_gives_workers_this_interpreter(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    from ray._private.worker import _maybe_modify_runtime_env
+
+    _as_if_under_uv_run(monkeypatch, tmp_path)
+    # Ray's own default here: workers under "uv run" in an uploaded copy of the folder.
+    assert "py_executable" in _maybe_modify_runtime_env(None, False)
+    assert "py_executable" not in (_runtime_env_of_local_ray(monkeypatch) or {})
+    # the switch is put back after the start
+    assert "py_executable" in _maybe_modify_runtime_env(None, False)
+
+
+def test_a_users_own_ray_uv_setting_is_kept(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    _as_if_under_uv_run(monkeypatch, tmp_path)
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "1")
+    assert "py_executable" in _runtime_env_of_local_ray(monkeypatch)
+
+
+@pytest.mark.slow
+def test_ray_run_under_uv_run_with_the_project_elsewhere(tmp_path, monkeypatch, capsys):
+    # "uv run --project DIR skmoby run --backend ray" from another folder: Ray's uv
+    # support refused it (pyproject.toml outside the uploaded folder) after config.json
+    # had been written.
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _as_if_under_uv_run(monkeypatch, tmp_path, "--project", repo)
+    code = cli.main(["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+                     "--budget", "10", "--cycles", "1", "--trials", "1", "--epochs", "1",
+                     "--device", "cpu", "--backend", "ray", "--out", "r", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "r" / "results.csv")) == 1  # cycle 0 of trial 0
+    assert not ray.is_initialized()  # the cluster the run started is stopped
 
 
 # ============================================================================ CLI words
