@@ -157,9 +157,9 @@ class Fitting:
         reset = not self.initialized_
         if not reset and classes is not None and not np.array_equal(
                 np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
-                             f"first partial_fit, {list(self.classes_)!r}; a fitted "
-                             "network's classes cannot change (call fit to start afresh)")
+            raise ValueError(f"classes={np.asarray(classes).tolist()!r} differs from the "
+                             f"fitted classes {self.classes_.tolist()!r}; a fitted network's "
+                             "classes cannot change (call fit to start afresh)")
         X_l, y_enc, U, w = self._prepare_fit_data(X, y, X_unlabeled, reset=reset,
                                                   classes=classes,
                                                   sample_weight=sample_weight)

@@ -155,6 +155,14 @@ def _is_modal_query(code: CodeType) -> bool:
     return path.startswith(root + os.sep)
 
 
+@functools.cache
+def _modal_retries() -> bool:
+    """Whether the installed modAL's ``query`` calls a failed strategy again: the
+    ``(indices, metrics)`` releases (0.4.2 on) do, from a bare ``except:``."""
+    version = modal_version()
+    return version is not None and version >= (0, 4, 2)
+
+
 def _modal_query_frame(frame: FrameType | None) -> FrameType | None:
     for _ in range(_SEARCH_DEPTH):
         if frame is None:
@@ -173,7 +181,9 @@ def modal_retry_guard() -> Iterator[None]:
     was raised, calls it again from the same ``query`` call. Inside this guard, an
     exception (a ``KeyboardInterrupt`` included) is remembered with the ``query`` call
     it happened in; when that same call invokes the strategy again from another line,
-    the guard raises the remembered exception before the body runs. A strategy called
+    the guard raises the remembered exception before the body runs. Only where modAL
+    retries (0.4.2 on); the exception, and what its traceback holds, is let go at the
+    next guarded call. A strategy called
     outside modAL's ``query``, or called again by the caller's own code within one
     ``query`` call (a wrapper that retries), runs as usual. Per thread.
 
@@ -185,12 +195,12 @@ def modal_retry_guard() -> Iterator[None]:
     >>> strategy(None, [[0], [1]], 2)[0]
     [0, 1]
     """
-    query = _modal_query_frame(sys._getframe(1))
+    pending = getattr(_retry, "pending", None)
+    _retry.pending = None  # held (frames, features) only until the next guarded call
+    query = _modal_query_frame(sys._getframe(1)) if _modal_retries() else None
     if query is None:
         yield
         return
-    pending = getattr(_retry, "pending", None)
-    _retry.pending = None
     if pending is not None and pending[0] is query and pending[1] != query.f_lasti:
         raise pending[2]  # modAL's repeated call: the first call's error, at once
     lasti = query.f_lasti

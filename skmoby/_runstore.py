@@ -188,8 +188,9 @@ class RunFolder:
         if not isinstance(cycles, dict) or (stored is not None and not isinstance(stored, dict)):
             raise RunFolderError(f"{self.selections} has an unexpected layout")
         def indices(v):  # distinct image indices (JSON true/false are not indices)
-            return (isinstance(v, list) and len(set(v)) == len(v) and all(
-                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v))
+            return (isinstance(v, list) and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63
+                for i in v) and len(set(v)) == len(v))
 
         for k, entry in cycles.items():
             ok = (isinstance(entry, dict) and indices(entry.get("selected"))

@@ -162,9 +162,11 @@ class CallbackSpecs:
         self.specs = list(specs)
         for spec in self.specs:
             obj = self._resolve(spec)
-            if not (isinstance(obj, Callback) or callable(obj)):  # classes are callable
+            ok = (isinstance(obj, Callback)
+                  or (issubclass(obj, Callback) if isinstance(obj, type) else callable(obj)))
+            if not ok:
                 raise ValueError(f"--callback {spec}: not a skorch callback or a function; "
-                                 f"got {type(obj).__name__}")
+                                 f"got {obj!r}")
 
     @staticmethod
     def _resolve(spec: str) -> Any:
@@ -245,9 +247,14 @@ def _demo_jobs(cfg) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .experiment import PRESETS, ExperimentConfig, run_experiment
+    from .experiment import PRESETS, ExperimentConfig, _check_device, run_experiment
 
     cfg = ExperimentConfig(**{**PRESETS["demo"], "device": args.device, "seed": args.seed})
+    try:  # before the previous demo is removed
+        cfg.validate()
+        _check_device(cfg.device)
+    except ValueError as exc:
+        raise _usage(f"skmoby demo: error: {_cli_message(exc)}") from None
     out = Path(args.out) / "demo"
     if (out / "config.json").exists():
         import shutil

@@ -103,8 +103,9 @@ class ExperimentConfig:
         Size of a random subset of the unlabelled pool scanned per cycle (the authors'
         code uses 10000); None scans the whole pool.
     seed : int
-        Seed of trial 0; trial ``t`` uses ``seed + t``. At most about
-        ``2**32 / 1000 - trials`` (numpy seeds are below ``2**32``).
+        Seed of trial 0; trial ``t`` uses ``seed + t``. At most ``2**32 - trials``, and
+        about ``2**32 / 1000 - trials`` with the ``random`` method (numpy seeds are
+        below ``2**32``).
     device : str
         Torch device for the learners (``"auto"``: CUDA when available).
     data_root : str or None
@@ -159,12 +160,16 @@ class ExperimentConfig:
             raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if not is_int(self.seed):
             raise ValueError(f"seed must be an int; got {self.seed!r}")
-        # Trial t's cycle c seeds numpy with (seed + t) * 1000 + c, at most 2**32 - 1.
-        top = (2**32 - self.cycles) // 1000 - self.trials if is_int(self.cycles) and \
-            is_int(self.trials) else 2**32 // 1000
+        # Trial t draws its labels from RandomState(seed + t); random selection also
+        # seeds RandomState((seed + t) * 1000 + c) in cycle c. numpy seeds are < 2**32.
+        top = 2**32 - self.trials
+        if isinstance(self.methods, list | tuple) and "random" in self.methods:
+            top = (2**32 - self.cycles) // 1000 - self.trials + 1
         if not 0 <= self.seed <= top:
-            raise ValueError(f"seed must be in [0, {top}] (numpy seeds are below 2**32); "
-                             f"got {self.seed!r}")
+            raise ValueError(f"seed must be in [0, {top}] for {self.trials} trials"
+                             + (" with the random method" if top < 2**32 - self.trials
+                                else "") + f" (numpy seeds are below 2**32); got "
+                             f"{self.seed!r}")
         for name in ("dataset", "backbone", "device"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}")
@@ -646,6 +651,15 @@ def _initial_labels(cfg: ExperimentConfig, n_pool: int, trial: int) -> np.ndarra
                                                                    replace=False))
 
 
+def _checked_folder(cfg: ExperimentConfig, store: RunFolder, ds: ImageDataset
+                    ) -> tuple[pd.DataFrame, dict[str, Any], set[tuple[str, int, int]]]:
+    """The folder's rows, selections and finished cycles, once every check passed."""
+    rows, sel = store.load(cfg.to_dict(), cfg.n_labelled())
+    done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
+    _check_replay(cfg, len(ds.X_train), sel, done, store)
+    return rows, sel, done
+
+
 def _check_replay(cfg: ExperimentConfig, n_pool: int, sel: dict[str, Any],
                   done: set[tuple[str, int, int]], store: RunFolder) -> None:
     """Refuse stored selections that a resumed run could not replay as they were made:
@@ -684,9 +698,7 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
     ds = _checked_dataset(cfg, ds)
     store = RunFolder(out)
     config = cfg.to_dict()
-    rows, sel = store.load(config, cfg.n_labelled())
-    done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
-    _check_replay(cfg, len(ds.X_train), sel, done, store)
+    rows, sel, done = _checked_folder(cfg, store, ds)
     todo = []
     for trial in range(cfg.trials):
         for method in cfg.methods:
@@ -870,6 +882,8 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     # A missing dataset or a pool too small is refused before anything is written: a
     # config.json left behind would hold the folder for a run that never started.
     dataset = _checked_dataset(config, dataset)
+    if store.config.exists():
+        _checked_folder(config, store, dataset)  # a damaged folder: refused unchanged
     out.mkdir(parents=True, exist_ok=True)
     if not store.config.exists() or _read_config(store) != config:
         store.write_config(config.to_dict())
@@ -940,7 +954,9 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
 
     _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
     if changes:
-        store.load(cfg.to_dict(), cfg.n_labelled())  # a damaged folder: refused unchanged
+        # a damaged folder or a data_root without the data: refused unchanged
+        dataset = _checked_dataset(cfg, dataset)
+        _checked_folder(cfg, store, dataset)
         store.write_config(cfg.to_dict())
     return _run(cfg, Path(out), dataset, progress, log or (lambda s: None), jobs=jobs,
                 jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,

@@ -69,6 +69,8 @@ def test_a_run_refused_for_its_pool_leaves_the_folder_usable(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:99"])
 def test_demo_with_a_device_this_machine_lacks_exits_2(tmp_path, capsys, device):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "config.json").write_text("{}")  # the previous demo: kept
     try:
         code = cli.main(["demo", "--device", device, "--out", str(tmp_path), "--quiet"])
     except SystemExit as e:
@@ -76,6 +78,7 @@ def test_demo_with_a_device_this_machine_lacks_exits_2(tmp_path, capsys, device)
     assert code == 2
     err = capsys.readouterr().err
     assert "device" in err and "Traceback" not in err
+    assert (tmp_path / "demo" / "config.json").exists()
 
 
 def test_missing_run_folder(tmp_path, capsys):
@@ -134,6 +137,7 @@ def test_callbacks_from_the_command_line(tmp_path, monkeypatch):
     ("no_such_module_xyz:f", "cannot import"),
     ("skorch.callbacks:Nope", "has no 'Nope'"),
     ("math:pi", "not a skorch callback or a function"),
+    ("collections:OrderedDict", "not a skorch callback or a function"),
 ])
 def test_bad_callback_spec(spec, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -243,14 +243,37 @@ def test_a_missing_config_next_to_results_is_refused_unchanged(run_copy, digits_
     assert not (run_copy / "config.json").exists()
 
 
-def test_resume_on_another_device_leaves_a_damaged_folder_unchanged(run_copy, digits_ds):
-    rows = csv_lines(run_copy)
-    (run_copy / "results.csv").write_text("".join(rows + rows[-1:]))  # a duplicated row
+@pytest.mark.parametrize("damage", ["duplicated row", "replayed selection"])
+def test_resume_on_another_device_leaves_a_damaged_folder_unchanged(run_copy, digits_ds,
+                                                                   damage):
+    if damage == "duplicated row":
+        rows = csv_lines(run_copy)
+        (run_copy / "results.csv").write_text("".join(rows + rows[-1:]))
+    else:  # found only when the stored selections are replayed against the pool
+        _edit_first_selection(run_copy, _already_labelled)
     edit_config(run_copy, device="auto")
     before = (run_copy / "config.json").read_text()
     with pytest.raises(RunFolderError):
         resume_experiment(run_copy, dataset=digits_ds, progress=False, device="cpu")
     assert (run_copy / "config.json").read_text() == before
+
+
+@pytest.mark.parametrize("entry", [[[1, 2]], [2**70], [1.5]])
+def test_a_malformed_selection_entry_is_a_run_folder_error(run_copy, digits_ds, entry):
+    path = run_copy / "selections.json"
+    data = json.loads(path.read_text())
+    data["cycles"]["random/0/0"]["selected"] = entry
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunFolderError, match="random/0/0"):
+        resume_experiment(run_copy, dataset=digits_ds, progress=False)
+
+
+def test_large_seeds_work_where_no_random_method_limits_them(tmp_path, digits_ds):
+    cfg = tiny(methods=["coreset"], seed=5_000_000, trials=1)
+    table = run_experiment(cfg, tmp_path / "run", dataset=digits_ds, progress=False)
+    assert len(table) == cfg.cycles
+    with pytest.raises(ValueError, match="with the random method"):
+        tiny(methods=["random"], seed=5_000_000).validate()
 
 
 def test_run_files_are_readable_like_plots(reference):

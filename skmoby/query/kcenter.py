@@ -19,7 +19,10 @@ of the pool is skipped at every pick, and the initial search compares each group
 the few groups of centres that can hold its nearest centre. The groups that remain are
 contiguous slices, scanned without gathering rows. On isotropic noise in high dimension
 nothing can be skipped and this is a plain scan. Bounds carry a margin for rounding, so
-the picks are those of the plain scan.
+the picks are those of the plain scan; the one exception is a point whose two nearest
+initial centres are equally far to within rounding (the matrix products that rank them
+round differently for different sets of centres), where the distance kept, and so a
+later near-tie, can differ in the last bits.
 
 **GPU.** Pruning needs the host to look at the data, so there the picks are made on the
 device without it and without host synchronisation (see ``_device_loop``): a fused
@@ -107,14 +110,28 @@ def _nearest_keops(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return d2.argmin(dim=1).view(-1).long()
 
 
-def _nearest_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _mean_row(c: torch.Tensor) -> torch.Tensor:
+    """Mean of the rows of ``c``, accumulated in float64 (where the device has it) in
+    blocks of bounded size, returned in ``c``'s dtype."""
+    acc = c.dtype if c.device.type == "mps" else torch.float64
+    total = torch.zeros(c.shape[1], dtype=acc, device=c.device)
+    rows = max(1, _CHUNK_BYTES // max(1, c.shape[1] * 8))
+    for s in range(0, c.shape[0], rows):
+        total += c[s:s + rows].to(acc).sum(0)
+    return (total / max(1, c.shape[0])).to(c.dtype)
+
+
+def _nearest_torch(x: torch.Tensor, c: torch.Tensor,
+                   mu: torch.Tensor | None = None) -> torch.Tensor:
     """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul).
 
-    Both sets are first moved by the centres' mean: distances do not change, but the
-    expansion ``||c||^2 - 2 x.c`` loses to cancellation what the features share (GPS
-    coordinates, a large embedding offset), and centred it works on the spread only.
+    Both sets are first moved by ``mu`` (default: the mean of ``c``): distances do not
+    change, but the expansion ``||c||^2 - 2 x.c`` loses to cancellation what the
+    features share (GPS coordinates, a large embedding offset), and centred it works on
+    the spread only. Callers that search subsets of one set of centres pass the mean of
+    the whole set, so that a score never depends on which subset was searched.
     """
-    mu = c.double().mean(0).to(c.dtype)
+    mu = _mean_row(c) if mu is None else mu
     c = c - mu
     c_sq = (c * c).sum(1)
     rows = max(1, _CHUNK_BYTES // (max(1, c.shape[0], x.shape[1]) * x.element_size()))
@@ -144,9 +161,11 @@ def _dist_rows(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str) -> torch.Tensor:
-    """Distance from every row of ``x`` to its nearest row of ``c``, from differences."""
-    nearest = (_nearest_keops if backend == "keops" else _nearest_torch)(x, c)
+def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str,
+                  mu: torch.Tensor | None = None) -> torch.Tensor:
+    """Distance from every row of ``x`` to its nearest row of ``c``, from differences
+    (``mu``: see :func:`_nearest_torch`)."""
+    nearest = _nearest_keops(x, c) if backend == "keops" else _nearest_torch(x, c, mu)
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
@@ -180,6 +199,13 @@ def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
 def _as_tensor(features: Any) -> torch.Tensor:
     if isinstance(features, torch.Tensor):
         x = features.detach()
+        if x.dtype in (torch.uint16, torch.uint32, torch.uint64):
+            # few torch kernels take these: float64 is exact below 2**53
+            x = x.to(torch.float64)
+            if x.numel() and float(x.max()) >= 2**53:
+                raise ValueError(
+                    "features holds integers beyond 2**53, which float64 cannot represent "
+                    "exactly; convert them to floating point yourself")
     else:
         if hasattr(features, "tocsr") or type(features).__module__.startswith("scipy.sparse"):
             raise TypeError("features must be a dense array; got a sparse matrix (call "
@@ -383,6 +409,7 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
         return min_d
     cidx = np.concatenate([np.arange(c_start[h], c_end[h]) for h in range(gr.G)])
     C = x[torch.from_numpy(cidx)]  # the centres, contiguous, group by group
+    mu = _mean_row(C)  # one centring for every subset of centres searched below
     c_off = np.concatenate([[0], np.cumsum(gr.n_centres)])
     has_c = gr.n_centres > 0
     if gr.T.shape[1]:
@@ -399,7 +426,7 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
             continue
         xg = x[a:b]
         if backend == "keops" or not gr.T.shape[1]:
-            min_d[a:b] = _nearest_dist(xg, C, backend).numpy()
+            min_d[a:b] = _nearest_dist(xg, C, backend, mu).numpy()
             continue
         # pool rows of g: their pivot ranges, against each group of centres
         p_lo, p_hi = gr.T[a:b].min(axis=0), gr.T[a:b].max(axis=0)
@@ -407,15 +434,15 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
         bound[~has_c] = np.inf
         order = np.argsort(bound, kind="stable")
         h0 = order[0]
-        best = _nearest_dist(xg, C[c_off[h0]:c_off[h0 + 1]], "torch").numpy()
+        best = _nearest_dist(xg, C[c_off[h0]:c_off[h0 + 1]], "torch", mu).numpy()
         reach = float(best.max()) * (1.0 + slack_rel) + 2.0 * gr.t_err
         rest = [h for h in order[1:] if bound[h] <= reach]
         if rest:
             if sum(gr.n_centres[h] for h in rest) > C.shape[0] // 2:
-                more = _nearest_dist(xg, C, "torch").numpy()
+                more = _nearest_dist(xg, C, "torch", mu).numpy()
             else:
                 sel = np.concatenate([np.arange(c_off[h], c_off[h + 1]) for h in rest])
-                more = _nearest_dist(xg, C[torch.from_numpy(sel)], "torch").numpy()
+                more = _nearest_dist(xg, C[torch.from_numpy(sel)], "torch", mu).numpy()
             best = np.minimum(best, more)
         min_d[a:b] = best
     return min_d
@@ -542,7 +569,8 @@ def k_center_greedy(
         On the CPU, skip the groups of points that the triangle inequality proves
         cannot get closer to the new centre (``True`` and ``"auto"``), or scan every
         point at every pick (``False``). On CUDA the picks are made on the device and
-        every point is scanned. The result is the same either way.
+        every point is scanned. The result is the same either way, up to near-ties
+        within float rounding (see the module's notes).
     random_state : int, RandomState or None, default=None
         Draws the first pick when there are no initial centres (uniformly over the
         points); unused otherwise.
@@ -601,6 +629,8 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
         raise ValueError(f"backend must be 'auto', 'keops' or 'torch'; got {backend!r}")
     if not (isinstance(prune, bool | np.bool_) or (isinstance(prune, str) and prune == "auto")):
         raise ValueError(f"prune must be True, False or 'auto'; got {prune!r}")
+    if prune != "auto":
+        prune = bool(prune)  # np.False_ is not False
     e = _scale_exponent(x)  # the work is done on x * 2**-e
     device = x.device
     if backend == "auto":

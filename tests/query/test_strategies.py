@@ -302,8 +302,20 @@ def test_every_strategy_raises_once_in_a_modal_query(blobs, strategy):
 
     learner = _learner(blobs, Failing(), strategy)
     if strategy is random_sampling:  # reads nothing of the estimator: a bad n instead
-        with pytest.raises(ValueError, match="n_instances"):
-            learner.query(blobs[0][10:], n_instances=10**6)
+        checks = []
+        real_check = strategies._check_n
+
+        def counted(*args, **kwargs):
+            checks.append(1)
+            return real_check(*args, **kwargs)
+
+        strategies._check_n = counted
+        try:
+            with pytest.raises(ValueError, match="n_instances"):
+                learner.query(blobs[0][10:], n_instances=10**6)
+        finally:
+            strategies._check_n = real_check
+        assert len(checks) == 1
         return
     with pytest.raises(KeyboardInterrupt):
         learner.query(blobs[0][10:], n_instances=2)
@@ -352,6 +364,41 @@ def test_an_error_left_pending_never_surfaces_in_a_later_query(monkeypatch):
         query(failing, np.zeros((4, 1)))
     idx, _ = query(random_sampling, np.zeros((4, 1)), from_another_line=True)
     assert len(idx) == 1
+
+
+def test_a_pending_error_is_let_go_at_the_next_guarded_call(monkeypatch):
+    # The pending exception's traceback holds the failed call's frames (the pool, its
+    # features): it must not outlive the next guarded call, inside a query or not.
+    monkeypatch.setattr(compat, "_is_modal_query", lambda code: code.co_name == "query")
+
+    def query(strategy, X_pool):  # a query that does not retry
+        return strategy(None, X_pool)
+
+    @compat.guard_modal_retry
+    def failing(learner, X_pool, n_instances=1):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        query(failing, np.zeros((4, 1)))
+    assert compat._retry.pending is not None
+    random_sampling(None, np.zeros((4, 1)))  # a direct call, outside any query
+    assert compat._retry.pending is None
+
+
+def test_no_guard_where_modal_does_not_retry(monkeypatch):
+    monkeypatch.setattr(compat, "_is_modal_query", lambda code: code.co_name == "query")
+    monkeypatch.setattr(compat, "_modal_retries", lambda: False)  # modAL 0.4.1
+
+    def query(strategy, X_pool):
+        return strategy(None, X_pool)
+
+    @compat.guard_modal_retry
+    def failing(learner, X_pool, n_instances=1):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        query(failing, np.zeros((4, 1)))
+    assert compat._retry.pending is None
 
 
 def test_guard_modal_retry_keeps_the_strategy_and_pickles():
