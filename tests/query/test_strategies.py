@@ -346,58 +346,48 @@ def test_direct_calls_are_not_guarded(blobs, interrupted_once):
     assert len(calls) == 2 and len(idx) == 3
 
 
-def test_an_error_left_pending_never_surfaces_in_a_later_query(monkeypatch):
-    # A query that does not retry (another modAL release) leaves its error pending; the
-    # next query call, from another line, must run its strategy, not raise that error.
+def _query(strategy, X_pool, from_another_line=False):
+    """A stand-in for a modAL query that does not retry (see ``fake_queries``)."""
+    if from_another_line:
+        return strategy(None, X_pool)
+    return strategy(None, X_pool)
+
+
+@compat.guard_modal_retry
+def _failing(learner, X_pool, n_instances=1):
+    raise KeyboardInterrupt
+
+
+@pytest.fixture
+def fake_queries(monkeypatch):
+    """Functions named ``query`` count as modAL's (``_query`` above is one)."""
+    monkeypatch.setattr(_query, "__code__", _query.__code__.replace(co_name="query"))
     monkeypatch.setattr(compat, "_is_modal_query", lambda code: code.co_name == "query")
 
-    def query(strategy, X_pool, from_another_line=False):
-        if from_another_line:
-            return strategy(None, X_pool)
-        return strategy(None, X_pool)
 
-    @compat.guard_modal_retry
-    def failing(learner, X_pool, n_instances=1):
-        raise KeyboardInterrupt
-
+def test_an_error_left_pending_never_surfaces_in_a_later_query(fake_queries):
+    # A query that does not retry (another modAL release) leaves its error pending; the
+    # next query call, from another line, must run its strategy, not raise that error.
     with pytest.raises(KeyboardInterrupt):
-        query(failing, np.zeros((4, 1)))
-    idx, _ = query(random_sampling, np.zeros((4, 1)), from_another_line=True)
+        _query(_failing, np.zeros((4, 1)))
+    idx, _ = _query(random_sampling, np.zeros((4, 1)), from_another_line=True)
     assert len(idx) == 1
 
 
-def test_a_pending_error_is_let_go_at_the_next_guarded_call(monkeypatch):
+def test_a_pending_error_is_let_go_at_the_next_guarded_call(fake_queries):
     # The pending exception's traceback holds the failed call's frames (the pool, its
     # features): it must not outlive the next guarded call, inside a query or not.
-    monkeypatch.setattr(compat, "_is_modal_query", lambda code: code.co_name == "query")
-
-    def query(strategy, X_pool):  # a query that does not retry
-        return strategy(None, X_pool)
-
-    @compat.guard_modal_retry
-    def failing(learner, X_pool, n_instances=1):
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        query(failing, np.zeros((4, 1)))
+        _query(_failing, np.zeros((4, 1)))
     assert compat._retry.pending is not None
     random_sampling(None, np.zeros((4, 1)))  # a direct call, outside any query
     assert compat._retry.pending is None
 
 
-def test_no_guard_where_modal_does_not_retry(monkeypatch):
-    monkeypatch.setattr(compat, "_is_modal_query", lambda code: code.co_name == "query")
+def test_no_guard_where_modal_does_not_retry(fake_queries, monkeypatch):
     monkeypatch.setattr(compat, "_modal_retries", lambda: False)  # modAL 0.4.1
-
-    def query(strategy, X_pool):
-        return strategy(None, X_pool)
-
-    @compat.guard_modal_retry
-    def failing(learner, X_pool, n_instances=1):
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        query(failing, np.zeros((4, 1)))
+        _query(_failing, np.zeros((4, 1)))
     assert compat._retry.pending is None
 
 
