@@ -11,6 +11,10 @@ if _worker and "KEOPS_CACHE_FOLDER" not in os.environ:
         os.path.expanduser("~"), ".cache", f"keops-skmoby-{_worker}"
     )
 
+# The Ray clusters the tests start themselves run their workers on this interpreter:
+# under "uv run pytest", Ray would otherwise sync a fresh environment for each cluster.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
 
 @pytest.fixture(scope="session")
 def digits():

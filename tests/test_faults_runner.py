@@ -539,9 +539,13 @@ def test_unreachable_ray_address(tmp_path, capsys):
 def _as_if_under_uv_run(monkeypatch, tmp_path, *uv_args):
     """Make Ray's ``uv run`` detection see ``uv run [uv_args] skmoby``, from tmp_path."""
     hook = pytest.importorskip("ray._private.runtime_env.uv_runtime_env_hook")
+    from ray._private import ray_constants
+
     monkeypatch.setattr(hook, "_get_uv_run_cmdline",
                         lambda: ["uv", "run", *uv_args, "skmoby"])
+    # Ray's default, whatever the environment of the test run says (conftest.py)
     monkeypatch.delenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", raising=False)
+    monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", True)
     monkeypatch.chdir(tmp_path)
 
 
