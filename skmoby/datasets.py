@@ -88,10 +88,11 @@ def _missing(name: str, root: Path, files: list[Path], note: str = "") -> FileNo
     )
 
 
-def _corrupted(name: str, root: Path, exc: Exception) -> ValueError:
+def _corrupted(name: str, root: Path, exc: BaseException,
+               how: str = "torchvision checks their MD5 sums") -> ValueError:
     return ValueError(
-        f"{name} files under {root} do not match the official release (torchvision checks "
-        f"their MD5 sums): {exc}. Replace them, or delete them and pass download=True."
+        f"{name} files under {root} do not match the official release ({how}): {exc}. "
+        f"Replace them, or delete them and pass download=True."
     )
 
 
@@ -101,6 +102,11 @@ def _gunzip_next_to(gz: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:
             shutil.copyfileobj(src, out, 2**20)
+        # mkstemp makes the file private (0600): give it the mode a plain new file gets,
+        # so that a data folder shared between users stays readable to all of them
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, gz.with_suffix(""))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -119,12 +125,20 @@ def _fashionmnist(root: Path, download: bool) -> ImageDataset:
         if not f.exists() and gz.exists():
             try:
                 _gunzip_next_to(gz)
+            except (EOFError, gzip.BadGzipFile) as exc:  # cut short, or not gzip at all
+                raise _corrupted("FashionMNIST", raw, exc, f"{gz.name} is damaged") from exc
             except OSError as exc:  # e.g. a read-only copy of the .gz files
                 note = (f"(torchvision reads them uncompressed; {gz.name} could not be "
                         f"decompressed next to itself: {exc})\n")
     if not download and not all(f.exists() for f in files):
         raise _missing("FashionMNIST", root, files, note)
-    train, test = (FashionMNIST(str(root), train=t, download=download) for t in (True, False))
+    try:
+        train, test = (FashionMNIST(str(root), train=t, download=download)
+                       for t in (True, False))
+    except (RuntimeError, ValueError) as exc:  # a cut file: "shape ... is invalid"
+        if all(f.exists() for f in files):
+            raise _corrupted("FashionMNIST", raw, exc, "torchvision cannot read them") from exc
+        raise
     for part in (train, test):
         if len(part.data) != len(part.targets):
             raise ValueError(f"FashionMNIST files under {raw} hold {len(part.data)} images "
@@ -228,7 +242,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
         their first 500 training images, a pool of 27,500, as in the authors' code).
     root : path, optional
         Folder holding the files in torchvision's layout (see the module docstring);
-        default ``$SKMOBY_DATA`` or ``~/.cache/skmoby``.
+        default ``$SKMOBY_DATA`` or ``~/.cache/skmoby``. A leading ``~`` is expanded.
     download : bool, default=False
         Fetch missing files with torchvision.
 
@@ -239,7 +253,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
     Raises
     ------
     ValueError
-        For an unknown name.
+        For an unknown name, and for files that differ from the official release
+        (damaged or cut short).
+    TypeError
+        For a ``root`` that is not a path.
     FileNotFoundError
         When files are missing and ``download`` is False; the message lists where to
         put them.
@@ -254,8 +271,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
         raise ValueError(f"dataset must be one of {list(DATASETS)}; got {name!r}")
     if name == "digits":
         return _digits()
-    root = Path(root if root is not None
-                else os.environ.get("SKMOBY_DATA", Path.home() / ".cache" / "skmoby"))
+    if root is None:
+        root = os.environ.get("SKMOBY_DATA") or Path.home() / ".cache" / "skmoby"
+    if not isinstance(root, str | os.PathLike):
+        raise TypeError(f"root must be a path (str or os.PathLike) or None; got {root!r}")
+    root = Path(root).expanduser()  # "~/data", as torchvision accepts it
     if name == "fashionmnist":
         return _fashionmnist(root, download)
     if name == "cifar10":

@@ -1,6 +1,7 @@
 import gzip
 import os
 import pickle
+import stat
 import struct
 
 import numpy as np
@@ -267,3 +268,40 @@ def test_real_fashionmnist_if_present(tmp_path):
     np.testing.assert_array_equal(ds.X_train[:, 0],
                                   _read_gz_idx(raw / "train-images-idx3-ubyte.gz"))
     np.testing.assert_array_equal(ds.y_test, _read_gz_idx(raw / "t10k-labels-idx1-ubyte.gz"))
+
+
+def test_a_root_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    _fake_fashionmnist(tmp_path / "fm")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    a = load_dataset("fashionmnist", root="~/fm")
+    monkeypatch.setenv("SKMOBY_DATA", "~/fm")
+    b = load_dataset("fashionmnist")
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    assert len(a.X_train) == 30
+
+
+def test_a_root_that_is_no_path_is_a_type_error():
+    with pytest.raises(TypeError, match="root must be a path"):
+        load_dataset("fashionmnist", root=3)
+
+
+def test_decompressed_files_are_readable_as_the_umask_allows(tmp_path):
+    raw, arrays = _fake_fashionmnist(tmp_path, compress=True)
+    old = os.umask(0o022)
+    try:
+        load_dataset("fashionmnist", root=tmp_path)
+    finally:
+        os.umask(old)
+    for name in arrays:
+        assert stat.S_IMODE((raw / name).stat().st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize("cut", ["gz", "raw"])
+def test_a_fashionmnist_file_cut_short_is_named_as_damaged(tmp_path, cut):
+    raw, _ = _fake_fashionmnist(tmp_path, compress=cut == "gz")
+    name = "train-images-idx3-ubyte" + (".gz" if cut == "gz" else "")
+    data = (raw / name).read_bytes()
+    (raw / name).write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"FashionMNIST files under .* do not match"):
+        load_dataset("fashionmnist", root=tmp_path)
+    assert not list(raw.glob("*.part"))
