@@ -576,7 +576,16 @@ def fit_normalization(est, X: np.ndarray) -> None:
                     f"normalize needs 1 or {X.shape[1]} values for mean and std; "
                     f"got {arr.size}"
                 )
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise ValueError(f"normalize must hold finite values; got {est.normalize!r}")
         if (std <= 0).any():
             raise ValueError("normalize: std must be positive")
+        if X.ndim == 4 and ((mean < 0).any() or (mean > 1).any() or (std > 1).any()):
+            # pixels reach the normalisation on the [0, 1] scale (uint8 divided by 255):
+            # statistics on the 0-255 scale would leave the inputs near -mean/std
+            raise ValueError(
+                "normalize is applied to image pixels on the [0, 1] scale, so each mean "
+                f"must lie in [0, 1] and each std in (0, 1]; got mean {mean.tolist()} and "
+                f"std {std.tolist()} (statistics on the 0-255 scale: divide them by 255)")
         est.mean_ = np.broadcast_to(mean, (X.shape[1],)).copy()
         est.std_ = np.broadcast_to(std, (X.shape[1],)).copy()

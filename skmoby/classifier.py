@@ -117,7 +117,9 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         Input normalisation: ``"auto"`` uses the per-channel (images) or per-feature
         (tabular) mean and standard deviation of the training data, labelled and
         unlabelled; a ``(mean, std)`` pair gives them explicitly (one value per channel
-        or feature, on the ``[0, 1]`` scale for images); ``None`` disables it.
+        or feature; for images on the ``[0, 1]`` pixel scale, so a mean outside
+        ``[0, 1]`` or a std above 1, such as statistics on the 0-255 scale, is refused);
+        ``None`` disables it.
     unlabeled_label : int, float, str or None, default=-1
         Label that marks unlabelled rows of ``y``; ``np.nan`` follows scikit-activeml's
         convention (a float ``y`` with NaN for missing labels); ``None`` treats every

@@ -383,6 +383,9 @@ def test_minus_one_as_a_real_class_is_explained(digits):
         ({"precision": "fp8"}, ValueError, "precision"),
         ({"lr_milestones": (0.5, 2)}, ValueError, "lr_milestones"),
         ({"normalize": (0.5, -1)}, ValueError, "std must be positive"),
+        ({"normalize": ((48.5,), (61.2,))}, ValueError, "0-255 scale: divide them by 255"),
+        ({"normalize": (0.5, 2.0)}, ValueError, r"std in \(0, 1\]"),
+        ({"normalize": (np.nan, 0.2)}, ValueError, "normalize must hold finite values"),
         ({"weak_augment": 3}, TypeError, "weak_augment"),
         ({"random_state": "x"}, TypeError, "random_state"),
         ({"random_state": -1}, ValueError, "random_state must be an int in"),
@@ -414,6 +417,14 @@ def test_optimizers_with_and_without_momentum(digits, optimizer, momentum, want)
     assert type(clf.optimizer_) is optimizer
     assert clf.optimizer_.defaults.get("momentum") == want
     assert np.isfinite(clf.history[-1, "train_loss"])
+
+
+def test_tabular_normalize_takes_statistics_on_any_scale(digits):
+    # only image pixels are on a fixed [0, 1] scale
+    X, y = digits
+    rows = X[:60].reshape(60, -1) * 100.0
+    clf = small_clf(max_epochs=1, backbone="mlp", normalize=(50.0, 30.0)).fit(rows, y[:60])
+    assert clf.mean_[0] == 50.0 and clf.std_[0] == 30.0
 
 
 def test_unsupported_fit_parameter(digits):
