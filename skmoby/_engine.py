@@ -20,6 +20,7 @@ import torch
 from skorch.callbacks import Callback
 
 from ._data import inference_batches
+from ._validation import check_augment_output
 from .augment import StrongAugment, TabularStrongAugment, TabularWeakAugment, WeakAugment
 from .network import cosine_momentum
 from .threads import check_n_threads, limit_threads
@@ -302,11 +303,12 @@ class DeviceSteps:
         ``strong=False``); the weak view draws from ``generator`` first either way."""
         x = self._to_unit(raw)
         weak_fn, strong_fn = self._augmenters()
-        fns = (weak_fn, strong_fn) if strong else (weak_fn,)
+        fns = (("weak_augment", weak_fn), ("strong_augment", strong_fn))[:2 if strong else 1]
         if self._is_image:
-            return tuple(self._normalized(fn(x, generator)) for fn in fns)
+            return tuple(self._normalized(check_augment_output(name, x, fn(x, generator)))
+                         for name, fn in fns)
         x = self._normalized(x)
-        return tuple(fn(x, generator) for fn in fns)
+        return tuple(check_augment_output(name, x, fn(x, generator)) for name, fn in fns)
 
     def step_loss(self, X, y) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """Forward pass of one training batch: ``(loss, y_pred, keys)``.

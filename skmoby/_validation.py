@@ -198,6 +198,8 @@ def check_hyperparameters(est) -> None:
         v = getattr(est, name)
         if not (v == "auto" if isinstance(v, str) else callable(v)):
             raise TypeError(f"{name} must be 'auto' or a callable; got {v!r}")
+        if not isinstance(v, str):
+            check_augment_signature(name, v)
     if not (isinstance(est.backbone, nn.Module | str)):
         raise TypeError(
             f"backbone must be a name or a torch.nn.Module; got {type(est.backbone)}"
@@ -546,6 +548,34 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
     if reset:
         est._fit_normalization(X_l if U_all is None else np.concatenate([X_l, U_all]))
     return X_l, y_enc.astype(np.int64), U_all, w_l
+
+_AUGMENT_HINT = ("an augmentation is called as fn(batch, generator) and returns the batch "
+                 "augmented, a tensor of the same shape; to use a function of the batch "
+                 "alone, such as a torchvision transform, wrap it: lambda x, g: t(x) (it "
+                 "then draws from torch's global generator instead of random_state)")
+
+
+def check_augment_signature(name: str, fn: Any) -> None:
+    """Refuse an augmentation that cannot be called as ``fn(batch, generator)``."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: the call will tell
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        raise TypeError(f"{name}={fn!r} takes {sig}; {_AUGMENT_HINT}") from None
+
+
+def check_augment_output(name: str, x: torch.Tensor, out: Any) -> torch.Tensor:
+    """The augmented batch, once it is a tensor of the batch's shape (no device sync)."""
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        got = (f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+               else f"a {type(out).__name__}")
+        raise TypeError(f"{name} returned {got} for a batch of shape {tuple(x.shape)}; "
+                        f"{_AUGMENT_HINT}")
+    return out
+
 
 def fit_normalization(est, X: np.ndarray) -> None:
     axes = (0, 2, 3) if X.ndim == 4 else (0,)

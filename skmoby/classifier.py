@@ -112,7 +112,10 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         :class:`~skmoby.augment.StrongAugment` for images (applied to ``[0, 1]`` pixels
         before normalisation), :class:`~skmoby.augment.TabularWeakAugment` and
         :class:`~skmoby.augment.TabularStrongAugment` for tabular data (applied after
-        standardisation).
+        standardisation). The batch is a float tensor on the training device; the result
+        must have its shape. A function of the batch alone, such as a torchvision
+        transform, is wrapped as ``lambda x, g: t(x)`` (it then draws from torch's global
+        generator, so ``random_state`` no longer fixes its draws).
     normalize : "auto", None or tuple of (mean, std), default="auto"
         Input normalisation: ``"auto"`` uses the per-channel (images) or per-feature
         (tabular) mean and standard deviation of the training data, labelled and

@@ -10,6 +10,7 @@ from skmoby.augment import (
     adjust_hue,
     rgb_to_grayscale,
 )
+from tests.conftest import small_clf
 
 SHAPES = [(1, 8, 8), (3, 8, 8), (3, 32, 32), (1, 28, 20)]
 
@@ -163,3 +164,25 @@ def test_runs_on_gpu_with_device_generator():
     g = torch.Generator(device="cuda").manual_seed(0)
     out = StrongAugment()(WeakAugment()(x, g), g)
     assert out.device.type == "cuda" and out.shape == x.shape
+
+
+@pytest.mark.parametrize("name", ["weak_augment", "strong_augment"])
+@pytest.mark.parametrize(("fn", "match"), [
+    (lambda x: x.flip(-1), r"takes \(x\); an augmentation is called as fn\(batch, generator\)"),
+    (lambda x, g: (x, g), "returned a tuple for a batch of shape"),
+    (lambda x, g: x[:, :, :4], "returned a tensor of shape"),
+])
+def test_an_augmentation_of_the_wrong_form_is_named(digits, name, fn, match):
+    X, y = digits
+    with pytest.raises(TypeError, match=f"{name}.*{match}"):
+        small_clf(max_epochs=1, **{name: fn}).fit(X[:40], y[:40])
+
+
+def test_a_torchvision_transform_is_refused_with_the_wrapper_to_use(digits):
+    v2 = pytest.importorskip("torchvision.transforms.v2")
+    X, y = digits
+    with pytest.raises(TypeError, match=r"weak_augment returned a tuple.*lambda x, g: t\(x\)"):
+        small_clf(max_epochs=1, weak_augment=v2.RandomHorizontalFlip()).fit(X[:40], y[:40])
+    flip = v2.RandomHorizontalFlip()
+    clf = small_clf(max_epochs=1, weak_augment=lambda x, g: flip(x)).fit(X[:40], y[:40])
+    assert np.isfinite(clf.history[-1, "train_loss"])
