@@ -313,7 +313,7 @@ def check_backbone(est) -> None:
     module.eval()
     try:
         with torch.no_grad():
-            module(probe)
+            out = module(probe)
     except Exception as exc:
         name = type(module).__name__
         layer = next((m for m in module.modules()
@@ -333,6 +333,14 @@ def check_backbone(est) -> None:
         ) from exc
     finally:
         module.train(was_training)
+    dim = getattr(module, "feature_dim", None)
+    if (isinstance(out, torch.Tensor) and out.ndim == 2
+            and isinstance(dim, numbers.Integral) and not isinstance(dim, bool)
+            and out.shape[1] != dim):
+        raise ValueError(
+            f"backbone {type(module).__name__} declares feature_dim={dim} but maps samples "
+            f"of shape {shape} to features of shape {tuple(out.shape[1:])}; correct "
+            "feature_dim or delete it (the output's width is then used)")
 
 
 def seed(est) -> int:

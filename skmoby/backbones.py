@@ -377,7 +377,9 @@ def build_encoder(backbone: str | nn.Module, sample_shape: tuple[int, ...]
     if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
         was_training = encoder.training
         encoder.eval()
-        probe = torch.zeros((2, *sample_shape))
+        first = next(encoder.parameters(), None)
+        probe = torch.zeros((2, *sample_shape),
+                            device=first.device if first is not None else "cpu")
         with torch.no_grad():
             out = encoder(probe)
         encoder.train(was_training)

@@ -107,6 +107,28 @@ def test_backbone_channel_mismatch_is_named(digits, feature_dim):
         small_clf(backbone=_RGBNet(feature_dim), max_epochs=1).fit(X[:40], y[:40])
 
 
+class _GreyNet(torch.nn.Module):
+    """Maps 8x8 images to 32 features; feature_dim says what the caller declares."""
+
+    def __init__(self, feature_dim):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32))
+        self.feature_dim = feature_dim
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_backbone_whose_feature_dim_is_wrong_is_named(digits):
+    # it had failed inside the first step with "mat1 and mat2 shapes cannot be multiplied"
+    X, y = digits
+    with pytest.raises(ValueError, match=r"_GreyNet declares feature_dim=16 but maps .* "
+                                         r"features of shape \(32,\)"):
+        small_clf(backbone=_GreyNet(16), max_epochs=1).fit(X[:40], y[:40])
+    clf = small_clf(backbone=_GreyNet(32), max_epochs=1).fit(X[:40], y[:40])
+    assert clf.transform(X[:3]).shape == (3, 32)
+
+
 def test_partial_fit_refuses_other_classes_after_the_first_call(digits):
     X, y = digits
     keep = y < 4
