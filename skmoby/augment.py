@@ -14,6 +14,7 @@ Tabular augmentations take standardised ``(n, d)`` tensors.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +141,25 @@ def _gaussian_blur(x: Tensor, sigma: Tensor, max_sigma: float) -> Tensor:
     return y.reshape(n, c, h, w)
 
 
+def _check_prob(name: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1]; got {v!r}")
+
+
+def _check_strength(name: str, v: object, top: float = math.inf) -> None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v <= top:
+        where = "a number >= 0" if top == math.inf else f"a number in [0, {top}]"
+        raise ValueError(f"{name} must be {where}; got {v!r}")
+
+
+def _check_range(name: str, v: object) -> None:
+    ok = (isinstance(v, tuple | list) and len(v) == 2
+          and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in v)
+          and 0.0 < v[0] <= v[1] < math.inf)
+    if not ok:
+        raise ValueError(f"{name} must be a pair (low, high) with 0 < low <= high; got {v!r}")
+
+
 @dataclass
 class WeakAugment:
     """Weak view: random padded crop then random horizontal flip.
@@ -169,14 +189,18 @@ class WeakAugment:
     padding: int | str = "auto"
     flip_p: float = 0.5
 
+    def __post_init__(self) -> None:
+        self.padding_for(8, 8)
+        _check_prob("flip_p", self.flip_p)
+
     def padding_for(self, height: int, width: int) -> int:
         """The padding in pixels used for images of size ``height`` x ``width``."""
-        if self.padding == "auto":
+        if isinstance(self.padding, str) and self.padding == "auto":
             return max(1, int(min(height, width) / 8 + 0.5))
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) \
+        if isinstance(self.padding, bool) or not isinstance(self.padding, numbers.Integral) \
                 or self.padding < 0:
             raise ValueError(f"padding must be 'auto' or an int >= 0; got {self.padding!r}")
-        return self.padding
+        return int(self.padding)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         _check_images(x)
@@ -213,9 +237,10 @@ class StrongAugment:
     jitter_p : float, default=0.8
         Probability of colour jitter.
     brightness, contrast, saturation : float, default=0.4, 0.4, 0.2
-        Jitter strengths: factors drawn from ``[1 - s, 1 + s]``.
+        Jitter strengths (>= 0): factors drawn from ``[max(0, 1 - s), 1 + s]``, as
+        torchvision's ``ColorJitter``.
     hue : float, default=0.1
-        Hue shift drawn from ``[-hue, hue]`` (fraction of a turn).
+        Hue shift drawn from ``[-hue, hue]`` (fraction of a turn, at most 0.5).
     grayscale_p : float, default=0.2
         Probability of converting to grayscale.
     blur_p : float, default=0.2
@@ -250,6 +275,16 @@ class StrongAugment:
     solarize_p: float = 0.2
     solarize_threshold: float = 0.5
 
+    def __post_init__(self) -> None:
+        for name in ("scale", "ratio", "blur_sigma"):
+            _check_range(name, getattr(self, name))
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            _check_prob(name, getattr(self, name))
+        _check_strength("solarize_threshold", self.solarize_threshold, 1.0)
+        for name in ("brightness", "contrast", "saturation"):
+            _check_strength(name, getattr(self, name))
+        _check_strength("hue", self.hue, 0.5)
+
     def _resized_crop(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         n, _, h, w = x.shape
         area = _uniform(n, self.scale[0], self.scale[1], g, x)
@@ -270,9 +305,10 @@ class StrongAugment:
 
     def _jitter(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         n = x.shape[0]
-        b = _uniform(n, 1 - self.brightness, 1 + self.brightness, g, x)
-        c = _uniform(n, 1 - self.contrast, 1 + self.contrast, g, x)
-        s = _uniform(n, 1 - self.saturation, 1 + self.saturation, g, x)
+        # factors below 0 would invert the image: torchvision starts the ranges at 0 too
+        b = _uniform(n, max(0.0, 1 - self.brightness), 1 + self.brightness, g, x)
+        c = _uniform(n, max(0.0, 1 - self.contrast), 1 + self.contrast, g, x)
+        s = _uniform(n, max(0.0, 1 - self.saturation), 1 + self.saturation, g, x)
         hshift = _uniform(n, -self.hue, self.hue, g, x)
         y = (x * b.view(-1, 1, 1, 1)).clamp(0, 1)
         mean = _gray(y).mean(dim=(1, 2, 3), keepdim=True)
@@ -321,6 +357,9 @@ class TabularWeakAugment:
 
     noise: float = 0.1
 
+    def __post_init__(self) -> None:
+        _check_strength("noise", self.noise)
+
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if x.ndim != 2:
             raise ValueError(f"x must be a tensor of shape (n, d); got {tuple(x.shape)}")
@@ -351,6 +390,10 @@ class TabularStrongAugment:
 
     mask_p: float = 0.3
     noise: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_prob("mask_p", self.mask_p)
+        _check_strength("noise", self.noise)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if x.ndim != 2:

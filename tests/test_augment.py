@@ -85,6 +85,45 @@ def test_weak_rejects_bad_padding(padding):
         WeakAugment(padding=padding)(torch.rand(2, 1, 8, 8), _gen())
 
 
+def test_weak_takes_a_numpy_integer_padding():
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(WeakAugment(padding=np.int64(2))(x, _gen()),
+                               WeakAugment(padding=2)(x, _gen()))
+
+
+@pytest.mark.parametrize(("cls", "params", "match"), [
+    (WeakAugment, {"flip_p": 2.0}, r"flip_p must be a probability in \[0, 1\]"),
+    (StrongAugment, {"jitter_p": 1.5}, "jitter_p must be a probability"),
+    (StrongAugment, {"solarize_p": -0.1}, "solarize_p must be a probability"),
+    (StrongAugment, {"scale": (1.0, 0.2)}, r"scale must be a pair \(low, high\)"),
+    (StrongAugment, {"ratio": (0.0, 1.0)}, "ratio must be a pair"),
+    (StrongAugment, {"blur_sigma": 1.0}, "blur_sigma must be a pair"),
+    (StrongAugment, {"hue": 0.7}, r"hue must be a number in \[0, 0.5\]"),
+    (StrongAugment, {"contrast": -1}, "contrast must be a number >= 0"),
+    (StrongAugment, {"brightness": True}, "brightness must be a number"),
+    (StrongAugment, {"solarize_threshold": 2}, "solarize_threshold must be a number in"),
+    (TabularWeakAugment, {"noise": -0.1}, "noise must be a number >= 0"),
+    (TabularStrongAugment, {"mask_p": 1.2}, "mask_p must be a probability"),
+])
+def test_bad_augmentation_parameters_are_named(cls, params, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**params)
+
+
+def test_strong_jitter_never_inverts_the_image():
+    # factors are drawn from [max(0, 1 - s), 1 + s] as in torchvision: a strength above 1
+    # must not give negative contrast (an image anti-correlated with its input)
+    x = torch.rand(64, 1, 8, 8)
+    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=1.0,
+                        brightness=0.0, contrast=1.5, grayscale_p=0.0, blur_p=0.0,
+                        solarize_p=0.0)
+    y = aug(x, _gen())
+    xc = x.flatten(1) - x.flatten(1).mean(1, keepdim=True)
+    yc = y.flatten(1) - y.flatten(1).mean(1, keepdim=True)
+    corr = (xc * yc).sum(1) / (xc.norm(dim=1) * yc.norm(dim=1)).clamp_min(1e-12)
+    assert (corr > -1e-3).all(), corr.min()
+
+
 def test_weak_with_no_padding_and_no_flip_is_identity():
     x = torch.rand(4, 3, 9, 9)
     torch.testing.assert_close(WeakAugment(padding=0, flip_p=0.0)(x, _gen()), x)
