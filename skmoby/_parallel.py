@@ -202,6 +202,7 @@ def _worker_main(conn, parent: int) -> None:
         ds, settings, device, threads = conn.recv()
         import torch
 
+        settings = {**settings, "callbacks": pickle.loads(settings["callbacks"])}
         torch.set_num_threads(threads)
     except EOFError:
         return
@@ -255,12 +256,10 @@ class _Worker:
 
     def setup(self, ds, settings, threads: int) -> None:
         # Sent through the pipe rather than as Process arguments: should the child die
-        # early, this send fails instead of blocking forever.
+        # early, this send fails instead of blocking forever. settings["callbacks"] is
+        # already pickled (see _callbacks_by_value).
         try:
             self.conn.send((ds, settings, self.device, threads))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise TypeError("jobs > 1 sends the callbacks to worker processes, so they "
-                            f"must be picklable: {exc}") from None
         except OSError:
             pass  # it died; its sentinel tells
 
@@ -272,10 +271,33 @@ class _Worker:
             pass  # it died; its sentinel tells
 
 
+class WorkerStartError(RuntimeError):
+    """A worker process could not set itself up (its traceback is in the message)."""
+
+
+def _callbacks_by_value(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with its callbacks pickled by cloudpickle.
+
+    The workers do not import the caller's main module (see ``_main_module_hidden``),
+    so a callback class or function defined in a script or a notebook cannot be found
+    there by name; cloudpickle sends such objects by value, and everything from an
+    importable module by reference, as Ray does.
+    """
+    import cloudpickle
+
+    try:
+        blob = cloudpickle.dumps(settings["callbacks"])
+    except Exception as exc:  # a lock, an open file, a generator in a callback...
+        raise TypeError("jobs > 1 sends the callbacks to worker processes, so they must "
+                        f"be picklable: {type(exc).__name__}: {exc}") from None
+    return {**settings, "callbacks": blob}
+
+
 def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int):
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
+    settings = _callbacks_by_value(settings)  # before any process starts
     ctx = mp.get_context("spawn")
     pending = deque(todo)
     workers: list[_Worker] = []
@@ -307,8 +329,8 @@ def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int
                     if msg[0] == "cycle":
                         yield msg
                     elif msg[0] == "init_failed":
-                        raise RuntimeError(f"a worker process ({w.device}) could not start:"
-                                           f"\n{msg[1]}")
+                        raise WorkerStartError(f"a worker process ({w.device}) could not "
+                                               f"start:\n{msg[1]}")
                     else:
                         if msg[0] == "failed":
                             yield msg

@@ -218,6 +218,7 @@ def _usage(message: str) -> SystemExit:
 
 def _execute(command: str, out: Path, start, title: str | None = None) -> int:
     """Run ``start()``; turn the runner's errors into messages naming flags."""
+    from ._parallel import WorkerStartError
     from .experiment import JobsFailedError
 
     try:
@@ -226,7 +227,7 @@ def _execute(command: str, out: Path, start, title: str | None = None) -> int:
         print(f"\nskmoby {command}: interrupted; the cycles in progress were not saved. "
               f"`skmoby resume {out}` continues.", file=sys.stderr)
         return 130
-    except JobsFailedError as exc:
+    except (JobsFailedError, WorkerStartError) as exc:
         print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError) as exc:

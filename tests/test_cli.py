@@ -184,3 +184,14 @@ def test_the_resume_hint_only_for_an_unfinished_run(tmp_path, capsys):
     (out / "results.csv").write_text("".join(lines[:-1]))  # the last cycle still to run
     assert cli.main(["plot", str(out)]) == 0
     assert f"skmoby resume {out}" in capsys.readouterr().out
+
+
+def test_a_worker_that_cannot_start_is_an_error_message_not_a_traceback(tmp_path, capsys):
+    from skmoby._parallel import WorkerStartError
+
+    def start():
+        raise WorkerStartError("a worker process (cpu) could not start:\nImportError: x")
+
+    assert cli._execute("run", tmp_path / "run", start) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("skmoby run: error: a worker process (cpu) could not start")

@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pandas as pd
@@ -181,6 +182,55 @@ def test_jobs_per_gpu_caps_the_jobs_on_a_gpu(monkeypatch):
     monkeypatch.setattr(_parallel, "_cuda_count", lambda: 2)
     with pytest.raises(ValueError, match="puts 3 jobs on a GPU, more than jobs_per_gpu=2"):
         _parallel.local_devices("cuda", 5, 2)
+
+
+_SCRIPT = """
+import os, sys
+from skorch.callbacks import Callback
+from skmoby.experiment import ExperimentConfig, run_experiment
+
+class Noted(Callback):  # defined in the script: module __main__
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_begin(self, net, **kwargs):
+        open(os.path.join(self.folder, f"fit-{os.getpid()}-{id(net)}"), "w").close()
+
+def main():
+    cfg = ExperimentConfig(dataset="digits", methods=["random"], initial=20, budget=10,
+                           cycles=2, trials=2, epochs=1, batch_size=32, device="cpu")
+    run_experiment(cfg, os.path.join(sys.argv[1], "run"), progress=False, jobs=2,
+                   callbacks=[Noted(sys.argv[1])])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guarded", [True, False])
+def test_jobs_take_callbacks_defined_in_the_callers_script(tmp_path, guarded):
+    # A guarded script's classes were looked up by name in workers that do not import
+    # the script: "Can't get attribute 'Noted' on <module '__main__'>".
+    script = tmp_path / "experiment.py"
+    script.write_text(_SCRIPT + ('if __name__ == "__main__":\n    main()\n' if guarded
+                                 else "main()\n"))
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                         text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    fits = list(tmp_path.glob("fit-*"))
+    assert len(fits) == 4  # 2 trials x 2 cycles, each fitted once
+    assert {p.name.split("-")[1] for p in fits} != {str(os.getpid())}
+    assert len(pd.read_csv(tmp_path / "run" / "results.csv")) == 4
+
+
+class _HoldsALock(Callback):
+    def __init__(self):
+        self.lock = threading.Lock()
+
+
+def test_jobs_refuse_an_unpicklable_callback_before_any_job(tmp_path, digits_ds):
+    with pytest.raises(TypeError, match="must be picklable: TypeError: cannot pickle"):
+        run_experiment(tiny(), tmp_path / "run", dataset=digits_ds, progress=False, jobs=2,
+                       callbacks=[_HoldsALock()])
+    assert not (tmp_path / "run" / "results.csv").exists()
 
 
 # ---------------------------------------------------------------------------------- Ray
