@@ -40,16 +40,22 @@ def usable_cpus() -> int:
 
 
 def threads_per_job(cfg) -> int:
-    """Torch threads of every job of a run: the usable CPUs shared by all its jobs.
+    """Torch threads of every job of a run: the CPUs it may use, shared by all its jobs.
 
-    The count depends on the run (its ``methods x trials`` jobs) and the machine, never
-    on ``--jobs`` or the backend: CPU kernels add up in an order that depends on the
-    thread count, so a job computes the same numbers only with the same count, and
-    ``--jobs 1``, ``--jobs N`` and Ray then give the same table. With at least as many
-    jobs as CPUs (every preset on a small machine) each job gets one thread, and
-    ``--jobs`` up to the number of CPUs uses them all.
+    The CPUs are those this process may use (affinity mask, cgroup quota), capped by a
+    lower count the caller chose (``OMP_NUM_THREADS``, ``torch.set_num_threads``), as
+    ``n_threads=None`` does for one estimator. The count depends on the run (its
+    ``methods x trials`` jobs) and the driver, never on ``--jobs`` or the backend: CPU
+    kernels add up in an order that depends on the thread count, so a job computes the
+    same numbers only with the same count, and ``--jobs 1``, ``--jobs N`` and Ray then
+    give the same table. With at least as many jobs as CPUs (every preset on a small
+    machine) each job gets one thread, and ``--jobs`` up to the number of CPUs uses
+    them all.
     """
-    return max(1, usable_cpus() // (len(cfg.methods) * cfg.trials))
+    import torch
+
+    cpus = min(usable_cpus(), torch.get_num_threads())
+    return max(1, cpus // (len(cfg.methods) * cfg.trials))
 
 
 def _cuda_count() -> int:

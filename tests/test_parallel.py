@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 from skorch.callbacks import Callback
 
 from skmoby import _parallel
@@ -92,12 +93,36 @@ def test_threads_per_job_do_not_depend_on_jobs(tmp_path, digits_ds, monkeypatch)
     from skmoby import threads as skmoby_threads
 
     monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
-    assert _parallel.threads_per_job(tiny()) == 2  # 8 CPUs, 2 methods x 2 trials
-    assert _parallel.threads_per_job(tiny(trials=8)) == 1
-    run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
-                   dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))])
+    before = torch.get_num_threads()
+    torch.set_num_threads(8)  # torch's default on an 8-core machine
+    try:
+        assert _parallel.threads_per_job(tiny()) == 2  # 8 CPUs, 2 methods x 2 trials
+        assert _parallel.threads_per_job(tiny(trials=8)) == 1
+        run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
+                       dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))])
+        assert torch.get_num_threads() == 8  # the caller's count is back
+    finally:
+        torch.set_num_threads(before)
     threads = {int(p.read_text()) for p in tmp_path.glob("*.threads")}
     assert threads == {8}  # 8 CPUs for the run's one job, in this process
+
+
+def test_a_thread_count_the_caller_chose_caps_the_jobs(tmp_path, digits_ds, monkeypatch):
+    # OMP_NUM_THREADS=1 (or torch.set_num_threads(1)) on a shared server: the runner had
+    # given each job all the CPUs anyway.
+    from skmoby import threads as skmoby_threads
+
+    monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert _parallel.threads_per_job(tiny(trials=1, methods=["random"])) == 1
+        run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
+                       dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))],
+                       progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert {int(p.read_text()) for p in tmp_path.glob("*.threads")} == {1}
 
 
 class FailFor(Callback):
