@@ -21,14 +21,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# torch is imported inside the functions: _prefer_passive_wait must be able to run
-# before torch (and its OpenMP runtime) is loaded.
+# torch is imported inside the functions: available_cpus() is usable before torch (and
+# its OpenMP runtime) is loaded, e.g. to set OMP_NUM_THREADS first.
 
 __all__ = ["available_cpus", "limit_threads"]
 
@@ -108,28 +107,6 @@ def _quota_cpus() -> float | None:
             if q is not None:
                 quotas.append(q)
     return min(quotas) if quotas else None
-
-
-def _prefer_passive_wait() -> bool:
-    """Make OpenMP threads sleep at once when they wait, if it can still take effect.
-
-    GNU OpenMP, which torch's Linux wheels use, reads ``OMP_WAIT_POLICY`` once, when torch
-    is imported. By default its idle threads spin for about 3 ms before sleeping; on CPUs
-    shared with another busy program the spinning threads take the cores that the working
-    ones need, and torch runs many times slower (``benchmarks/shared_cpu.py``). Setting
-    ``OMP_WAIT_POLICY=PASSIVE`` is left undone when the user chose a wait policy or spin
-    count, or when torch is already imported (too late to matter).
-
-    Returns
-    -------
-    bool
-        Whether the variable was set.
-    """
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ \
-            or "GOMP_SPINCOUNT" in os.environ:
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
 
 
 def check_n_threads(n: Any, name: str = "n_threads") -> int | None:

@@ -183,20 +183,3 @@ def test_threads_module_does_not_load_torch_itself():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
-
-
-def test_prefer_passive_wait(monkeypatch):
-    import sys
-
-    env: dict[str, str] = {}
-    monkeypatch.setattr(threads.os, "environ", env)     # never leaks into other tests
-    assert not threads._prefer_passive_wait()          # torch is imported: too late
-    assert env == {}
-    monkeypatch.delitem(sys.modules, "torch")
-    assert threads._prefer_passive_wait()
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
-    env["OMP_WAIT_POLICY"] = "ACTIVE"                  # the user's choice is kept
-    assert not threads._prefer_passive_wait() and env["OMP_WAIT_POLICY"] == "ACTIVE"
-    env.clear()
-    env["GOMP_SPINCOUNT"] = "1000"
-    assert not threads._prefer_passive_wait() and "OMP_WAIT_POLICY" not in env
