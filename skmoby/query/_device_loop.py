@@ -12,7 +12,8 @@ and the picks are copied to the host once at the end. Two implementations of a s
 
 * ``"triton"``: two fused Triton kernels; the update reads ``x`` once and also reduces
   each block of rows to its maximum, so the select kernel scans only the block maxima.
-  Runs on CUDA, and on the CPU under Triton's interpreter (``TRITON_INTERPRET=1``),
+  Runs on CUDA, and on the CPU under Triton's interpreter (``TRITON_INTERPRET=1``, set
+  before triton is first imported: set later, the step fails and falls back to torch),
   which is how the tests check it without a GPU.
 * ``"torch"``: plain torch operations (argmax, index_select, a chunked vector norm),
   on any device.

@@ -6,6 +6,8 @@ CUDA-only parts (CUDA graphs, the sync-free check) are marked ``gpu``.
 """
 
 import importlib.util
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -43,9 +45,38 @@ def data(kind, n=300, d=7, seed=0):
     return F, rng.choice(n, 30, replace=False)
 
 
-@pytest.fixture
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+_INTERPRETED = """
+import os, sys, warnings
+os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported, or it has no effect
+warnings.simplefilter("error", RuntimeWarning)  # a fallback to the torch step fails
+import numpy as np, torch
+from skmoby.query import _device_loop
+d = sys.argv[1]
+args = dict(np.load(os.path.join(d, "args.npz")))
+for name in ("_BLOCK_N", "_BLOCK_P"):
+    if int(args[name]):
+        setattr(_device_loop, name, int(args[name]))
+x, min_d = torch.from_numpy(args["x"]), torch.from_numpy(args["min_d"])
+picks, dists = _device_loop.greedy(x, min_d, int(args["n"]), impl="triton", graph_steps=0)
+np.savez(os.path.join(d, "out.npz"), picks=picks.numpy(), dists=dists.numpy())
+"""
+
+
+def triton_interpreted(tmp_path, x, min_d, n, block_n=0, block_p=0):
+    """Picks and distances of the Triton step under Triton's CPU interpreter.
+
+    Run in a fresh process: the interpreter works only when ``TRITON_INTERPRET=1`` is set
+    before triton is first imported, and in a test session something has usually
+    imported it already (torchvision's datasets do), after which the step falls back to
+    torch and such a test could not fail.
+    """
+    np.savez(tmp_path / "args.npz", x=x.numpy(), min_d=min_d.numpy(), n=n,
+             _BLOCK_N=block_n, _BLOCK_P=block_p)
+    out = subprocess.run([sys.executable, "-c", _INTERPRETED, str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = np.load(tmp_path / "out.npz")
+    return res["picks"], res["dists"]
 
 
 @pytest.mark.parametrize("kind", ["clustered", "ties"])
@@ -71,30 +102,28 @@ def test_torch_step_first_pick_without_centres():
 
 @needs_triton
 @pytest.mark.parametrize(("kind", "dtype"), [("ties", np.float64), ("clustered", np.float32)])
-def test_triton_kernels_equal_reference(interpret, kind, dtype):
+def test_triton_kernels_equal_reference(tmp_path, kind, dtype):
     # 150 rows, 70 columns: three row blocks and two column blocks, each of the last
     # partly outside the matrix
     F, init = data(kind, n=150, d=70)
     F = F.astype(dtype)
     want = reference(F, 20, init)
     x, min_d = start(F, init)
-    picks, dists = _device_loop.greedy(x, min_d, 20, impl="triton", graph_steps=0)
-    np.testing.assert_array_equal(picks.numpy(), want[0])
+    picks, dists = triton_interpreted(tmp_path, x, min_d, 20)
+    np.testing.assert_array_equal(picks, want[0])
     rtol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(dists.numpy(), want[1], rtol=rtol)
+    np.testing.assert_allclose(dists, want[1], rtol=rtol)
 
 
 @needs_triton
-def test_triton_select_scans_several_chunks_of_block_maxima(interpret, monkeypatch):
-    monkeypatch.setattr(_device_loop, "_BLOCK_N", 4)
-    monkeypatch.setattr(_device_loop, "_BLOCK_P", 4)  # 11 blocks: 3 chunks
+def test_triton_select_scans_several_chunks_of_block_maxima(tmp_path):
     rng = np.random.RandomState(1)
     F = rng.randint(-2, 3, size=(42, 3)).astype(np.float64)
     init = [0, 7, 30]
     want = reference(F, 12, init)
     x, min_d = start(F, init)
-    picks, _ = _device_loop.greedy(x, min_d, 12, impl="triton", graph_steps=0)
-    np.testing.assert_array_equal(picks.numpy(), want[0])
+    picks, _ = triton_interpreted(tmp_path, x, min_d, 12, block_n=4, block_p=4)  # 3 chunks
+    np.testing.assert_array_equal(picks, want[0])
 
 
 def test_failing_step_falls_back_with_one_warning(monkeypatch):
