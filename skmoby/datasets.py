@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,18 +98,16 @@ def _corrupted(name: str, root: Path, exc: BaseException,
 
 def _gunzip_next_to(gz: Path) -> None:
     """Write ``gz`` decompressed beside it, atomically (a partial file is never left)."""
-    fd, tmp = tempfile.mkstemp(dir=gz.parent, prefix=gz.stem, suffix=".part")
+    # A plain exclusive create, not mkstemp: mkstemp makes the file private (0600), and a
+    # data folder shared between users must stay readable to all of them (the umask's
+    # mode, as for any new file).
+    tmp = gz.with_name(f"{gz.stem}.{secrets.token_hex(8)}.part")
     try:
-        with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:
+        with open(tmp, "xb") as out, gzip.open(gz, "rb") as src:
             shutil.copyfileobj(src, out, 2**20)
-        # mkstemp makes the file private (0600): give it the mode a plain new file gets,
-        # so that a data folder shared between users stays readable to all of them
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, gz.with_suffix(""))
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
