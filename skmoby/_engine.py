@@ -230,6 +230,24 @@ class DeviceSteps:
     A mixin: it expects the estimator's fitted attributes (``module_``, ``mean_``, ...).
     """
 
+    def _resolve_device_settings(self, strict: bool = True) -> None:
+        """Resolve ``precision_`` and ``channels_last_`` for ``device_`` (``"auto"``:
+        bf16 and channels-last on a GPU that has them, fp32 and the plain layout
+        elsewhere). ``strict=False``, for a model loaded on another machine: a
+        precision this device cannot run falls back to fp32 with a warning instead of
+        the ``ValueError``."""
+        device = torch.device(self.device_)
+        try:
+            self.precision_ = resolve_precision(self.precision, device)
+        except ValueError as exc:  # e.g. precision="fp16" loaded where there is no GPU
+            if strict:
+                raise
+            self.precision_ = "fp32"
+            warnings.warn(f"{exc} This loaded model computes in fp32 instead.",
+                          UserWarning, stacklevel=4)
+        self.channels_last_ = resolve_channels_last(self.channels_last, device,
+                                                    len(self.sample_shape_) == 3)
+
     def _seed_for(self, *salt: int) -> int:
         seq = np.random.SeedSequence([self.seed_, *salt])
         return int(seq.generate_state(1, np.uint64)[0]) & (2**63 - 1)

@@ -8,11 +8,8 @@ saved by ``save_params`` or skorch's ``Checkpoint``, with its input normalisatio
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
-from ._engine import resolve_channels_last, resolve_precision
 from ._validation import resolve_device
 
 __all__ = ["Persistence"]
@@ -56,23 +53,15 @@ class Persistence:
             self.device = requested
 
     def _resolve_for_device(self) -> None:
-        """Resolve the settings that follow the device (``precision="auto"``: bf16 on a
-        GPU, fp32 on a CPU; ``channels_last="auto"``) for the device loaded on, as
+        """Resolve the settings that follow the device for the device loaded on, as
         :meth:`initialize` does: a model fitted on a GPU and loaded on a CPU must not
         keep the GPU's bf16 autocast, many times slower on a CPU."""
-        device = torch.device(self.device_)
-        try:
-            self.precision_ = resolve_precision(self.precision, device)
-        except ValueError as exc:  # e.g. precision="fp16" loaded where there is no GPU
-            self.precision_ = "fp32"
-            warnings.warn(f"{exc} This loaded model computes in fp32 instead.",
-                          UserWarning, stacklevel=3)
-        if hasattr(self, "sample_shape_"):
-            was = getattr(self, "channels_last_", False)
-            self.channels_last_ = resolve_channels_last(self.channels_last, device,
-                                                        len(self.sample_shape_) == 3)
-            if was and not self.channels_last_ and getattr(self, "module_", None) is not None:
-                self.module_ = self.module_.to(memory_format=torch.contiguous_format)
+        if not hasattr(self, "sample_shape_"):
+            return
+        was = getattr(self, "channels_last_", False)
+        self._resolve_device_settings(strict=False)
+        if was and not self.channels_last_ and getattr(self, "module_", None) is not None:
+            self.module_ = self.module_.to(memory_format=torch.contiguous_format)
 
     def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
                     f_history=None, checkpoint=None, use_safetensors=False, **kwargs):

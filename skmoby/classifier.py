@@ -18,7 +18,7 @@ from skorch.callbacks import EpochScoring, PrintLog
 from torch import nn
 from torch.utils.data import Subset
 
-from . import _engine, _validation
+from . import _validation
 from ._data import TrainingBatches
 from ._engine import Augment, DeviceSteps
 from ._fitting import Fitting
@@ -392,10 +392,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
             self._init_without_data()
         self._check_backbone()
         self.device_ = resolve_device(self.device)
-        device = torch.device(self.device_)
-        self.precision_ = _engine.resolve_precision(self.precision, device)
-        self.channels_last_ = _engine.resolve_channels_last(
-            self.channels_last, device, len(self.sample_shape_) == 3)
+        self._resolve_device_settings()
         self.seed_ = self._seed()
         self.key_step_ = 0
         with self._device_resolved():
