@@ -692,13 +692,15 @@ def _check_replay(cfg: ExperimentConfig, n_pool: int, sel: dict[str, Any],
 def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
          log: Callable[[str], None], *, jobs: int = 1, jobs_per_gpu: int | None = None,
          backend: str = "local", ray_address: str | None = None, callbacks: Any = None,
-         save_models: bool = False) -> pd.DataFrame:
+         save_models: bool = False, folder: tuple | None = None) -> pd.DataFrame:
+    """Run what the folder lacks; ``folder``: its ``_checked_folder`` state, if the
+    caller has already checked it."""
     from . import _parallel
 
     ds = _checked_dataset(cfg, ds)
     store = RunFolder(out)
     config = cfg.to_dict()
-    rows, sel, done = _checked_folder(cfg, store, ds)
+    rows, sel, done = folder if folder is not None else _checked_folder(cfg, store, ds)
     todo = []
     for trial in range(cfg.trials):
         for method in cfg.methods:
@@ -882,14 +884,14 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     # A missing dataset or a pool too small is refused before anything is written: a
     # config.json left behind would hold the folder for a run that never started.
     dataset = _checked_dataset(config, dataset)
-    if store.config.exists():
-        _checked_folder(config, store, dataset)  # a damaged folder: refused unchanged
+    # a damaged folder: refused unchanged
+    folder = _checked_folder(config, store, dataset) if store.config.exists() else None
     out.mkdir(parents=True, exist_ok=True)
     if not store.config.exists() or _read_config(store) != config:
         store.write_config(config.to_dict())
     return _run(config, out, dataset, progress, log or (lambda s: None), jobs=jobs,
                 jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
-                callbacks=callbacks, save_models=save_models)
+                callbacks=callbacks, save_models=save_models, folder=folder)
 
 
 def _read_config(store: RunFolder) -> ExperimentConfig:
@@ -953,14 +955,15 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
     from . import _parallel
 
     _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
+    folder = None
     if changes:
         # a damaged folder or a data_root without the data: refused unchanged
         dataset = _checked_dataset(cfg, dataset)
-        _checked_folder(cfg, store, dataset)
+        folder = _checked_folder(cfg, store, dataset)
         store.write_config(cfg.to_dict())
     return _run(cfg, Path(out), dataset, progress, log or (lambda s: None), jobs=jobs,
                 jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
-                callbacks=callbacks, save_models=save_models)
+                callbacks=callbacks, save_models=save_models, folder=folder)
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
