@@ -557,6 +557,7 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         est._fit_normalization(X_l if U_all is None else np.concatenate([X_l, U_all]))
     return X_l, y_enc.astype(np.int64), U_all, w_l
 
+
 _AUGMENT_HINT = ("an augmentation is called as fn(batch, generator) and returns the batch "
                  "augmented, a tensor of the same shape; to use a function of the batch "
                  "alone, such as a torchvision transform, wrap it: lambda x, g: t(x) (it "

@@ -93,16 +93,12 @@ def test_threads_per_job_do_not_depend_on_jobs(tmp_path, digits_ds, monkeypatch)
     from skmoby import threads as skmoby_threads
 
     monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
-    before = torch.get_num_threads()
-    torch.set_num_threads(8)  # torch's default on an 8-core machine
-    try:
+    with skmoby_threads.limit_threads(8):  # torch's default on an 8-core machine
         assert _parallel.threads_per_job(tiny()) == 2  # 8 CPUs, 2 methods x 2 trials
         assert _parallel.threads_per_job(tiny(trials=8)) == 1
         run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
                        dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))])
         assert torch.get_num_threads() == 8  # the caller's count is back
-    finally:
-        torch.set_num_threads(before)
     threads = {int(p.read_text()) for p in tmp_path.glob("*.threads")}
     assert threads == {8}  # 8 CPUs for the run's one job, in this process
 
@@ -113,15 +109,11 @@ def test_a_thread_count_the_caller_chose_caps_the_jobs(tmp_path, digits_ds, monk
     from skmoby import threads as skmoby_threads
 
     monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with skmoby_threads.limit_threads(1):
         assert _parallel.threads_per_job(tiny(trials=1, methods=["random"])) == 1
         run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
                        dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))],
                        progress=False)
-    finally:
-        torch.set_num_threads(before)
     assert {int(p.read_text()) for p in tmp_path.glob("*.threads")} == {1}
 
 
