@@ -21,14 +21,21 @@ recomputed) or raises :class:`RunFolderError` naming the file and the line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
 import os
+import socket
+import sys
 import tempfile
+import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,10 @@ CSV_COLUMNS = [*RESULT_DTYPES, "config_hash"]
 PLACE_SETTINGS = ("device", "data_root", "download")
 
 
+#: Name of the lock file a writing process holds in its run folder.
+LOCK_NAME = ".skmoby.lock"
+
+
 class RunFolderError(ValueError):
     """A run folder that cannot be used as it is; the message names the file and line.
 
@@ -52,6 +63,162 @@ class RunFolderError(ValueError):
     >>> issubclass(RunFolderError, ValueError)
     True
     """
+
+
+class RunFolderLockedError(RunFolderError):
+    """Another process is writing the run folder; the message names it.
+
+    Examples
+    --------
+    >>> from skmoby.experiment import RunFolderError, RunFolderLockedError
+    >>> issubclass(RunFolderLockedError, RunFolderError)
+    True
+    """
+
+
+# Locks this process holds: resolved folder -> [file descriptor, depth]. A POSIX record
+# lock belongs to the process and closing any descriptor of the file releases it, so a
+# nested acquisition in the same process must reuse the descriptor instead of reopening.
+_held: dict[str, list[int]] = {}
+_held_guard = threading.Lock()
+# errno values of file systems that cannot lock (some FUSE and SMB mounts).
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return (f"process {info['pid']} on {info['host']} (`{info['command']}`, since "
+                f"{info['since']})")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """Lock ``fd`` without waiting: True if this process now holds it."""
+    import fcntl
+
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        if exc.errno not in _NO_LOCKS:
+            raise
+    # No record locks on this file system: the pid in the file decides, and only for a
+    # holder on this host (a process elsewhere cannot be checked).
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        info = {}
+    if not info:
+        return True
+    return info.get("host") == socket.gethostname() and not _pid_alive(int(info["pid"]))
+
+
+@contextlib.contextmanager
+def lock_folder(out: str | os.PathLike, *, create: bool = True) -> Iterator[None]:
+    """Hold the run folder ``out`` for writing by this process, or refuse at once.
+
+    The lock is a record lock (``fcntl.lockf``) on ``out/.skmoby.lock``, a file that
+    also names the holder (pid, host, command, start time). The operating system
+    releases a record lock when its process ends in any way, ``kill -9`` included, so a
+    crashed run never leaves the folder locked: the next process takes the lock over.
+    Record locks work on local file systems and on NFS (v3 with lockd, v4); where a file
+    system cannot lock at all, the pid in the file is checked instead, which detects a
+    dead holder on the same host only. Nested use in one process is allowed.
+
+    Parameters
+    ----------
+    out : path
+        The run folder; created if missing when ``create`` (and removed again on release
+        if the lock file was all it held).
+    create : bool, default=True
+        Create a missing folder. Otherwise a missing folder raises ``FileNotFoundError``.
+
+    Raises
+    ------
+    RunFolderLockedError
+        When another process holds the folder; the message names it.
+    """
+    out = Path(out)
+    made = False
+    if not out.is_dir():
+        if not create:
+            raise FileNotFoundError(f"{out} is not a folder")
+        if out.exists():
+            raise RunFolderError(f"{out} is a file, not a folder; choose another output "
+                                 "folder")
+        out.mkdir(parents=True)
+        made = True
+    name = os.path.realpath(out)
+    with _held_guard:
+        if name in _held:
+            _held[name][1] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[name][1] -= 1
+        return
+    path = out / LOCK_NAME
+    fd = _acquire(path)
+    with _held_guard:
+        _held[name] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held[name]
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)  # releases the record lock
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty: nothing was written
+
+
+def _acquire(path: Path) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not _try_lock(fd, path):
+                raise RunFolderLockedError(
+                    f"{path.parent} is being written by {_holder(path)}; wait for it to "
+                    f"end or use another folder (if that process is gone, delete {path})")
+            # The previous holder may have unlinked the file between our open and our
+            # lock: then we hold a lock on a file nobody else sees. Start again.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                info = dict(pid=os.getpid(), host=socket.gethostname(),
+                            command=" ".join([os.path.basename(sys.argv[0] or "python"),
+                                              *sys.argv[1:]])[:300],
+                            since=time.strftime("%Y-%m-%d %H:%M:%S"))
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode(), 0)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -44,9 +44,11 @@ from ._runstore import (
     RESULT_DTYPES,
     RunFolder,
     RunFolderError,
+    RunFolderLockedError,
     atomic_write,
     describe_changes,
     key,
+    lock_folder,
     protocol_settings,
 )
 from .classifier import MoBYv2Classifier
@@ -64,6 +66,7 @@ __all__ = [
     "ExperimentConfig",
     "JobsFailedError",
     "RunFolderError",
+    "RunFolderLockedError",
     "load_results",
     "plot_learning_curves",
     "resume_experiment",
@@ -869,29 +872,49 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
     from . import _parallel
 
     _parallel.check_resources(config.device, jobs_per_gpu, backend, ray_address)
-    out = Path(out)
+    out = _out_path(out)
     store = RunFolder(out)
+    _check_same_protocol(store, config)
+    # A missing dataset or a pool too small is refused before anything is written: a
+    # config.json left behind would hold the folder for a run that never started.
+    dataset = _checked_dataset(config, dataset)
+    with lock_folder(out):
+        # Checked again under the lock: another process may have written the folder.
+        _check_same_protocol(store, config)
+        # a damaged folder: refused unchanged
+        folder = _checked_folder(config, store, dataset) if store.config.exists() else None
+        if not store.config.exists() or _read_config(store) != config:
+            store.write_config(config.to_dict())
+        return _run(config, out, dataset, progress, log or (lambda s: None), jobs=jobs,
+                    jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
+                    callbacks=callbacks, save_models=save_models, folder=folder)
+
+
+def _out_path(out: Any) -> Path:
+    """``out`` as a folder path; an empty string (an unset variable) is refused."""
+    if not isinstance(out, str | os.PathLike):
+        raise TypeError(f"out must be a path (str or os.PathLike); got {type(out).__name__}")
+    if not os.fspath(out).strip():
+        raise ValueError(f"out must name a folder; got {os.fspath(out)!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} is a file, not a folder; choose another output folder")
+    return out
+
+
+def _check_same_protocol(store: RunFolder, config: ExperimentConfig) -> None:
+    """Refuse a folder that holds another run, or results without their config.json."""
     if not store.config.exists() and (store.results.exists() or store.selections.exists()):
-        raise RunFolderError(f"{store.config} is missing, but {out} holds results of a run; "
-                             "restore config.json, or use another folder")
+        raise RunFolderError(f"{store.config} is missing, but {store.out} holds results of a "
+                             "run; restore config.json, or use another folder")
     if store.config.exists():
         old = _read_config(store)
         if protocol_settings(old.to_dict()) != protocol_settings(config.to_dict()):
             changed = describe_changes(protocol_settings(old.to_dict()),
                                        protocol_settings(config.to_dict()))
-            raise RunFolderError(f"{out} holds a run with another configuration ({changed}); "
-                                 "resume it with resume_experiment() or use another folder")
-    # A missing dataset or a pool too small is refused before anything is written: a
-    # config.json left behind would hold the folder for a run that never started.
-    dataset = _checked_dataset(config, dataset)
-    # a damaged folder: refused unchanged
-    folder = _checked_folder(config, store, dataset) if store.config.exists() else None
-    out.mkdir(parents=True, exist_ok=True)
-    if not store.config.exists() or _read_config(store) != config:
-        store.write_config(config.to_dict())
-    return _run(config, out, dataset, progress, log or (lambda s: None), jobs=jobs,
-                jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
-                callbacks=callbacks, save_models=save_models, folder=folder)
+            raise RunFolderError(f"{store.out} holds a run with another configuration "
+                                 f"({changed}); resume it with resume_experiment() or use "
+                                 "another folder")
 
 
 def _read_config(store: RunFolder) -> ExperimentConfig:
@@ -943,27 +966,30 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
     >>> len(again)
     2
     """
+    out = _out_path(out)
     store = RunFolder(out)
-    cfg = _read_config(store)
-    changes = {k: v for k, v in (("device", device), ("data_root", data_root))
-               if v is not None}
-    if changes:
-        cfg = dataclasses.replace(cfg, **changes)
-        cfg.validate()
+    _read_config(store)  # a folder without a run is named before anything else
     _check_run_options(jobs, jobs_per_gpu, backend, ray_address, callbacks, save_models)
-    _check_device(cfg.device)
-    from . import _parallel
+    with lock_folder(out, create=False):
+        cfg = _read_config(store)
+        changes = {k: v for k, v in (("device", device), ("data_root", data_root))
+                   if v is not None}
+        if changes:
+            cfg = dataclasses.replace(cfg, **changes)
+            cfg.validate()
+        _check_device(cfg.device)
+        from . import _parallel
 
-    _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
-    folder = None
-    if changes:
-        # a damaged folder or a data_root without the data: refused unchanged
-        dataset = _checked_dataset(cfg, dataset)
-        folder = _checked_folder(cfg, store, dataset)
-        store.write_config(cfg.to_dict())
-    return _run(cfg, Path(out), dataset, progress, log or (lambda s: None), jobs=jobs,
-                jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
-                callbacks=callbacks, save_models=save_models, folder=folder)
+        _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
+        folder = None
+        if changes:
+            # a damaged folder or a data_root without the data: refused unchanged
+            dataset = _checked_dataset(cfg, dataset)
+            folder = _checked_folder(cfg, store, dataset)
+            store.write_config(cfg.to_dict())
+        return _run(cfg, out, dataset, progress, log or (lambda s: None), jobs=jobs,
+                    jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
+                    callbacks=callbacks, save_models=save_models, folder=folder)
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
