@@ -247,20 +247,44 @@ def _demo_jobs(cfg) -> int:
     return max(1, min(usable_cpus(), len(cfg.methods) * cfg.trials))
 
 
+#: The files a run writes into its folder; ``demo --overwrite`` replaces only these.
+_RUN_FILES = ("config.json", "results.csv", "selections.json", "learning_curve.png",
+              "learning_curve.svg")
+
+
+def _demo_folder(base: Path, overwrite: bool) -> Path:
+    """``base/demo``; with an earlier run there (and no ``overwrite``), the first free
+    ``base/demo-N``, so that nothing an earlier run or a user wrote is touched."""
+    folder, n = base / "demo", 1
+    while not overwrite and folder.exists() and (not folder.is_dir()
+                                                 or any(folder.iterdir())):
+        n += 1
+        folder = base / f"demo-{n}"
+    return folder
+
+
+def _remove_run_files(folder: Path) -> None:
+    """Remove what a run wrote into ``folder`` (the caller holds its lock)."""
+    for name in _RUN_FILES:
+        if (folder / name).is_file():
+            (folder / name).unlink()
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .experiment import PRESETS, ExperimentConfig, _check_device, run_experiment
 
     cfg = ExperimentConfig(**{**PRESETS["demo"], "device": args.device, "seed": args.seed})
-    try:  # before the previous demo is removed
+    try:
         cfg.validate()
         _check_device(cfg.device)
     except ValueError as exc:
         raise _usage(f"skmoby demo: error: {_cli_message(exc)}") from None
-    out = Path(args.out) / "demo"
-    if (out / "config.json").exists():
-        import shutil
-
-        shutil.rmtree(out)  # the demo always starts afresh
+    base = _out_argument("demo", args.out)
+    out = _demo_folder(base, args.overwrite)
+    if out.name != "demo":
+        print(f"{base / 'demo'} holds an earlier run (kept); this demo writes {out}. "
+              f"`skmoby demo --overwrite` replaces the run files in {base / 'demo'} "
+              "instead.")
     print(f"MoBYv2AL against random selection on scikit-learn's digits: "
           f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
           f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
@@ -268,9 +292,27 @@ def _demo(args: argparse.Namespace) -> int:
           "random selection trains on the labels alone.")
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
     _prepare_output(args.quiet)
-    return _execute("demo", out, lambda: run_experiment(
-        cfg, out, progress=not args.quiet, log=_print_cycle, jobs=jobs),
-        title="skmoby demo: digits")
+
+    def start():
+        if not args.overwrite:
+            return run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle,
+                                  jobs=jobs)
+        from ._runstore import lock_folder
+
+        with lock_folder(out):  # a run writing the folder is never overwritten
+            _remove_run_files(out)
+            return run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle,
+                                  jobs=jobs)
+
+    return _execute("demo", out, start, title="skmoby demo: digits")
+
+
+def _out_argument(command: str, text: str) -> Path:
+    """``--out`` as a path; an empty value (an unset shell variable) is refused."""
+    if not text.strip():
+        raise _usage(f"skmoby {command}: error: --out must name a folder; got {text!r} "
+                     "(an unset shell variable?)")
+    return Path(text)
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -298,7 +340,9 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args)
     name = args.preset or cfg.dataset
-    out = Path(args.out) / name if args.out == DEFAULT_OUT else Path(args.out)
+    out = _out_argument("run", args.out)
+    if args.out == DEFAULT_OUT:
+        out = out / name
     try:
         options = _run_options(args)
     except ValueError as exc:
@@ -401,9 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
         "table and write results and a learning-curve plot.",
     )
     demo.add_argument("--out", default=DEFAULT_OUT,
-                      help=f"results folder; the demo writes OUT/demo ({DEFAULT_OUT})")
+                      help=f"results folder; the demo writes OUT/demo, or OUT/demo-N when "
+                      f"OUT/demo holds an earlier run ({DEFAULT_OUT})")
     demo.add_argument("--seed", type=int, default=0, help="seed of the first trial (0)")
     demo.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (auto)")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="reuse OUT/demo, replacing the run files an earlier run wrote "
+                      "there (other files are kept); without it an earlier run is kept "
+                      "and the demo writes OUT/demo-2, demo-3, ...")
     demo.add_argument("--jobs", type=_positive_int,
                       help="jobs run at once in worker processes (default: one per CPU "
                       "on the CPU, 1 on a GPU; the table is the same)")
