@@ -1,19 +1,14 @@
-"""skmoby: self-supervised active learning (MoBYv2AL) for image classification."""
+"""skmoby: self-supervised active learning (MoBYv2AL) for image classification.
 
-from ._modal_compat import patch_modal
-from .classifier import MoBYv2Classifier, UnlabeledData, stack_unlabeled
-from .query import (
-    coreset,
-    high_contrastive_loss,
-    k_center_greedy,
-    lowest_contrastive_subset,
-    max_entropy,
-    random_sampling,
-)
+The public names are imported on first use, so that ``import skmoby`` and the
+``skmoby`` command's ``--help``, ``--version`` and argument errors answer without
+importing PyTorch.
+"""
 
-# modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it
-# (only where needed) so ActiveLearner.teach works. See skmoby/_modal_compat.py.
-patch_modal()
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "MoBYv2Classifier",
@@ -27,3 +22,27 @@ __all__ = [
     "stack_unlabeled",
 ]
 __version__ = "0.1.0.dev0"
+
+_WHERE = {
+    "MoBYv2Classifier": ".classifier",
+    "UnlabeledData": ".classifier",
+    "stack_unlabeled": ".classifier",
+    "coreset": ".query",
+    "high_contrastive_loss": ".query",
+    "k_center_greedy": ".query",
+    "lowest_contrastive_subset": ".query",
+    "max_entropy": ".query",
+    "random_sampling": ".query",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'skmoby' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

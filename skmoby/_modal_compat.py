@@ -83,7 +83,7 @@ _MODULES = ("modAL.models.learners", "modAL.models.base")
 def patch_modal() -> bool:
     """Apply the ``force_all_finite`` fix to modAL if this installation needs it.
 
-    Idempotent; called when :mod:`skmoby` is imported.
+    Idempotent; called when :mod:`skmoby.classifier` or the strategies are imported.
 
     Returns
     -------

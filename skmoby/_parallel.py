@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._streams import ensure_std_streams
+
 Job = tuple[str, int, dict[int, dict[str, Any]]]
 RAY_INSTALL = "pip install 'skmoby[ray]' (in a clone: uv sync --extra ray)"
 
@@ -203,6 +205,7 @@ def _exit_with_parent(parent: int) -> None:
 def _worker_main(conn, parent: int) -> None:
     """A worker process: set up once, then run the jobs the driver sends, one at a time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    ensure_std_streams()
     _exit_with_parent(parent)
     try:
         ds, settings, device, threads = conn.recv()
@@ -374,6 +377,7 @@ def _ray_job(ds, settings, job: Job, device: str, threads: int):
     """One (method, trial) as a Ray generator task: yields each finished cycle."""
     import torch
 
+    ensure_std_streams()
     torch.set_num_threads(threads)
     yield from _job_events(ds, settings, job, device)
 

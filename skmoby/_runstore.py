@@ -279,8 +279,19 @@ class RunFolder:
         self.config = self.out / "config.json"
 
     # ------------------------------------------------------------------ config.json
+    def check_kinds(self) -> None:
+        """Refuse a folder where one of the run's files is not a regular file."""
+        if self.out.exists() and not self.out.is_dir():
+            raise RunFolderError(f"{self.out} is a file, not a folder")
+        for path in (self.config, self.results, self.selections):
+            if path.exists() and not path.is_file():
+                raise RunFolderError(f"{path} is not a regular file (a folder?); the run "
+                                     f"writes its {path.name} there. Move it away or use "
+                                     "another folder")
+
     def read_config_dict(self) -> dict[str, Any]:
         """The settings stored in ``config.json``, as a dict; errors name the file."""
+        self.check_kinds()
         if not self.config.exists():
             raise FileNotFoundError(f"{self.out} holds no experiment (no config.json)")
         text = self.config.read_text()
@@ -318,6 +329,7 @@ class RunFolder:
         selections : dict
             ``"method/trial/cycle"`` -> selection entry.
         """
+        self.check_kinds()
         sel, stored_config = self._load_selections()
         if stored_config is not None and (protocol_settings(stored_config)
                                           != protocol_settings(config)):
@@ -348,11 +360,16 @@ class RunFolder:
             raise RunFolderError(f"{self.selections} is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise RunFolderError(f"{self.selections} must hold a JSON object")
-        if "cycles" in data:
-            cycles, stored = data["cycles"], data.get("config")
-        else:  # the first layout: the cycles only, no stored settings
-            cycles, stored = data, None
-        if not isinstance(cycles, dict) or (stored is not None and not isinstance(stored, dict)):
+        if set(data) != {"config", "cycles"}:
+            # Without the stored settings, an edited config.json could not be told from
+            # the one the rows were computed with: such a folder is refused, not guessed.
+            raise RunFolderError(
+                f"{self.selections} does not have the layout "
+                '{"config": {...}, "cycles": {...}} that this version writes (a folder of '
+                "a development version?); its rows cannot be checked against config.json. "
+                "Start the run in a new folder")
+        cycles, stored = data["cycles"], data["config"]
+        if not isinstance(cycles, dict) or not isinstance(stored, dict):
             raise RunFolderError(f"{self.selections} has an unexpected layout")
         def indices(v):  # distinct image indices (JSON true/false are not indices)
             return (isinstance(v, list) and all(
@@ -397,10 +414,13 @@ class RunFolder:
                 raise RunFolderError(msg.replace("dropped", "found") + " by `skmoby resume`")
             warnings.warn(msg, RuntimeWarning, stacklevel=4)
         header = next(csv.reader([lines[0]])) if lines else []
-        legacy = header == list(RESULT_DTYPES)
-        if header != CSV_COLUMNS and not legacy:
+        if header != CSV_COLUMNS:
             raise RunFolderError(f"{path}, line 1: the header must be "
-                                 f"{','.join(CSV_COLUMNS)!r}; got {lines[0]!r}")
+                                 f"{','.join(CSV_COLUMNS)!r}; got {lines[0]!r}"
+                                 + (" (a folder of a development version, whose rows "
+                                    "cannot be checked against config.json: start the "
+                                    "run in a new folder)"
+                                    if header == list(RESULT_DTYPES) else ""))
         ncol = len(header)
         want_hash = config_hash(config)
         methods, trials, cycles = config["methods"], config["trials"], config["cycles"]
@@ -435,7 +455,7 @@ class RunFolder:
             if rec["n_labelled"] != n_labelled[rec["cycle"]]:
                 raise bad(f"n_labelled {rec['n_labelled']} does not match the configuration "
                           f"({n_labelled[rec['cycle']]} in cycle {rec['cycle']})")
-            if not legacy and rec["config_hash"] != want_hash:
+            if rec["config_hash"] != want_hash:
                 raise bad(f"the row was computed with other settings (config_hash "
                           f"{rec['config_hash']}, {self.config} now hashes to {want_hash}); "
                           "config.json was edited or rows from another run were added")

@@ -23,6 +23,7 @@ from ._data import TrainingBatches
 from ._engine import Augment, DeviceSteps
 from ._fitting import Fitting
 from ._inference import Inference
+from ._modal_compat import patch_modal
 from ._persistence import Persistence
 from ._skorch_parts import (
     MilestoneLR,
@@ -34,6 +35,11 @@ from ._skorch_parts import (
 from ._validation import UnlabeledData, resolve_device, stack_unlabeled
 from .backbones import build_encoder
 from .network import MoBYv2Network
+
+# modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it (only
+# where needed) wherever skmoby's estimator or strategies are used, so that
+# ActiveLearner.teach works. See skmoby/_modal_compat.py.
+patch_modal()
 
 __all__ = ["MilestoneLR", "MoBYv2Classifier", "UnlabeledData", "expected_failed_checks",
            "stack_unlabeled"]

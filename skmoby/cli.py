@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._streams import ensure_std_streams
+
 __all__ = ["build_parser", "main"]
 
 DEFAULT_OUT = "skmoby-results"
@@ -233,8 +235,26 @@ def _execute(command: str, out: Path, start, title: str | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError) as exc:
         print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
         return 2
-    _report(results, out, title or out.name)
+    except OSError as exc:  # a full disk, a read-only folder, ...
+        print(f"skmoby {command}: error: {_os_message(exc, out)}", file=sys.stderr)
+        return 1
+    try:
+        _report(results, out, title or out.name)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        print(f"skmoby {command}: error: {_os_message(exc, out)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _os_message(exc: OSError, out: Path) -> str:
+    """One line for a file-system error: what failed, where, and that the run is safe."""
+    what = exc.strerror or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (f"cannot write the run folder {out}: {what}{where}. Every file in it is "
+            "replaced whole, so the cycles saved before are intact; once this is fixed, "
+            f"`skmoby resume {out}` continues (or choose another --out)")
 
 
 def _demo_jobs(cfg) -> int:
@@ -316,7 +336,7 @@ def _out_argument(command: str, text: str) -> Path:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from .experiment import PRESETS, ExperimentConfig
+    from ._config import PRESETS, ExperimentConfig
 
     base = dict(PRESETS[args.preset]) if args.preset else {}
     if not args.preset and not args.dataset:
@@ -336,9 +356,9 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(args)  # bad settings are named before PyTorch is imported
     from .experiment import run_experiment
 
-    cfg = _config_from_args(args)
     name = args.preset or cfg.dataset
     out = _out_argument("run", args.out)
     if args.out == DEFAULT_OUT:
@@ -405,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.preset, args.trials
     ('run', 'fashionmnist', 1)
     """
+    from ._config import PRESETS
     from .datasets import DATASETS
-    from .experiment import PRESETS
 
     parser = argparse.ArgumentParser(
         prog="skmoby",
@@ -537,8 +557,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> status
     0
     """
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    ensure_std_streams()
+    command = "skmoby"
+    try:
+        args = build_parser().parse_args(argv)
+        command = f"skmoby {args.command}"
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        # Ctrl-C outside a run (while starting, loading data, importing PyTorch): no
+        # traceback, the shell's status for an interrupt.
+        print(f"\n{command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`skmoby plot DIR | head -1`): say nothing more.
+        # stdout is pointed at /dev/null so that the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a program the pipe ended would report
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ Each case once lost or mixed a user's files, or ended in a raw traceback; each t
 the situation up and checks the behaviour that replaced it.
 """
 
+import dataclasses
 import errno
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -245,3 +247,161 @@ def test_out_naming_a_file_is_refused(tmp_path, tiny_demo, capsys, command):
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "Traceback" not in err
     assert target.read_text() == "a file of mine"
+
+
+# ============================================================================ run folders
+def test_a_folder_of_the_old_layout_is_refused_unchanged(tmp_path):
+    # Once: without config_hash and stored settings, an edited config.json was accepted,
+    # the recomputed row used the new settings and every row was restamped.
+    out = tmp_path / "run"
+    run_experiment(tiny(trials=2), out, progress=False)
+    sel = json.loads((out / "selections.json").read_text())
+    (out / "selections.json").write_text(json.dumps(sel["cycles"]))
+    lines = (out / "results.csv").read_text().splitlines()
+    old = [",".join(line.split(",")[:-1]) for line in lines[:-1]]  # no config_hash
+    (out / "results.csv").write_text("\n".join(old) + "\n")
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "epochs": 2}))
+    before = _files(out)
+    with pytest.raises(RunFolderError, match="layout"):
+        resume_experiment(out, progress=False)
+    assert _files(out) == before
+    (out / "selections.json").write_text(json.dumps(sel))  # only results.csv is old
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunFolderError, match="development version"):
+        resume_experiment(out, progress=False)
+
+
+def test_a_protocol_that_labels_the_whole_pool_finishes(tmp_path):
+    # Once: "n must be in 1..0" from lowest_contrastive_subset when no image was left
+    # unlabelled; no row saved, every resume failing the same way.
+    from skmoby.datasets import load_dataset
+
+    ds = load_dataset("digits")
+    small = dataclasses.replace(ds, X_train=ds.X_train[:100], y_train=ds.y_train[:100])
+    cfg = tiny(methods=["mobyv2al"], initial=93, budget=7, unlabeled="lowest_loss")
+    table = run_experiment(cfg, tmp_path / "run", dataset=small, progress=False)
+    assert table["n_labelled"].tolist() == [93, 100]
+    sel = json.loads((tmp_path / "run" / "selections.json").read_text())
+    assert sel["cycles"]["mobyv2al/0/0"]["next_unlabeled"] == []
+
+
+def test_an_initial_set_of_one_class_is_refused_before_anything_is_written(tmp_path, capsys):
+    # Once: --initial 1 passed validation, failed in the job, and the config.json left
+    # behind refused the corrected command.
+    out = tmp_path / "run"
+    common = ["run", "--dataset", "digits", "--methods", "random", "--trials", "1",
+              "--cycles", "2", "--budget", "10", "--epochs", "1", "--device", "cpu",
+              "--quiet", "--out", str(out)]
+    assert cli.main([*common, "--initial", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "initial = 1" in err and "single class" in err and "Traceback" not in err
+    assert not out.exists()
+    assert cli.main([*common, "--initial", "20"]) == 0
+
+
+def _cli(*argv, **kw):
+    return subprocess.run([sys.executable, "-m", "skmoby.cli", *argv], capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def test_a_run_with_stdout_closed_saves_its_cycles(tmp_path):
+    # Once: every fit died in skorch's PrintLog (sys.stdout.flush() on None).
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
+            "--device", "cpu", "--quiet", "--out", str(out)]
+    done = subprocess.run(["bash", "-c", 'exec "$@" >&-', "_", sys.executable, "-m",
+                           "skmoby.cli", *argv], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len((out / "results.csv").read_text().splitlines()) == 3
+
+
+def test_a_full_disk_is_one_line_and_the_folder_resumes(tmp_path, monkeypatch, capsys):
+    # Once: a raw OSError traceback (the folder itself stayed consistent).
+    out = tmp_path / "run"
+    calls = []
+    real = os.fsync
+
+    def fsync(fd):  # config.json, then cycle 0's two files; cycle 1 finds the disk full
+        calls.append(fd)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
+            "--device", "cpu", "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "skmoby resume" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert len((out / "results.csv").read_text().splitlines()) == 2  # cycle 0 is saved
+    monkeypatch.setattr(os, "fsync", real)
+    assert cli.main(["resume", str(out), "--quiet"]) == 0
+    assert len((out / "results.csv").read_text().splitlines()) == 3
+
+
+def test_a_folder_that_cannot_be_created_is_one_line(tmp_path, monkeypatch, capsys):
+    # Once: a raw PermissionError traceback for a read-only parent or current folder.
+    from pathlib import Path
+
+    def mkdir(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    code = cli.main(["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
+                     "--device", "cpu", "--quiet", "--out", str(tmp_path / "ro" / "run")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "Traceback" not in err
+
+
+def test_a_results_file_that_is_a_folder_is_named(tmp_path, capsys):
+    # Once: a raw IsADirectoryError traceback.
+    out = tmp_path / "run"
+    run_experiment(tiny(), out, progress=False)
+    (out / "results.csv").unlink()
+    (out / "results.csv").mkdir()
+    assert cli.main(["resume", str(out), "--quiet"]) == 2
+    assert cli.main(["plot", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("results.csv is not a regular file") == 2 and "Traceback" not in err
+
+
+def test_plot_into_a_closed_pipe_ends_quietly(tmp_path):
+    # Once: `skmoby plot DIR | head -1` ended with a BrokenPipeError traceback.
+    out = tmp_path / "run"
+    run_experiment(tiny(), out, progress=False)
+    proc = subprocess.Popen([sys.executable, "-m", "skmoby.cli", "plot", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_ctrl_c_while_starting_is_a_clean_exit_130(tmp_path):
+    # Once: a KeyboardInterrupt traceback and exit -2 when Ctrl-C came during imports.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skmoby.cli", "run", "--dataset", "digits", "--methods",
+         "random", "--epochs", "1", "--device", "cpu", "--quiet", "--out",
+         str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # past the interpreter's start, inside the command's imports
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_version_help_and_argument_errors_do_not_import_torch():
+    code = ("import sys\nfrom skmoby import cli\n"
+            "for argv in (['--version'], ['run', '--help'], ['run', '--dataset', 'digits', "
+            "'--methods', 'foo'], ['run', '--budget', '0']):\n"
+            "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
