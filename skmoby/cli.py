@@ -238,6 +238,8 @@ def _execute(command: str, out: Path, start, title: str | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only folder, ...
         print(f"skmoby {command}: error: {_os_message(exc, out)}", file=sys.stderr)
         return 1
+    if results is None:  # --dry-run
+        return 0
     try:
         _report(results, out, title or out.name)
     except OSError as exc:
@@ -311,20 +313,21 @@ def _demo(args: argparse.Namespace) -> int:
           "also learns from the unlabelled pool, so its epochs take many more steps; "
           "random selection trains on the labels alone.")
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
-    _prepare_output(args.quiet)
 
     def start():
+        ds, _ = _plan(cfg, out)
+        _prepare_output(args.quiet)
         if not args.overwrite:
-            return run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle,
-                                  jobs=jobs)
+            return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
+                                  log=_print_cycle, jobs=jobs)
         from ._runstore import lock_folder
 
         with lock_folder(out):  # a run writing the folder is never overwritten
             _remove_run_files(out)
-            return run_experiment(cfg, out, progress=not args.quiet, log=_print_cycle,
-                                  jobs=jobs)
+            return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
+                                  log=_print_cycle, jobs=jobs)
 
-    return _execute("demo", out, start, title="skmoby demo: digits")
+    return _execute("demo", out, start)
 
 
 def _out_argument(command: str, text: str) -> Path:
@@ -355,6 +358,27 @@ def _config_from_args(args: argparse.Namespace):
     return cfg
 
 
+def _plan(cfg, out: Path, ds=None):
+    """Load the data (unless given), print what the run has left and its cost; return
+    the dataset, to be handed to the runner."""
+    from ._plan import plan_run
+    from .experiment import _check_device, _checked_dataset, load_results
+
+    _check_device(cfg.device)
+    ds = _checked_dataset(cfg, ds)
+    done = ()
+    if (out / "results.csv").is_file():
+        try:
+            done = {(r.method, r.trial, r.cycle) for r in load_results(out).itertuples()}
+        except (ValueError, OSError):
+            pass  # the runner names what is wrong with the folder
+    print(f"measuring the time per training step on {cfg.device} ...", flush=True)
+    plan = plan_run(cfg, ds, done)
+    for line in plan.lines():
+        print(line, flush=True)
+    return ds, plan
+
+
 def _run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)  # bad settings are named before PyTorch is imported
     from .experiment import run_experiment
@@ -368,23 +392,46 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _usage(f"skmoby run: error: {exc}") from None
     print(f"running {name}: {json.dumps(cfg.to_dict())}")
-    _prepare_output(args.quiet)
-    return _execute("run", out, lambda: run_experiment(
-        cfg, out, progress=not args.quiet, log=_print_cycle, **options))
+
+    def start():
+        ds, _ = _plan(cfg, out)
+        if args.dry_run:
+            return None
+        _prepare_output(args.quiet)
+        return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
+                              log=_print_cycle, **options)
+
+    return _execute("run", out, start)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from .experiment import resume_experiment
+    import dataclasses
+
+    from .experiment import _read_config, resume_experiment
 
     out = Path(args.dir)
     try:
         options = _run_options(args)
     except ValueError as exc:
         raise _usage(f"skmoby resume: error: {exc}") from None
-    _prepare_output(args.quiet)
-    return _execute("resume", out, lambda: resume_experiment(
-        out, progress=not args.quiet, log=_print_cycle, device=args.device,
-        data_root=args.data_root, **options))
+
+    def start():
+        from ._runstore import RunFolder
+
+        cfg = _read_config(RunFolder(out))
+        changes = {k: v for k, v in (("device", args.device), ("data_root", args.data_root))
+                   if v is not None}
+        cfg = dataclasses.replace(cfg, **changes)
+        cfg.validate()
+        ds, plan = _plan(cfg, out)
+        if not plan.fits:
+            print("the table and plot below are rewritten from the saved rows")
+        _prepare_output(args.quiet)
+        return resume_experiment(out, dataset=ds, progress=not args.quiet,
+                                 log=_print_cycle, device=args.device,
+                                 data_root=args.data_root, **options)
+
+    return _execute("resume", out, start)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -410,6 +457,18 @@ def _plot(args: argparse.Namespace) -> int:
         return 2
     _report(results, out, out.name)
     return 0
+
+
+def _presets_epilog(presets: dict[str, dict[str, Any]]) -> str:
+    lines = ["presets (labels: initial + budget per cycle):"]
+    for name, p in presets.items():
+        lines.append(
+            f"  {name:<19} {p['dataset']}, {p['backbone']}, {p['initial']} + {p['budget']}"
+            f" x {p['cycles'] - 1}, {p['trials']} trials, {p['epochs']} epochs, batch "
+            f"{p['batch_size']}, lr {p['lr']}, methods {','.join(p['methods'])}"
+            + (f", pool subset {p['pool_subset']}" if p.get("pool_subset") else "")
+            + (f", unlabeled {p['unlabeled']}" if p.get("unlabeled") else ""))
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -483,29 +542,38 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a preset or a custom protocol",
         description="Run the active-learning protocol. Start from a --preset (the paper's "
         f"protocols: {', '.join(PRESETS)}) and override any value, or describe a run "
-        "from scratch with --dataset.",
+        "from scratch with --dataset (unset values then take the defaults of "
+        "skmoby.experiment.ExperimentConfig). Before training, the command prints the "
+        "run's training steps and an estimate of its time measured on this machine.",
+        epilog=_presets_epilog(PRESETS), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol")
-    run.add_argument("--dataset", choices=DATASETS)
+    run.add_argument("--dataset", choices=DATASETS, help="dataset (or from --preset)")
     run.add_argument("--methods", help="comma-separated: mobyv2al,coreset,random,entropy")
     run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn",
                                             "mlp"])
     run.add_argument("--initial", type=_positive_int, help="initial labelled images")
     run.add_argument("--budget", type=_positive_int, help="images labelled per cycle")
-    run.add_argument("--cycles", type=_positive_int)
-    run.add_argument("--trials", type=_positive_int)
+    run.add_argument("--cycles", type=_positive_int,
+                     help="train/evaluate cycles; the first starts from --initial labels "
+                     "and each later one adds --budget")
+    run.add_argument("--trials", type=_positive_int,
+                     help="repetitions with seeds SEED, SEED+1, ...")
     run.add_argument("--epochs", type=_positive_int, help="training epochs per cycle")
-    run.add_argument("--batch-size", type=_positive_int)
-    run.add_argument("--lr", type=_positive_float)
+    run.add_argument("--batch-size", type=_positive_int, help="images per SGD step")
+    run.add_argument("--lr", type=_positive_float, help="SGD learning rate")
     run.add_argument("--unlabeled", choices=["lowest_loss", "random", "all"],
                      help="unlabelled training data of mobyv2al (lowest_loss)")
     run.add_argument("--pool-subset", type=_positive_int,
                      help="random pool subset scanned per cycle (default: whole pool)")
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=int, help="seed of the first trial")
     run.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     run.add_argument("--data-root", help="folder of the dataset files")
     run.add_argument("--download", action="store_true", default=None,
                      help="download missing dataset files")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (fits, training steps, the time per step measured "
+                     "here and the estimated total) and stop; nothing is written")
     run.add_argument("--out", default=DEFAULT_OUT,
                      help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)")
     common(run)

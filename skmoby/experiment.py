@@ -848,7 +848,8 @@ def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
             ax.fill_between(mean.index, 100 * (mean - std).values,
                             100 * (mean + std).values, alpha=0.2)
     ax.set_xlabel("number of labelled images")
-    ax.set_ylabel("test accuracy (%)")
+    banded = results.groupby("method")["trial"].nunique().max() > 1
+    ax.set_ylabel("test accuracy (%)" + (", mean ± 1 std over trials" if banded else ""))
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
