@@ -18,8 +18,10 @@ __all__ = [
     "k_center_greedy",
     "lowest_contrastive_subset",
     "max_entropy",
+    "probcover",
     "random_sampling",
     "stack_unlabeled",
+    "typiclust",
 ]
 __version__ = "0.1.0.dev0"
 
@@ -33,6 +35,8 @@ _WHERE = {
     "lowest_contrastive_subset": ".query",
     "max_entropy": ".query",
     "random_sampling": ".query",
+    "probcover": ".query",
+    "typiclust": ".query",
 }
 
 

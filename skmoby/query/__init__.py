@@ -1,5 +1,7 @@
-"""Selection strategies: CoreSet (k-center greedy) and the other functions of the paper."""
+"""Selection strategies: CoreSet (k-center greedy), the other functions of the paper, and
+the low-budget strategies TypiClust and ProbCover."""
 
+from .coverage import probcover, purity_radius, radius_graph, typiclust
 from .kcenter import k_center_greedy, keops_available
 from .strategies import (
     coreset,
@@ -16,5 +18,9 @@ __all__ = [
     "keops_available",
     "lowest_contrastive_subset",
     "max_entropy",
+    "probcover",
+    "purity_radius",
+    "radius_graph",
     "random_sampling",
+    "typiclust",
 ]

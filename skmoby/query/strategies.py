@@ -92,8 +92,26 @@ def _features(estimator: Any, X: Any, name: str) -> np.ndarray:
     F = np.asarray(F)
     F = F.reshape(F.shape[0], -1)
     if np.issubdtype(F.dtype, np.number) and not np.isfinite(F).all():
-        raise ValueError(f"{source} NaN or infinity; CoreSet needs finite features")
+        raise ValueError(f"{source} NaN or infinity; selection needs finite features")
     return F
+
+
+def _stacked_features(learner: Any, X_pool: Any, X_labeled: Any) -> tuple[np.ndarray, int]:
+    """Features of the labelled samples (``X_labeled``, else the learner's
+    ``X_training``) then of the pool, in one array; and the number of labelled rows."""
+    est = _estimator(learner)
+    if X_labeled is None:
+        X_labeled = getattr(learner, "X_training", None)
+    F_pool = _features(est, X_pool, "X_pool")
+    if X_labeled is None or _n_samples(X_labeled) == 0:
+        return F_pool, 0
+    F_lab = _features(est, X_labeled, "X_labeled")
+    if F_lab.shape[1] != F_pool.shape[1]:
+        raise ValueError(
+            f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}")
+    # the wider dtype of the two: never round one set's features to the other's
+    F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
+    return F, len(F_lab)
 
 
 def coreset(
@@ -155,21 +173,7 @@ def coreset(
         if n_pool == 0:
             raise ValueError("X_pool is empty: there is nothing to select")
         n = _check_n(n_instances, n_pool)
-        est = _estimator(learner)
-        if X_labeled is None:
-            X_labeled = getattr(learner, "X_training", None)
-        F_pool = _features(est, X_pool, "X_pool")
-        if X_labeled is not None and _n_samples(X_labeled) > 0:
-            F_lab = _features(est, X_labeled, "X_labeled")
-            if F_lab.shape[1] != F_pool.shape[1]:
-                raise ValueError(
-                    f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}"
-                )
-            # the wider dtype of the two: never round one set's features to the other's
-            F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
-            m = len(F_lab)
-        else:
-            F, m = F_pool, 0
+        F, m = _stacked_features(learner, X_pool, X_labeled)
         idx, dist = k_center_greedy(F, n, initial_centers=np.arange(m), backend=backend,
                                     prune=prune, random_state=random_state)
         return _result(learner, idx - m, dist)

@@ -1,0 +1,424 @@
+"""Low-budget selection: typical picks (TypiClust) and covering picks (ProbCover).
+
+At small budgets, CoreSet's farthest-first picks favour outliers; picking *typical*
+samples of the dense regions (TypiClust, Hacohen et al., ICML 2022) or samples whose
+δ-balls *cover* the most unlabelled ones (ProbCover, Yehuda et al., NeurIPS 2022) does
+better. Both work in a self-supervised embedding; here that is the estimator's
+``transform`` (for :class:`~skmoby.MoBYv2Classifier`, the query-encoder features ``f_q``
+that its contrastive loss shapes), L2-normalised by default, since the contrastive loss
+compares normalised embeddings (cosine geometry): distances between raw features also
+carry their norms, which the loss leaves free.
+
+k-means and the within-cluster nearest neighbours are scikit-learn's; the δ-ball graph
+is built in blocks with PyTorch (on the features' device, CPU or GPU) and kept sparse,
+never as an N × N matrix; the greedy coverage loop is ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from .._modal_compat import modal_retry_guard
+from .strategies import _check_n, _estimator, _n_samples, _result, _stacked_features
+
+__all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]
+
+#: Distance entries computed at once while building the graph (about 256 MB in float32).
+_BLOCK_ENTRIES = 64 * 2**20
+
+
+def _normalized(F: np.ndarray) -> np.ndarray:
+    F = np.asarray(F, dtype=np.float64 if F.dtype == np.float64 else np.float32)
+    norms = np.linalg.norm(F, axis=1, keepdims=True)
+    return np.divide(F, norms, out=np.zeros_like(F), where=norms > 0)
+
+
+def _kmeans(F: np.ndarray, k: int, random_state: Any) -> np.ndarray:
+    """k-means labels, as the TypiClust paper clusters: full k-means up to 50 clusters,
+    mini-batch k-means above. ``k`` is capped by the number of distinct points."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    distinct = len(np.unique(F, axis=0)) if len(F) <= 100_000 else len(F)
+    k = max(1, min(k, distinct))
+    if k == 1:
+        return np.zeros(len(F), dtype=np.int64)
+    seed = check_random_state(random_state).randint(2**31 - 1)
+    model = (KMeans(k, n_init="auto", random_state=seed) if k <= 50
+             else MiniBatchKMeans(k, n_init="auto", batch_size=max(1024, 3 * k),
+                                  random_state=seed))
+    return model.fit_predict(F).astype(np.int64)
+
+
+def _typicality(F: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """1 / mean distance to the ``n_neighbors`` nearest other members (inf for exact
+    duplicates, 0 for a cluster of one)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(n_neighbors, len(F) - 1)
+    if k < 1:
+        return np.zeros(len(F))
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(F).kneighbors(F)
+    mean = np.sort(dist, axis=1)[:, 1:].mean(axis=1)  # the point itself is at distance 0
+    with np.errstate(divide="ignore"):
+        return 1.0 / mean
+
+
+def _typiclust_picks(F: np.ndarray, labels: np.ndarray, m: int, n: int,
+                     n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """TypiClust's loop on cluster ``labels``: rows ``:m`` of ``F`` are labelled.
+
+    Each pick goes to the cluster with the fewest labelled members (the largest first,
+    then the lowest id) that has a free point, and takes its most typical free point
+    (the lowest index on ties).
+    """
+    k = int(labels.max()) + 1
+    sizes = np.bincount(labels, minlength=k)
+    labelled = np.bincount(labels[:m], minlength=k)
+    free = sizes - labelled
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
+    typical: dict[int, np.ndarray] = {}
+    taken = np.zeros(len(F), dtype=bool)
+    taken[:m] = True
+    picks, scores = [], []
+    for _ in range(n):
+        open_ = np.flatnonzero(free > 0)
+        c = int(open_[np.lexsort((open_, -sizes[open_], labelled[open_]))[0]])
+        if c not in typical:
+            typical[c] = _typicality(F[members[c]], n_neighbors)
+        t = np.where(taken[members[c]], -np.inf, typical[c])
+        j = int(np.argmax(t))
+        i = int(members[c][j])
+        picks.append(i)
+        scores.append(t[j])
+        taken[i] = True
+        labelled[c] += 1
+        free[c] -= 1
+    return np.asarray(picks, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+
+
+def typiclust(
+    learner: Any,
+    X_pool: Any,
+    n_instances: int = 1,
+    *,
+    X_labeled: Any = None,
+    max_clusters: int = 500,
+    n_neighbors: int = 20,
+    normalize: bool = True,
+    random_state: int | np.random.RandomState | None = None,
+):
+    """TypiClust: the most typical sample of each of the least-covered clusters.
+
+    The features of the labelled and pool samples are clustered by k-means into
+    ``min(n_labeled + n_instances, max_clusters)`` clusters. Each pick goes to the
+    cluster with the fewest labelled members (among those, the largest), and takes its
+    most *typical* pool sample: the one with the highest typicality, 1 / mean distance
+    to its ``n_neighbors`` nearest neighbours inside the cluster.
+
+    Parameters
+    ----------
+    learner : modAL learner or estimator
+        A modAL learner (its ``estimator`` and ``X_training`` are used) or a fitted
+        estimator; features come from its ``transform`` (else the flattened inputs).
+    X_pool : array-like
+        The unlabelled pool.
+    n_instances : int, default=1
+        Number of samples to select.
+    X_labeled : array-like, optional
+        The labelled samples; defaults to ``learner.X_training``.
+    max_clusters : int, default=500
+        Cap on the number of clusters (the paper's).
+    n_neighbors : int, default=20
+        Neighbours that define typicality (the paper's).
+    normalize : bool, default=True
+        L2-normalise the features first (the contrastive embedding's geometry).
+    random_state : int, RandomState or None, default=None
+        Seed of k-means.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_instances,)
+        Indices into ``X_pool``, in the order they were picked.
+    typicality : ndarray of shape (n_instances,)
+        Each pick's typicality (``inf`` for an exact duplicate, 0 alone in a cluster).
+
+    Raises
+    ------
+    ValueError
+        For an empty pool, ``n_instances`` outside ``1..len(X_pool)``, non-finite
+        features, or invalid ``max_clusters``/``n_neighbors``.
+
+    References
+    ----------
+    G. Hacohen, A. Dekel, D. Weinshall. Active Learning on a Budget: Opposite Strategies
+    Suit High and Low Budgets. ICML 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (5, 2))])
+    >>> idx, _ = typiclust(DummyClassifier(), X, n_instances=2, normalize=False,
+    ...                    random_state=0)
+    >>> sorted(int(i) >= 50 for i in idx)  # one pick in each dense region
+    [False, True]
+    """
+    for name, v in (("max_clusters", max_clusters), ("n_neighbors", n_neighbors)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int; got {v!r}")
+    with modal_retry_guard():
+        F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize)
+        labels = _kmeans(F, min(m + n, int(max_clusters), len(F)), random_state)
+        picks, scores = _typiclust_picks(F, labels, m, n, int(n_neighbors))
+        return _result(learner, picks - m, scores)
+
+
+def _prepared(learner, X_pool, n_instances, X_labeled, normalize):
+    n_pool = _n_samples(X_pool)
+    if n_pool == 0:
+        raise ValueError("X_pool is empty: there is nothing to select")
+    n = _check_n(n_instances, n_pool)
+    if not isinstance(normalize, bool | np.bool_):
+        raise TypeError(f"normalize must be a bool; got {normalize!r}")
+    F, m = _stacked_features(learner, X_pool, X_labeled)
+    return (_normalized(F) if normalize else np.asarray(F, dtype=np.float64)), m, n
+
+
+def _blocks(n: int) -> list[slice]:
+    """Row slices of at most ``_BLOCK_ENTRIES`` distances against ``n`` points each."""
+    rows = max(1, _BLOCK_ENTRIES // max(1, n))
+    return [slice(s, min(n, s + rows)) for s in range(0, n, rows)]
+
+
+def _sq_dist(A: torch.Tensor, B: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    return ((A * A).sum(1, keepdim=True) - 2 * A @ B.T + b2).clamp_min_(0)
+
+
+def radius_graph(features: Any, delta: float, *, max_edges: int = 200_000_000
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The δ-ball graph of ``features`` as CSR arrays, built in row blocks.
+
+    Row ``i`` lists every ``j`` with ``||f_i - f_j|| <= delta`` (``i`` itself
+    included), in increasing order. Distances are computed in blocks of rows against all
+    points on the features' device, so memory stays at one block plus the edges.
+
+    Parameters
+    ----------
+    features : array-like or torch.Tensor of shape (n, d)
+        Finite features.
+    delta : float
+        Ball radius, ``>= 0``.
+    max_edges : int, default=200_000_000
+        Refuse a graph with more edges (a ``delta`` too large for the data).
+
+    Returns
+    -------
+    indptr : ndarray of shape (n + 1,), int64
+    indices : ndarray of shape (n_edges,), int64
+
+    Examples
+    --------
+    >>> indptr, indices = radius_graph([[0.0], [0.5], [3.0]], delta=1.0)
+    >>> [indices[indptr[i]:indptr[i + 1]].tolist() for i in range(3)]
+    [[0, 1], [0, 1], [2]]
+    """
+    if isinstance(delta, bool) or not isinstance(delta, int | float | np.floating) \
+            or not np.isfinite(delta) or delta < 0:
+        raise ValueError(f"delta must be a finite number >= 0; got {delta!r}")
+    F = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features)
+    if not F.is_floating_point():
+        F = F.double()
+    f2 = (F * F).sum(1)
+    counts, cols = [], []
+    total = 0
+    for block in _blocks(len(F)):
+        A = F[block]
+        near = _sq_dist(A, F, f2) <= float(delta) ** 2
+        near[torch.arange(len(A)), torch.arange(block.start, block.stop)] = True  # itself
+        rows, c = near.nonzero(as_tuple=True)
+        total += len(c)
+        if total > max_edges:
+            raise ValueError(f"delta={delta} gives more than max_edges={max_edges} edges "
+                             f"on {len(F)} points; choose a smaller delta")
+        counts.append(torch.bincount(rows, minlength=len(A)).cpu())
+        cols.append(c.cpu())
+    indptr = np.zeros(len(F) + 1, dtype=np.int64)
+    np.cumsum(torch.cat(counts).numpy(), out=indptr[1:])
+    return indptr, torch.cat(cols).numpy().astype(np.int64)
+
+
+def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
+    """The largest δ whose balls are pure for at least ``purity`` of the points.
+
+    A ball around point ``i`` is pure when no point of another (pseudo-)label lies
+    within δ, that is when δ is below ``r_i``, the distance from ``i`` to the nearest
+    point of another label. The fraction of pure balls falls as δ grows, so the largest
+    δ with at least ``purity`` of them pure is just below the matching quantile of the
+    ``r_i`` (by a relative 1e-4, a margin for rounding); they are computed in blocks,
+    never as an N × N matrix.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+        (Pseudo-)labels, at least two distinct.
+    purity : float, default=0.95
+        In ``(0, 1]``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> d = purity_radius([[0.0], [1.0], [10.0], [12.0]], [0, 0, 1, 1], purity=1.0)
+    >>> 8.99 < d < 9.0  # 1 and 10 are 9 apart: every ball just below 9 is pure
+    True
+    """
+    labels = np.asarray(labels)
+    if isinstance(purity, bool) or not isinstance(purity, int | float | np.floating) \
+            or not 0 < purity <= 1:
+        raise ValueError(f"purity must be in (0, 1]; got {purity!r}")
+    if len(np.unique(labels)) < 2:
+        raise ValueError("labels must hold at least two classes to measure purity")
+    F = torch.as_tensor(np.asarray(features, dtype=np.float64))
+    lab = torch.as_tensor(np.unique(labels, return_inverse=True)[1])
+    f2 = (F * F).sum(1)
+    r = torch.empty(len(F), dtype=F.dtype)
+    for block in _blocks(len(F)):
+        d2 = _sq_dist(F[block], F, f2)
+        d2[lab[block, None] == lab[None, :]] = torch.inf
+        r[block] = d2.min(1).values.sqrt()
+    allowed = int(np.floor((1 - purity) * len(F) + 1e-9))  # balls allowed to be impure
+    edge = float(torch.sort(r).values[min(allowed, len(F) - 1)])
+    # Below the edge by a relative 1e-4, so that rounding (here or in a float32 graph)
+    # cannot put the nearest point of another label inside the ball.
+    return edge * (1 - 1e-4)
+
+
+def _greedy_coverage(indptr: np.ndarray, indices: np.ndarray, m: int, n: int,
+                     rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``n`` of the points ``m..`` whose balls cover the most uncovered points;
+    points ``:m`` are labelled and cover their balls from the start. Ties go to the
+    lowest index; once every point is covered, the rest are drawn at random."""
+    N = len(indptr) - 1
+    starts, ends = indptr[:-1], indptr[1:]
+
+    def ball(i):
+        return indices[starts[i]:ends[i]]
+
+    covered = np.zeros(N, dtype=bool)
+    if m:
+        covered[np.concatenate([ball(i) for i in range(m)])] = True
+    owner = np.repeat(np.arange(N), ends - starts)
+    degree = np.bincount(owner, weights=~covered[indices], minlength=N).astype(np.int64)
+    degree[:m] = -1
+    picks, gains = [], []
+    for _ in range(n):
+        i = int(np.argmax(degree))
+        if degree[i] <= 0:
+            break
+        picks.append(i)
+        gains.append(int(degree[i]))
+        new = ball(i)[~covered[ball(i)]]
+        covered[new] = True
+        if len(new):  # each newly covered point leaves every ball that holds it
+            hit = np.concatenate([ball(v) for v in new])
+            degree -= np.bincount(hit, minlength=N)
+            degree[degree < 0] = -1
+        degree[i] = -1
+    if len(picks) < n:
+        rest = np.setdiff1d(np.arange(m, N), picks)
+        extra = rng.choice(rest, n - len(picks), replace=False)
+        picks.extend(int(i) for i in extra)
+        gains.extend([0] * len(extra))
+    return np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.int64)
+
+
+def probcover(
+    learner: Any,
+    X_pool: Any,
+    n_instances: int = 1,
+    *,
+    X_labeled: Any = None,
+    delta: float | None = None,
+    purity: float = 0.95,
+    n_clusters: int | None = None,
+    normalize: bool = True,
+    max_edges: int = 200_000_000,
+    random_state: int | np.random.RandomState | None = None,
+):
+    """ProbCover: greedy maximum coverage of δ-balls in the feature space.
+
+    Each pick is the pool sample whose ball of radius ``delta`` holds the most samples
+    (labelled or pool) that no labelled or already picked sample's ball holds. The
+    graph of balls is sparse and built in blocks. Without ``delta``, it is chosen as the
+    paper does: the largest radius whose balls are at least ``purity`` pure under
+    k-means pseudo-labels with ``n_clusters`` clusters (the number of classes).
+
+    Parameters
+    ----------
+    learner : modAL learner or estimator
+        As for :func:`typiclust`.
+    X_pool : array-like
+        The unlabelled pool.
+    n_instances : int, default=1
+        Number of samples to select.
+    X_labeled : array-like, optional
+        The labelled samples; defaults to ``learner.X_training``.
+    delta : float, optional
+        Ball radius (in the normalised space when ``normalize``).
+    purity : float, default=0.95
+        Purity the automatic ``delta`` keeps (the paper's α).
+    n_clusters : int, optional
+        Pseudo-label clusters for the automatic ``delta``; defaults to the number of the
+        estimator's ``classes_``.
+    normalize : bool, default=True
+        L2-normalise the features first.
+    max_edges : int, default=200_000_000
+        Refuse a graph with more edges.
+    random_state : int, RandomState or None, default=None
+        Seed of k-means and of the random picks once every sample is covered.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_instances,)
+        Indices into ``X_pool``, in the order they were picked.
+    gains : ndarray of shape (n_instances,)
+        Samples each pick newly covered (0 for a random pick after full coverage).
+
+    References
+    ----------
+    O. Yehuda, A. Dekel, G. Hacohen, D. Weinshall. Active Learning Through a Covering
+    Lens. NeurIPS 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [9.0]])
+    >>> probcover(DummyClassifier(), X, n_instances=2, delta=0.15,
+    ...           normalize=False)[0].tolist()
+    [1, 3]
+    """
+    with modal_retry_guard():
+        F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize)
+        rng = check_random_state(random_state)
+        if delta is None:
+            k = n_clusters if n_clusters is not None else len(
+                getattr(_estimator(learner), "classes_", ()))
+            if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
+                raise ValueError("probcover needs n_clusters >= 2 (or an estimator with "
+                                 f"classes_) to choose delta; got {k!r}")
+            labels = _kmeans(F, int(k), rng)
+            if len(np.unique(labels)) < 2:
+                raise ValueError("the features hold a single distinct point: give delta")
+            delta = purity_radius(F, labels, purity)
+        indptr, indices = radius_graph(F, delta, max_edges=max_edges)
+        picks, gains = _greedy_coverage(indptr, indices, m, n, rng)
+        return _result(learner, picks - m, gains)

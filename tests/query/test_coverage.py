@@ -1,0 +1,212 @@
+"""TypiClust and ProbCover against plain NumPy references, and their edge cases."""
+
+import numpy as np
+import pytest
+from modAL.models import ActiveLearner
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+
+from skmoby import probcover, typiclust
+from skmoby.query import coverage, purity_radius, radius_graph
+
+
+def _dense(F):
+    F = np.asarray(F, dtype=np.float64)
+    return np.sqrt(((F[:, None, :] - F[None, :, :]) ** 2).sum(-1))
+
+
+def _ref_graph(F, delta):
+    D = _dense(F)
+    return [np.flatnonzero(D[i] <= delta) for i in range(len(F))]
+
+
+def _ref_coverage(F, delta, m, n):
+    """Greedy max coverage, written plainly: ties to the lowest index."""
+    balls = _ref_graph(F, delta)
+    covered = set()
+    for i in range(m):
+        covered |= set(balls[i].tolist())
+    picks = []
+    for _ in range(n):
+        gains = [(-1 if (i < m or i in picks) else len(set(balls[i].tolist()) - covered))
+                 for i in range(len(F))]
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
+            break
+        picks.append(best)
+        covered |= set(balls[best].tolist())
+    return picks
+
+
+def _ref_typiclust(F, labels, m, n, k):
+    taken = set(range(m))
+    count = {c: int(np.sum(labels[:m] == c)) for c in set(labels.tolist())}
+    size = {c: int(np.sum(labels == c)) for c in count}
+    picks = []
+    for _ in range(n):
+        open_ = [c for c in count if any(labels[i] == c and i not in taken
+                                         for i in range(len(F)))]
+        c = min(open_, key=lambda c: (count[c], -size[c], c))
+        members = [i for i in range(len(F)) if labels[i] == c]
+        D = _dense(F[members])
+        kk = min(k, len(members) - 1)
+        best, best_t = None, -np.inf
+        for a, i in enumerate(members):
+            if i in taken:
+                continue
+            t = 0.0 if kk < 1 else 1.0 / np.sort(D[a])[1:kk + 1].mean() \
+                if np.sort(D[a])[1:kk + 1].mean() > 0 else np.inf
+            if t > best_t:
+                best, best_t = i, t
+        picks.append(best)
+        taken.add(best)
+        count[c] += 1
+    return picks
+
+
+@pytest.fixture
+def points():
+    rng = np.random.RandomState(0)
+    return np.concatenate([rng.normal(0, 0.3, (25, 3)), rng.normal(3, 0.5, (15, 3)),
+                           rng.normal(-4, 1.0, (8, 3))])
+
+
+# ============================================================================ the graph
+@pytest.mark.parametrize("delta", [0.0, 0.2, 0.7, 2.5, 1e6])
+def test_radius_graph_equals_the_dense_reference(points, delta, monkeypatch):
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 7 * len(points))  # several blocks
+    indptr, indices = radius_graph(points, delta)
+    got = [indices[indptr[i]:indptr[i + 1]] for i in range(len(points))]
+    for a, b in zip(got, _ref_graph(points, delta), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_radius_graph_refuses_too_many_edges(points):
+    with pytest.raises(ValueError, match="max_edges=100 edges"):
+        radius_graph(points, 1e6, max_edges=100)
+
+
+@pytest.mark.parametrize("delta", [-1.0, float("nan"), "0.5", True])
+def test_radius_graph_refuses_a_bad_delta(points, delta):
+    with pytest.raises(ValueError, match="delta must be"):
+        radius_graph(points, delta)
+
+
+@pytest.mark.parametrize("purity", [1.0, 0.95, 0.8, 0.5])
+def test_purity_radius_is_the_largest_pure_enough_radius(points, purity, monkeypatch):
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 5 * len(points))
+    labels = np.repeat([0, 1, 2], [25, 15, 8])
+    labels[3] = 1  # an impurity
+    delta = purity_radius(points, labels, purity)
+    D = _dense(points)
+
+    def pure_fraction(d):
+        return np.mean([np.all(labels[D[i] <= d] == labels[i]) for i in range(len(points))])
+
+    assert pure_fraction(delta) >= purity
+    r = np.sort([D[i][labels != labels[i]].min() for i in range(len(points))])
+    assert pure_fraction(r[r > delta][0]) < purity  # the next radius is not
+
+
+# ============================================================================ ProbCover
+@pytest.mark.parametrize(("delta", "m", "n"), [(0.5, 0, 5), (0.9, 6, 4), (1.5, 10, 3)])
+def test_probcover_equals_the_greedy_reference(points, delta, m, n):
+    idx, gains = probcover(DummyClassifier(), points[m:], n, X_labeled=points[:m] if m else
+                           None, delta=delta, normalize=False)
+    want = _ref_coverage(points, delta, m, n)
+    assert (idx + m).tolist() == want
+    assert np.all(gains > 0)
+
+
+def test_probcover_with_every_ball_one_point_picks_in_index_order(points):
+    idx, gains = probcover(DummyClassifier(), points, 4, delta=0.0, normalize=False)
+    assert idx.tolist() == [0, 1, 2, 3] and gains.tolist() == [1, 1, 1, 1]
+
+
+def test_probcover_with_one_ball_holding_all_then_draws_at_random(points):
+    idx, gains = probcover(DummyClassifier(), points, 5, delta=1e6, normalize=False,
+                           random_state=0)
+    assert gains[0] == len(points) and gains[1:].tolist() == [0] * 4
+    assert len(set(idx.tolist())) == 5 and idx.min() >= 0 and idx.max() < len(points)
+
+
+def test_probcover_duplicates_and_identical_features():
+    X = np.zeros((10, 4))
+    idx, gains = probcover(DummyClassifier(), X, 3, delta=0.1, normalize=False,
+                           random_state=0)
+    assert idx[0] == 0 and gains.tolist() == [10, 0, 0] and len(set(idx.tolist())) == 3
+    with pytest.raises(ValueError, match="single distinct point: give delta"):
+        probcover(DummyClassifier(), X, 3, n_clusters=3)
+
+
+def test_probcover_chooses_delta_from_the_estimators_classes(points):
+    y = np.repeat([0, 1, 2], [25, 15, 8])
+    clf = LogisticRegression().fit(points, y)
+    idx, gains = probcover(clf, points, 3, normalize=False, random_state=0)
+    assert len(set(idx.tolist())) == 3 and gains[0] >= gains[-1] > 0
+    with pytest.raises(ValueError, match="n_clusters >= 2"):
+        probcover(DummyClassifier(), points, 3)
+
+
+# ============================================================================ TypiClust
+@pytest.mark.parametrize(("m", "n", "k"), [(0, 3, 20), (5, 6, 3), (0, 12, 2)])
+def test_typiclust_picks_equal_the_reference(points, m, n, k):
+    labels = np.repeat([0, 1, 2], [25, 15, 8])
+    got, _ = coverage._typiclust_picks(points, labels, m, n, k)
+    assert got.tolist() == _ref_typiclust(points, labels, m, n, k)
+
+
+def test_typiclust_one_pick_per_cluster_largest_first(points):
+    labels = np.repeat([0, 1, 2], [25, 15, 8])
+    got, _ = coverage._typiclust_picks(points, labels, 0, 3, 20)
+    assert [labels[i] for i in got] == [0, 1, 2]
+
+
+def test_typiclust_with_more_picks_than_clusters(points):
+    idx, _ = typiclust(DummyClassifier(), points, 10, max_clusters=3, normalize=False,
+                       random_state=0)
+    assert len(set(idx.tolist())) == 10
+
+
+def test_typiclust_on_identical_features_and_duplicates():
+    X = np.ones((6, 3))
+    idx, t = typiclust(DummyClassifier(), X, 3, normalize=False, random_state=0)
+    assert idx.tolist() == [0, 1, 2] and np.isinf(t).all()
+
+
+def test_typiclust_one_cluster_takes_its_most_typical_point():
+    X = np.array([[0.0], [1.0], [1.1], [1.2], [5.0]])
+    idx, _ = typiclust(DummyClassifier(), X, 1, max_clusters=1, n_neighbors=2,
+                       normalize=False)
+    assert idx.tolist() == [2]
+
+
+# ============================================================================ contract
+@pytest.mark.parametrize("strategy", [typiclust, probcover])
+def test_strategies_refuse_bad_input(points, strategy):
+    kw = {"delta": 0.5} if strategy is probcover else {}
+    with pytest.raises(ValueError, match=r"n_instances must be in 1\.\.48"):
+        strategy(DummyClassifier(), points, 49, **kw)
+    bad = points.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        strategy(DummyClassifier(), bad, 2, **kw)
+    with pytest.raises(ValueError, match="X_pool is empty"):
+        strategy(DummyClassifier(), points[:0], 1, **kw)
+    with pytest.raises(TypeError, match="normalize must be a bool"):
+        strategy(DummyClassifier(), points, 1, normalize="yes", **kw)
+
+
+@pytest.mark.parametrize("strategy", [typiclust, probcover])
+def test_strategies_in_a_modal_learner_use_its_labels(points, strategy):
+    y = np.repeat([0, 1, 2], [25, 15, 8])
+    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=strategy,
+                            X_training=points[::4], y_training=y[::4])
+    idx, _ = learner.query(points, n_instances=4)
+    assert len(idx) == 4 and len(set(np.asarray(idx).tolist())) == 4
+
+
+def test_typiclust_on_the_estimators_contrastive_features(fitted, digits):
+    X, _ = digits
+    idx, t = typiclust(fitted, X[600:900], 10, X_labeled=X[:300], random_state=0)
+    assert len(set(idx.tolist())) == 10 and np.all(t > 0)
