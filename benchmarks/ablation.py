@@ -27,6 +27,9 @@ selection is taken trial by trial (paired). Variants:
 ``mobyv2al-unit``, ``coreset-unit``
     ``mobyv2al`` and ``coreset`` with k-center greedy on L2-normalised features (cosine
     geometry) instead of the raw ``f_q``.
+``mobyv2al-typiclust``, ``mobyv2al-probcover``
+    The MoBYv2 learner selecting with :func:`~skmoby.typiclust` or
+    :func:`~skmoby.probcover` on L2-normalised ``f_q`` (the low-budget strategies).
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
@@ -68,6 +71,7 @@ from skmoby.augment import WeakAugment
 from skmoby.datasets import ImageDataset, _imbalance, load_dataset
 from skmoby.experiment import PRESETS, ExperimentConfig, run_experiment
 from skmoby.network import MoBYv2Network
+from skmoby.query import probcover, typiclust
 from skmoby.query.strategies import coreset, random_sampling
 
 REFERENCE = "random"
@@ -116,6 +120,18 @@ def _unit_coreset(learner, X_pool, n_instances=1):
                    X_labeled=np.asarray(learner.X_training))
 
 
+def _joint_typiclust(learner, X_pool, n_instances=1):
+    """TypiClust on the learner's L2-normalised ``f_q``, k-means seeded like the learner."""
+    return typiclust(learner, X_pool, n_instances,
+                     random_state=learner.estimator.random_state)
+
+
+def _joint_probcover(learner, X_pool, n_instances=1):
+    """ProbCover on the learner's L2-normalised ``f_q``, delta chosen for 0.95 purity."""
+    return probcover(learner, X_pool, n_instances,
+                     random_state=learner.estimator.random_state)
+
+
 def _pool10x(settings: dict) -> int:
     return 10 * settings["budget"]
 
@@ -135,6 +151,8 @@ VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
     "coreset-pool10x": ("coreset", {}, None, {"pool_subset": _pool10x}),
     "coreset-unit": ("coreset", {}, _unit_coreset, {}),
     "mobyv2al-unit": ("mobyv2al", {}, _unit_coreset, {}),
+    "mobyv2al-typiclust": ("mobyv2al", {}, _joint_typiclust, {}),
+    "mobyv2al-probcover": ("mobyv2al", {}, _joint_probcover, {}),
 }
 
 
