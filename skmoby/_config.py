@@ -11,7 +11,20 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("mobyv2al", "coreset", "random", "entropy")
+#: The runner's methods. New ones go at the end: a method's position seeds its draws.
+METHODS = ("mobyv2al", "coreset", "random", "entropy", "mobyv2al-typiclust",
+           "mobyv2al-probcover")
+
+
+def is_joint(method: str) -> bool:
+    """Whether ``method`` trains the MoBYv2 learner (labelled and unlabelled images).
+
+    Examples
+    --------
+    >>> is_joint("mobyv2al-typiclust"), is_joint("coreset")
+    (True, False)
+    """
+    return method.startswith("mobyv2al")
 
 
 @dataclass
@@ -23,7 +36,8 @@ class ExperimentConfig:
     dataset : str
         A name accepted by :func:`~skmoby.datasets.load_dataset`.
     methods : list of str
-        Any of ``"mobyv2al"``, ``"coreset"``, ``"random"``, ``"entropy"``.
+        Any of ``"mobyv2al"``, ``"coreset"``, ``"random"``, ``"entropy"``,
+        ``"mobyv2al-typiclust"``, ``"mobyv2al-probcover"``.
     backbone : str
         Backbone name for :class:`~skmoby.MoBYv2Classifier`.
     initial : int
@@ -229,7 +243,7 @@ class ExperimentConfig:
         table = pd.DataFrame({"n_labelled": labelled},
                              index=pd.RangeIndex(self.cycles, name="cycle"))
         for method in self.methods:
-            if method == "mobyv2al":
+            if is_joint(method):
                 per_epoch = [2 * max(batches(n), batches(u)) if u else batches(n)
                              for n, u in zip(labelled, self.n_unlabelled(n_pool),
                                              strict=True)]

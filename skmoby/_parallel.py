@@ -141,7 +141,7 @@ def longest_first(todo: list[Job], cfg, n_pool: int) -> list[Job]:
     def work(job: Job) -> float:
         method, _, finished = job
         left = [c for c in range(cfg.cycles) if c not in finished]
-        factor = _CONTRASTIVE_STEP_COST if method == "mobyv2al" else 1.0
+        factor = _CONTRASTIVE_STEP_COST if method.startswith("mobyv2al") else 1.0
         return float(steps.loc[left, method].sum()) * factor
 
     return sorted(todo, key=work, reverse=True)

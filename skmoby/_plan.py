@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._config import ExperimentConfig
+from ._config import ExperimentConfig, is_joint
 from .datasets import ImageDataset
 from .experiment import _make_estimator
 
@@ -114,7 +114,7 @@ def seconds_per_step(cfg: ExperimentConfig, ds: ImageDataset, method: str) -> tu
     if len(np.unique(ds.y_train[lab])) < 2:  # a fit needs two classes
         lab = np.concatenate([lab, [next(i for i in order[n:]
                                          if ds.y_train[i] != ds.y_train[lab[0]])]])
-    kw = {"X_unlabeled": ds.X_train[order[-n:]]} if method == "mobyv2al" else {}
+    kw = {"X_unlabeled": ds.X_train[order[-n:]]} if is_joint(method) else {}
     est = _make_estimator(cfg, method, ds, cfg.seed)
     est.set_params(max_epochs=3)
     est.fit(ds.X_train[lab], ds.y_train[lab], **kw)
@@ -132,7 +132,7 @@ def plan_run(cfg: ExperimentConfig, ds: ImageDataset,
     device = cfg.device
     kinds: dict[bool, tuple[float, str]] = {}  # MoBYv2 learner or supervised learner
     for m in steps:
-        joint = m == "mobyv2al"
+        joint = is_joint(m)
         if fits and joint not in kinds:
             kinds[joint] = seconds_per_step(cfg, ds, m)
         if joint in kinds:

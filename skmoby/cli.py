@@ -549,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol")
     run.add_argument("--dataset", choices=DATASETS, help="dataset (or from --preset)")
-    run.add_argument("--methods", help="comma-separated: mobyv2al,coreset,random,entropy")
+    run.add_argument("--methods", help="comma-separated, of: mobyv2al, coreset, random, entropy, "
+                     "mobyv2al-typiclust, mobyv2al-probcover")
     run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn",
                                             "mlp"])
     run.add_argument("--initial", type=_positive_int, help="initial labelled images")

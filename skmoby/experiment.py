@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import pickle
 import signal
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 from skorch.callbacks import Callback, EarlyStopping
 
-from ._config import METHODS, PRESETS, ExperimentConfig
+from ._config import METHODS, PRESETS, ExperimentConfig, is_joint
 from ._modal_compat import guard_modal_retry
 from ._runstore import (
     RESULT_DTYPES,
@@ -52,6 +53,7 @@ from ._runstore import (
 )
 from .classifier import MoBYv2Classifier
 from .datasets import ImageDataset, load_dataset
+from .query.coverage import probcover, typiclust
 from .query.strategies import (
     coreset,
     lowest_contrastive_subset,
@@ -201,15 +203,18 @@ def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: 
         cbs.append(("epoch_progress", _EpochProgress(f"{method} epochs")))
     cbs.append(("fit_guard", _FitGuard()))
     kw["callbacks"] = cbs
-    if method == "mobyv2al":
+    if is_joint(method):
         return MoBYv2Classifier(**kw)
     return MoBYv2Classifier(lambda_c=0.0, **kw)
 
 
 _STRATEGIES: dict[str, Callable[..., Any]] = {
     "mobyv2al": coreset, "coreset": coreset, "random": random_sampling,
-    "entropy": max_entropy,
+    "entropy": max_entropy, "mobyv2al-typiclust": typiclust,
+    "mobyv2al-probcover": probcover,
 }
+#: Strategies that draw at random: seeded per (trial, cycle) by the runner.
+_SEEDED = ("random", "mobyv2al-typiclust", "mobyv2al-probcover")
 
 
 def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress=False, *,
@@ -225,12 +230,11 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
     seed = cfg.seed + trial
     n_pool = len(ds.X_train)
     fit_kw = {}
-    if method == "mobyv2al" and unl_train is not None and len(unl_train):
+    if is_joint(method) and unl_train is not None and len(unl_train):
         fit_kw["X_unlabeled"] = ds.X_train[unl_train]
     strategy = _STRATEGIES[method]
-    if method == "random":
-        def strategy(learner, X, n_instances=1, _s=seed * 1000 + cycle):
-            return random_sampling(learner, X, n_instances, random_state=_s)
+    if method in _SEEDED:  # random draws (and k-means) seeded by trial and cycle
+        strategy = functools.partial(strategy, random_state=seed * 1000 + cycle)
     # Ctrl-C during modAL's query stops it (its bare except would call the strategy again)
     strategy = guard_modal_retry(strategy)
     estimator = _make_estimator(cfg, method, ds, seed * 1000 + cycle, progress, device=device,
@@ -264,7 +268,7 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
     selected = pool[np.asarray(idx)]
     row["query_seconds"] = time.perf_counter() - t0
     next_unl = None
-    if method == "mobyv2al":
+    if is_joint(method):
         if cfg.unlabeled != "lowest_loss":
             next_unl = _unlabelled_subset(cfg, np.union1d(labelled, selected), n_pool, rng)
         else:
@@ -306,7 +310,7 @@ def _job_cycles(cfg: ExperimentConfig, ds: ImageDataset, method: str, trial: int
     seed = cfg.seed + trial
     labelled = _initial_labels(cfg, n_pool, trial)
     rng = np.random.RandomState([seed, METHODS.index(method)])
-    unl = _unlabelled_subset(cfg, labelled, n_pool, rng) if method == "mobyv2al" else None
+    unl = _unlabelled_subset(cfg, labelled, n_pool, rng) if is_joint(method) else None
     for cycle in range(cfg.cycles):
         if cycle in done:  # replay what the finished cycle chose
             selected = done[cycle]["selected"]

@@ -405,3 +405,19 @@ def test_version_help_and_argument_errors_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+
+
+@pytest.mark.parametrize("method", ["mobyv2al-typiclust", "mobyv2al-probcover"])
+def test_a_run_of_a_low_budget_method_resumes_to_the_same_table(tmp_path, method):
+    cfg = tiny(methods=[method], initial=30, budget=20, cycles=3, trials=1,
+               unlabeled="random")
+    whole = run_experiment(cfg, tmp_path / "whole", progress=False)
+    cut = tmp_path / "cut"
+    run_experiment(cfg, cut, progress=False)
+    lines = (cut / "results.csv").read_text().splitlines(keepends=True)
+    (cut / "results.csv").write_text("".join(lines[:2]))  # as if killed after cycle 0
+    again = resume_experiment(cut, progress=False)
+    cols = ["method", "trial", "cycle", "n_labelled", "accuracy"]
+    assert again[cols].equals(whole[cols])
+    sel = [json.loads((d / "selections.json").read_text()) for d in (tmp_path / "whole", cut)]
+    assert sel[0] == sel[1]
