@@ -309,3 +309,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                              backbone="lenet5", initial=200, budget=200, cycles=5, trials=3,
                              epochs=30, batch_size=64, lr=0.02, pool_subset=5000),
 }
+
+
+# The public home of the class (pickles and the documentation name it there).
+ExperimentConfig.__module__ = "skmoby.experiment"

@@ -76,10 +76,11 @@ class RunFolderLockedError(RunFolderError):
     """
 
 
-# Locks this process holds: resolved folder -> [file descriptor, depth]. A POSIX record
-# lock belongs to the process and closing any descriptor of the file releases it, so a
-# nested acquisition in the same process must reuse the descriptor instead of reopening.
-_held: dict[str, list[int]] = {}
+# Locks this process holds: resolved folder -> [file descriptor, depth, owner], the owner
+# being (pid, thread id). A POSIX record lock belongs to the process (another thread's
+# lockf succeeds) and closing any descriptor of the file releases it, so the same thread
+# nests on the held descriptor, and other threads and forked children are refused here.
+_held: dict[str, list[Any]] = {}
 _held_guard = threading.Lock()
 # errno values of file systems that cannot lock (some FUSE and SMB mounts).
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
@@ -122,9 +123,10 @@ def _try_lock(fd: int, path: Path) -> bool:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
     except ValueError:
         info = {}
-    if not info:
-        return True
-    return info.get("host") == socket.gethostname() and not _pid_alive(int(info["pid"]))
+    pid = info.get("pid") if isinstance(info, dict) else None
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return True  # no holder named (an empty or foreign file)
+    return info.get("host") == socket.gethostname() and not _pid_alive(pid)
 
 
 @contextlib.contextmanager
@@ -157,18 +159,26 @@ def lock_folder(out: str | os.PathLike, *, create: bool = True) -> Iterator[None
     if not out.is_dir():
         if not create:
             raise FileNotFoundError(f"{out} is not a folder")
+        if out.is_symlink():
+            raise RunFolderError(f"{out} is a symbolic link to {os.readlink(out)!r}, which "
+                                 "does not exist; create that folder or choose another")
         if out.exists():
             raise RunFolderError(f"{out} is a file, not a folder; choose another output "
                                  "folder")
         out.mkdir(parents=True)
         made = True
     name = os.path.realpath(out)
+    me = (os.getpid(), threading.get_ident())
     with _held_guard:
-        if name in _held:
-            _held[name][1] += 1
-            nested = True
-        else:
-            nested = False
+        held = _held.get(name)
+        if held is not None and held[2] != me:
+            who = "another thread of this process" if held[2][0] == me[0] else \
+                f"process {held[2][0]}, of which this process is a copy"
+            raise RunFolderLockedError(f"{out} is being written by {who}; wait for it to "
+                                       "end or use another folder")
+        if held is not None:
+            held[1] += 1
+        nested = held is not None
     if nested:
         try:
             yield
@@ -179,7 +189,7 @@ def lock_folder(out: str | os.PathLike, *, create: bool = True) -> Iterator[None
     path = out / LOCK_NAME
     fd = _acquire(path)
     with _held_guard:
-        _held[name] = [fd, 1]
+        _held[name] = [fd, 1, me]
     try:
         yield
     finally:
@@ -229,7 +239,10 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` by ``data`` atomically, with the mode ``open()`` would give it."""
+    """Replace ``path`` by ``data`` atomically, with the mode ``open()`` would give it.
+
+    An ``OSError`` (a full disk, ...) names ``path``; the old file is left as it was.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600 files
@@ -238,9 +251,11 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not exc.filename and exc.errno:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -225,9 +225,11 @@ def _execute(command: str, out: Path, start, title: str | None = None) -> int:
 
     try:
         results = start()
+    except BrokenPipeError:
+        raise  # the reader of stdout is gone: main ends quietly
     except KeyboardInterrupt:
         print(f"\nskmoby {command}: interrupted; the cycles in progress were not saved. "
-              f"`skmoby resume {out}` continues.", file=sys.stderr)
+              + _next_step(out), file=sys.stderr)
         return 130
     except (JobsFailedError, WorkerStartError) as exc:
         print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
@@ -250,13 +252,26 @@ def _execute(command: str, out: Path, start, title: str | None = None) -> int:
     return 0
 
 
+def _started(out: Path) -> bool:
+    return (out / "config.json").is_file()
+
+
+def _next_step(out: Path) -> str:
+    """What continues the work: resume where a run was started, else the same command."""
+    if _started(out):
+        return f"`skmoby resume {out}` continues."
+    return "Nothing was written; run the command again."
+
+
 def _os_message(exc: OSError, out: Path) -> str:
-    """One line for a file-system error: what failed, where, and that the run is safe."""
+    """One line for a file-system error: what failed, where, and what is safe."""
     what = exc.strerror or type(exc).__name__
-    where = f" ({exc.filename})" if exc.filename else ""
-    return (f"cannot write the run folder {out}: {what}{where}. Every file in it is "
-            "replaced whole, so the cycles saved before are intact; once this is fixed, "
-            f"`skmoby resume {out}` continues (or choose another --out)")
+    where = f": {exc.filename}" if exc.filename else ""
+    if not _started(out):
+        return f"{what}{where}. Nothing was written; fix this or choose another --out"
+    return (f"{what}{where}. Every file of the run folder is replaced whole, so the cycles "
+            f"saved before are intact; once this is fixed, `skmoby resume {out}` continues "
+            "(or choose another --out)")
 
 
 def _demo_jobs(cfg) -> int:
@@ -302,6 +317,9 @@ def _demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _usage(f"skmoby demo: error: {_cli_message(exc)}") from None
     base = _out_argument("demo", args.out)
+    if base.exists() and not base.is_dir():
+        raise _usage(f"skmoby demo: error: --out {base} is a file, not a folder; the demo "
+                     "writes a folder inside --out")
     out = _demo_folder(base, args.overwrite)
     if out.name != "demo":
         print(f"{base / 'demo'} holds an earlier run (kept); this demo writes {out}. "
@@ -315,15 +333,13 @@ def _demo(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
 
     def start():
-        ds, _ = _plan(cfg, out)
-        _prepare_output(args.quiet)
-        if not args.overwrite:
-            return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
-                                  log=_print_cycle, jobs=jobs)
         from ._runstore import lock_folder
 
         with lock_folder(out):  # a run writing the folder is never overwritten
-            _remove_run_files(out)
+            if args.overwrite:
+                _remove_run_files(out)
+            ds, _ = _plan(cfg, out)
+            _prepare_output(args.quiet)
             return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
                                   log=_print_cycle, jobs=jobs)
 
@@ -359,19 +375,22 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _plan(cfg, out: Path, ds=None):
-    """Load the data (unless given), print what the run has left and its cost; return
-    the dataset, to be handed to the runner."""
+    """Check the folder, load the data (unless given), print what the run has left and
+    its cost; return the dataset, to be handed to the runner."""
     from ._plan import plan_run
-    from .experiment import _check_device, _checked_dataset, load_results
+    from ._runstore import RunFolder
+    from .experiment import (
+        _check_device,
+        _check_same_protocol,
+        _checked_dataset,
+        _checked_folder,
+    )
 
     _check_device(cfg.device)
+    store = RunFolder(out)
+    _check_same_protocol(store, cfg)  # a folder of another run: refused before the probe
     ds = _checked_dataset(cfg, ds)
-    done = ()
-    if (out / "results.csv").is_file():
-        try:
-            done = {(r.method, r.trial, r.cycle) for r in load_results(out).itertuples()}
-        except (ValueError, OSError):
-            pass  # the runner names what is wrong with the folder
+    done = _checked_folder(cfg, store, ds)[2] if store.config.is_file() else ()
     print(f"measuring the time per training step on {cfg.device} ...", flush=True)
     plan = plan_run(cfg, ds, done)
     for line in plan.lines():
@@ -394,12 +413,16 @@ def _run(args: argparse.Namespace) -> int:
     print(f"running {name}: {json.dumps(cfg.to_dict())}")
 
     def start():
-        ds, _ = _plan(cfg, out)
+        from ._runstore import lock_folder
+
         if args.dry_run:
+            _plan(cfg, out)
             return None
-        _prepare_output(args.quiet)
-        return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
-                              log=_print_cycle, **options)
+        with lock_folder(out):  # refused at once while another process writes it
+            ds, _ = _plan(cfg, out)
+            _prepare_output(args.quiet)
+            return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
+                                  log=_print_cycle, **options)
 
     return _execute("run", out, start)
 
@@ -416,6 +439,13 @@ def _resume(args: argparse.Namespace) -> int:
         raise _usage(f"skmoby resume: error: {exc}") from None
 
     def start():
+        from ._runstore import RunFolder, lock_folder
+
+        _read_config(RunFolder(out))  # a folder without a run is named first
+        with lock_folder(out, create=False):
+            return _resume_locked()
+
+    def _resume_locked():
         from ._runstore import RunFolder
 
         cfg = _read_config(RunFolder(out))
@@ -455,7 +485,13 @@ def _plot(args: argparse.Namespace) -> int:
         print(f"skmoby plot: error: {out / 'results.csv'} holds no finished cycle yet; "
               f"`skmoby resume {out}` runs them", file=sys.stderr)
         return 2
-    _report(results, out, out.name)
+    try:
+        _report(results, out, out.name)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        print(f"skmoby plot: error: {_os_message(exc, out)}", file=sys.stderr)
+        return 1
     return 0
 
 

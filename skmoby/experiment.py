@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import os
 import pickle
 import signal
@@ -860,7 +861,11 @@ def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
         ax.set_title(title)
     fig.tight_layout()
     files = [out / "learning_curve.png", out / "learning_curve.svg"]
-    for f in files:
-        fig.savefig(f, dpi=150)
-    plt.close(fig)
+    try:
+        for f in files:  # each replaced whole, like the run's other files
+            buffer = io.BytesIO()
+            fig.savefig(buffer, dpi=150, format=f.suffix[1:])
+            atomic_write(f, buffer.getvalue())
+    finally:
+        plt.close(fig)
     return files

@@ -421,3 +421,141 @@ def test_a_run_of_a_low_budget_method_resumes_to_the_same_table(tmp_path, method
     assert again[cols].equals(whole[cols])
     sel = [json.loads((d / "selections.json").read_text()) for d in (tmp_path / "whole", cut)]
     assert sel[0] == sel[1]
+
+
+# ============================================================================ review round
+def test_another_thread_of_the_holder_is_refused(tmp_path):
+    import threading
+
+    out = tmp_path / "run"
+    seen = []
+
+    def other():
+        try:
+            with _runstore.lock_folder(out):
+                seen.append("entered")
+        except RunFolderLockedError as exc:
+            seen.append(str(exc))
+
+    with _runstore.lock_folder(out):
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert (out / _runstore.LOCK_NAME).exists()  # still held by this thread
+    assert "another thread of this process" in seen[0]
+
+
+def test_a_forked_copy_of_the_holder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    with _runstore.lock_folder(out):
+        pid = os.fork()
+        if pid == 0:  # the child: must not think it holds the folder
+            try:
+                with _runstore.lock_folder(out):
+                    os._exit(1)
+            except RunFolderLockedError:
+                os._exit(0)
+            os._exit(2)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_plan_of_a_run_into_another_protocols_folder_is_a_refusal(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
+            "--budget", "10", "--cycles", "2", "--trials", "1", "--device", "cpu",
+            "--quiet", "--out", str(out)]
+    assert cli.main([*args, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    for extra in (["--dry-run"], []):
+        assert cli.main([*args, "--epochs", "2", *extra]) == 2
+        text = capsys.readouterr()
+        assert "another configuration (epochs 1 -> 2)" in text.err
+        assert "nothing left" not in text.out and "measuring" not in text.out
+
+
+def test_a_locked_folder_is_refused_before_data_and_probe(tmp_path, capsys):
+    out = tmp_path / "run"
+    run_experiment(tiny(trials=2), out, progress=False)
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text("".join(lines[:2]))
+    with _held_elsewhere(out):
+        assert cli.main(["resume", str(out), "--quiet"]) == 2
+    text = capsys.readouterr()
+    assert "being written by process" in text.err and "measuring" not in text.out
+
+
+def test_demo_overwrite_of_a_finished_demo_plans_every_fit(tmp_path, tiny_demo, capsys):
+    assert _demo(tmp_path) == 0
+    capsys.readouterr()
+    assert _demo(tmp_path, "--overwrite") == 0
+    out = capsys.readouterr().out
+    assert "nothing left" not in out and "plan: 4 fits" in out
+
+
+def test_a_pipe_closed_during_a_run_ends_quietly(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skmoby.cli", "run", "--dataset", "digits", "--methods",
+         "random", "--initial", "20", "--budget", "10", "--cycles", "2", "--trials", "1",
+         "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 141
+    assert "Traceback" not in err and "Broken pipe" not in err
+
+
+def test_a_full_disk_before_anything_is_saved_names_the_file(tmp_path, monkeypatch,
+                                                             capsys):
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "run"
+    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
+                     "--initial", "20", "--budget", "10", "--cycles", "2", "--trials",
+                     "1", "--device", "cpu", "--quiet", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device: " in err and "config.json" in err
+    assert "Nothing was written" in err and "skmoby resume" not in err
+
+
+def test_demo_into_a_file_and_a_dangling_link_are_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--device", "cpu", "--quiet", "--out", str(afile)])
+    assert e.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "missing")
+    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
+                     "--device", "cpu", "--quiet", "--out", str(link)]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert afile.read_text() == "mine" and not (tmp_path / "missing").exists()
+
+
+def test_plots_are_replaced_whole_and_a_plot_error_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    run_experiment(tiny(), out, progress=False)
+    (out / "learning_curve.png").unlink(missing_ok=True)
+    (out / "learning_curve.png").mkdir()
+    assert cli.main(["plot", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "learning_curve.png" in err and "Traceback" not in err
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_without_record_locks_a_foreign_lock_file_is_taken_over(tmp_path, monkeypatch):
+    _no_record_locks(monkeypatch)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / _runstore.LOCK_NAME).write_text("[1, 2, 3]")
+    assert len(run_experiment(tiny(), out, progress=False)) == 2
+
+
+def test_an_experiment_config_pickles_under_its_public_module():
+    import pickle
+
+    data = pickle.dumps(tiny())
+    assert b"skmoby.experiment" in data and b"skmoby._config" not in data
+    assert pickle.loads(data) == tiny()
