@@ -45,6 +45,14 @@ def _is_modal_learner(obj: Any) -> bool:
     return isinstance(obj, BaseLearner | BaseCommittee)
 
 
+def _is_committee(obj: Any) -> bool:
+    try:
+        from modAL.models.base import BaseCommittee
+    except ImportError:  # pragma: no cover - modAL is a dependency
+        return False
+    return isinstance(obj, BaseCommittee)
+
+
 def _result(learner: Any, indices: np.ndarray, scores: np.ndarray):
     indices = np.asarray(indices, dtype=np.int64)
     if _is_modal_learner(learner) and not query_returns_metrics():
@@ -99,6 +107,14 @@ def _features(estimator: Any, X: Any, name: str) -> np.ndarray:
 def _stacked_features(learner: Any, X_pool: Any, X_labeled: Any) -> tuple[np.ndarray, int]:
     """Features of the labelled samples (``X_labeled``, else the learner's
     ``X_training``) then of the pool, in one array; and the number of labelled rows."""
+    if _is_committee(learner):
+        # Each member has a feature space of its own and the committee none: picking in
+        # raw pixels with no labelled centres (what the attributes would give) is not
+        # what a user of a committee asks for.
+        raise TypeError(
+            "a modAL Committee has one feature space per member and no labelled set of "
+            "its own; select with one member (committee.learner_list[0]) as the learner, "
+            "or with a fitted estimator and X_labeled=")
     est = _estimator(learner)
     if X_labeled is None:
         X_labeled = getattr(learner, "X_training", None)

@@ -210,3 +210,35 @@ def test_typiclust_on_the_estimators_contrastive_features(fitted, digits):
     X, _ = digits
     idx, t = typiclust(fitted, X[600:900], 10, X_labeled=X[:300], random_state=0)
     assert len(set(idx.tolist())) == 10 and np.all(t > 0)
+
+
+@pytest.mark.parametrize("strategy", ["coreset", "typiclust", "probcover",
+                                      "high_contrastive_loss"])
+def test_feature_strategies_on_a_committee_are_refused_clearly(points, strategy):
+    # Once: coreset on a Committee picked in raw pixel space with no labelled centres.
+    from modAL.models import Committee
+
+    import skmoby
+
+    y = np.repeat([0, 1, 2], [25, 15, 8])
+    members = [ActiveLearner(estimator=LogisticRegression(), X_training=points[i::3],
+                             y_training=y[i::3]) for i in range(2)]
+    committee = Committee(learner_list=members, query_strategy=getattr(skmoby, strategy))
+    with pytest.raises(TypeError, match=r"Committee|contrastive_loss"):
+        getattr(skmoby, strategy)(committee, points, 2)
+    idx, _ = skmoby.coreset(members[0], points, 2)  # one member, as the message says
+    assert len(idx) == 2
+
+
+@pytest.mark.parametrize("strategy", ["max_entropy", "random_sampling"])
+def test_committee_wide_strategies_work_on_a_committee(points, strategy):
+    from modAL.models import Committee
+
+    import skmoby
+
+    y = np.repeat([0, 1, 2], [25, 15, 8])
+    members = [ActiveLearner(estimator=LogisticRegression(), X_training=points[i::3],
+                             y_training=y[i::3]) for i in range(2)]
+    committee = Committee(learner_list=members, query_strategy=getattr(skmoby, strategy))
+    idx, _ = committee.query(points, n_instances=3)
+    assert len(set(np.asarray(idx).tolist())) == 3
