@@ -108,7 +108,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
     lr_milestones : tuple of float or None, default=(0.6, 0.8)
         Fractions of ``max_epochs`` at which the learning rate is multiplied by
         ``lr_gamma`` (epochs 120 and 160 of 200), counted within a training run. ``None``
-        or ``()`` keeps ``lr`` constant. Applied by the default callback ``lr_schedule``
+        or ``()`` keeps ``lr`` constant. Applied by the default callback ``lr_scheduler``
         (:class:`MilestoneLR`, skorch's ``LRScheduler`` with PyTorch's ``MultiStepLR``).
     lr_gamma : float, default=0.1
         Learning-rate decay factor at each milestone.
@@ -349,7 +349,12 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
             elif name == "print_log":
                 cb = QuietPrintLog()
             callbacks.append((name, cb))
-        callbacks.insert(1, ("lr_schedule", MilestoneLR()))
+        # A callback of the user's named lr_scheduler (skorch's documented name for an
+        # LRScheduler) replaces the built-in schedule instead of being refused as a
+        # duplicate name or stacking on it.
+        users = {cb[0] for cb in self.callbacks or () if isinstance(cb, tuple)}
+        if "lr_scheduler" not in users:
+            callbacks.insert(1, ("lr_scheduler", MilestoneLR()))
         return callbacks
 
     def initialize_callbacks(self):
@@ -358,8 +363,8 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         after ``LoadInitState`` restored the history, and steps after user callbacks saw
         the epoch's own rate in ``on_epoch_end``."""
         super().initialize_callbacks()
-        schedule = [(n, cb) for n, cb in self.callbacks_ if n == "lr_schedule"]
-        rest = [(n, cb) for n, cb in self.callbacks_ if n != "lr_schedule"]
+        schedule = [(n, cb) for n, cb in self.callbacks_ if n == "lr_scheduler"]
+        rest = [(n, cb) for n, cb in self.callbacks_ if n != "lr_scheduler"]
         at = next((i for i, (_, cb) in enumerate(rest) if isinstance(cb, PrintLog)),
                   len(rest))
         self.callbacks_ = rest[:at] + schedule + rest[at:]

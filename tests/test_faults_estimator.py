@@ -634,7 +634,7 @@ def test_lr_schedule_is_skorchs_lr_scheduler_with_multisteplr(digits):
 
     X, y = digits
     clf = small_clf(max_epochs=5, lr=1.0).fit(X[:40], y[:40])
-    cb = dict(clf.callbacks_)["lr_schedule"]
+    cb = dict(clf.callbacks_)["lr_scheduler"]
     assert isinstance(cb, LRScheduler) and cb.policy is MultiStepLR
     np.testing.assert_allclose(clf.history[:, "event_lr"], [1.0, 1.0, 1.0, 0.1, 0.01])
 
@@ -714,3 +714,16 @@ def test_an_explicit_fp16_model_loaded_without_a_gpu_computes_in_fp32(digits):
         loaded = pickle.loads(pickle.dumps(clf))
     assert loaded.precision_ == "fp32" and loaded.precision == "fp16"
     np.testing.assert_array_equal(loaded.predict_proba(X[:20]), want)
+
+
+def test_a_users_lr_scheduler_replaces_the_built_in_schedule(digits):
+    # Once: the built-in schedule was named lr_schedule, so skorch's documented name
+    # stacked a second scheduler on it (lrs 0.1, 0.05, 0.00025).
+    from skorch.callbacks import LRScheduler
+
+    X, y = digits
+    sched = LRScheduler("StepLR", step_size=1, gamma=0.5)
+    clf = small_clf(max_epochs=3, lr=0.1, callbacks=[("lr_scheduler", sched)])
+    clf.fit(X[:40], y[:40])
+    np.testing.assert_allclose(clf.history[:, "event_lr"], [0.1, 0.05, 0.025])
+    assert [n for n, _ in clf.callbacks_].count("lr_scheduler") == 1
