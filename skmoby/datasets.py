@@ -1,18 +1,18 @@
-"""Datasets of the paper, in the layout torchvision uses, plus scikit-learn's digits.
+"""Datasets of the paper, in their published layouts, plus scikit-learn's digits.
 
 Images come back as ``uint8`` arrays of shape ``(n, C, H, W)`` (digits: float32 in
-``[0, 1]``), labels as int64, together with the per-dataset normalisation. The files are
-read by torchvision's dataset classes (``FashionMNIST``, ``CIFAR10``, ``CIFAR100``,
-``SVHN``), so any folder torchvision accepts works, and ``download=True`` fetches missing
-files through them.
+``[0, 1]``), labels as int64, together with the per-dataset normalisation. The CIFAR and
+SVHN files are read by torchvision's dataset classes (``CIFAR10``, ``CIFAR100``,
+``SVHN``), so any folder torchvision accepts works; the FashionMNIST files are read here
+(gzipped files are decompressed in memory: nothing is written into the data folder).
+``download=True`` fetches missing files.
 
 Where the files go, for ``root=ROOT``:
 
-* ``fashionmnist``: ``ROOT/FashionMNIST/raw/`` holding ``train-images-idx3-ubyte``,
-  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``.
-  torchvision reads them uncompressed; where only the gzipped files (``.gz``, as
-  published) are there, the first load decompresses them next to themselves, as
-  torchvision's own download does;
+* ``fashionmnist``: ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+  ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, gzipped (``.gz``, as
+  published) or not, either directly in ``ROOT/`` (the files as downloaded) or in
+  ``ROOT/FashionMNIST/raw/`` (torchvision's layout, where ``download=True`` puts them);
 * ``cifar10`` and ``cifar10-imbalanced``: ``ROOT/cifar-10-batches-py/`` holding
   ``data_batch_1`` ... ``data_batch_5``, ``test_batch`` and ``batches.meta``;
 * ``cifar100``: ``ROOT/cifar-100-python/`` holding ``train``, ``test`` and ``meta``;
@@ -20,15 +20,16 @@ Where the files go, for ``root=ROOT``:
   SciPy).
 
 torchvision checks the MD5 sums of the CIFAR and SVHN files against the official
-releases; a file that differs is reported as corrupted.
+releases; a file that differs is reported as corrupted. A FashionMNIST file is checked
+for the format, the image size and the number of labels.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import secrets
-import shutil
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,54 +97,103 @@ def _corrupted(name: str, root: Path, exc: BaseException,
     )
 
 
-def _gunzip_next_to(gz: Path) -> None:
-    """Write ``gz`` decompressed beside it, atomically (a partial file is never left)."""
-    # A plain exclusive create, not mkstemp: mkstemp makes the file private (0600), and a
-    # data folder shared between users must stay readable to all of them (the umask's
-    # mode, as for any new file).
-    tmp = gz.with_name(f"{gz.stem}.{secrets.token_hex(8)}.part")
-    try:
-        with open(tmp, "xb") as out, gzip.open(gz, "rb") as src:
-            shutil.copyfileobj(src, out, 2**20)
-        os.replace(tmp, gz.with_suffix(""))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+_FASHIONMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# The names of labels 0-9 in the official release (and in torchvision).
+_FASHIONMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def _fashionmnist_layouts(root: Path) -> list[tuple[str, Path]]:
+    return [("torchvision's layout", root / "FashionMNIST" / "raw"),
+            ("flat, as downloaded", root)]
+
+
+def _fashionmnist_files(root: Path) -> list[Path] | None:
+    """The four files of the first layout holding all of them (each as is or .gz)."""
+    for _, folder in _fashionmnist_layouts(root):
+        found = [next((folder / name for name in (stem, f"{stem}.gz")
+                       if (folder / name).is_file()), None) for stem in _FASHIONMNIST_FILES]
+        if None not in found:
+            return found
+    return None
+
+
+def _fashionmnist_missing(root: Path) -> FileNotFoundError:
+    layouts = "".join(
+        f"\n {how}:" + "".join(f"\n  {folder / stem}.gz" for stem in _FASHIONMNIST_FILES)
+        for how, folder in reversed(_fashionmnist_layouts(root)))
+    return FileNotFoundError(
+        f"FashionMNIST files not found under {root}. Put them here, gzipped or not "
+        f"(with or without .gz), in one of two layouts:{layouts}\n"
+        f"or pass download=True (needs internet) to fetch them."
+    )
+
+
+def _damaged_idx(path: Path, why: str) -> ValueError:
+    return ValueError(
+        f"FashionMNIST file {path} does not match the official release ({why}). "
+        f"Replace it, or delete it and pass download=True."
+    )
+
+
+def _read_idx(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An IDX file of unsigned bytes (gzipped or not) whose shape after the first axis is
+    ``shape[1:]``, read into memory."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # cut short, or no gzip
+            raise _damaged_idx(path, f"not a complete gzip file: {exc}") from exc
+    ndim = len(shape)
+    header = 4 + 4 * ndim
+    # The magic number: two zero bytes, 0x08 for unsigned bytes, then the number of axes.
+    if len(data) < header or data[:4] != bytes((0, 0, 8, ndim)):
+        raise _damaged_idx(path, f"no header of an IDX file of bytes with {ndim} axes")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    if dims[1:] != shape[1:]:
+        raise _damaged_idx(path, f"images of {dims[1:]} pixels, not {shape[1:]}")
+    if len(data) != header + int(np.prod(dims)):
+        raise _damaged_idx(path, f"{len(data) - header} bytes of data where its header "
+                                 f"announces {int(np.prod(dims))}, cut short or padded")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
+
+
+def _download_fashionmnist(root: Path) -> None:
+    """Fetch the four .gz files into torchvision's layout (only the .gz files are kept)."""
+    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets.utils import download_url
+
+    raw = root / "FashionMNIST" / "raw"
+    for filename, md5 in FashionMNIST.resources:
+        target = raw / filename
+        if target.is_file():
+            continue
+        url = FashionMNIST.mirrors[0] + filename  # torchvision lists one mirror
+        try:
+            download_url(url, str(raw), filename, md5)
+        except BaseException:
+            target.unlink(missing_ok=True)  # never leave a partial file to be read later
+            raise
 
 
 def _fashionmnist(root: Path, download: bool) -> ImageDataset:
-    from torchvision.datasets import FashionMNIST
-
-    raw = root / "FashionMNIST" / "raw"
-    files = [raw / stem for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
-    note = ""
-    for f in files:
-        gz = f.with_name(f.name + ".gz")
-        if not f.exists() and gz.exists():
-            try:
-                _gunzip_next_to(gz)
-            except (EOFError, gzip.BadGzipFile) as exc:  # cut short, or not gzip at all
-                raise _corrupted("FashionMNIST", raw, exc, f"{gz.name} is damaged") from exc
-            except OSError as exc:  # e.g. a read-only copy of the .gz files
-                note = (f"(torchvision reads them uncompressed; {gz.name} could not be "
-                        f"decompressed next to itself: {exc})\n")
-    if not download and not all(f.exists() for f in files):
-        raise _missing("FashionMNIST", root, files, note)
-    try:
-        train, test = (FashionMNIST(str(root), train=t, download=download)
-                       for t in (True, False))
-    except (RuntimeError, ValueError) as exc:  # a cut file: "shape ... is invalid"
-        if all(f.exists() for f in files):
-            raise _corrupted("FashionMNIST", raw, exc, "torchvision cannot read them") from exc
-        raise
-    for part in (train, test):
-        if len(part.data) != len(part.targets):
-            raise ValueError(f"FashionMNIST files under {raw} hold {len(part.data)} images "
-                             f"but {len(part.targets)} labels")
-    return ImageDataset("fashionmnist", train.data.numpy()[:, None],
-                        train.targets.numpy().astype(np.int64), test.data.numpy()[:, None],
-                        test.targets.numpy().astype(np.int64), list(train.classes),
+    files = _fashionmnist_files(root)
+    if files is None and download:
+        _download_fashionmnist(root)
+        files = _fashionmnist_files(root)
+    if files is None:
+        raise _fashionmnist_missing(root)
+    X_train, y_train, X_test, y_test = (
+        _read_idx(path, shape) for path, shape in zip(files, [(0, 28, 28), (0,)] * 2,
+                                                      strict=True))
+    for images, labels, X, y in ((*files[:2], X_train, y_train), (*files[2:], X_test, y_test)):
+        if len(X) != len(y):
+            raise ValueError(f"FashionMNIST files {images} and {labels} hold {len(X)} images "
+                             f"but {len(y)} labels; they do not match the official release")
+    return ImageDataset("fashionmnist", X_train[:, None], y_train.astype(np.int64),
+                        X_test[:, None], y_test.astype(np.int64), list(_FASHIONMNIST_CLASSES),
                         _NORMALIZE["fashionmnist"])
 
 
@@ -239,10 +289,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
         ``"cifar10-imbalanced"`` (CIFAR-10 with the even classes 0, 2, 4, 6, 8 cut to
         their first 500 training images, a pool of 27,500, as in the authors' code).
     root : path, optional
-        Folder holding the files in torchvision's layout (see the module docstring);
+        Folder holding the files (see the module docstring for the layouts read);
         default ``$SKMOBY_DATA`` or ``~/.cache/skmoby``. A leading ``~`` is expanded.
     download : bool, default=False
-        Fetch missing files with torchvision.
+        Fetch missing files (with torchvision's downloader).
 
     Returns
     -------

@@ -1,15 +1,14 @@
 import gzip
 import os
 import pickle
-import stat
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.svhn as tv_svhn
 
-from skmoby import datasets
 from skmoby.datasets import DATASETS, load_dataset
 
 REAL_CHECK_INTEGRITY = tv_cifar.check_integrity
@@ -170,29 +169,46 @@ def _fake_fashionmnist(root, n_train=30, n_test=10, compress=False):
     return raw, arrays
 
 
-def test_fashionmnist_gz_is_decompressed_once_next_to_itself(tmp_path):
-    raw, arrays = _fake_fashionmnist(tmp_path, compress=True)
-    first = load_dataset("fashionmnist", root=tmp_path)
-    for name in arrays:
-        assert (raw / name).is_file() and (raw / (name + ".gz")).is_file()
-    assert not list(raw.glob("*.part"))
-    (raw / "t10k-labels-idx1-ubyte.gz").unlink()     # the decompressed copy is what is read
-    second = load_dataset("fashionmnist", root=tmp_path)
-    np.testing.assert_array_equal(second.X_test[:, 0], arrays["t10k-images-idx3-ubyte"])
-    np.testing.assert_array_equal(second.y_test, first.y_test)
-    assert first.classes[0] == "T-shirt/top" and first.y_train.dtype == np.int64
+def _listing(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in root.rglob("*"))
 
 
-def test_fashionmnist_gz_in_a_read_only_folder_says_so(tmp_path, monkeypatch):
-    _fake_fashionmnist(tmp_path, compress=True)
+@pytest.mark.parametrize("compress", [True, False])
+def test_fashionmnist_flat_as_downloaded(tmp_path, compress):
+    """The four files side by side in the data root, as the official release ships them."""
+    raw, arrays = _fake_fashionmnist(tmp_path / "tv", compress=compress)
+    for path in raw.iterdir():
+        path.rename(tmp_path / path.name)
+    ds = load_dataset("fashionmnist", root=tmp_path)
+    np.testing.assert_array_equal(ds.X_train[:, 0], arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
+    assert ds.classes[0] == "T-shirt/top" and ds.y_train.dtype == np.int64
 
-    def refuse(gz):
-        raise PermissionError(13, "Permission denied", str(gz.parent))
 
-    monkeypatch.setattr(datasets, "_gunzip_next_to", refuse)
-    with pytest.raises(FileNotFoundError, match="could not be decompressed") as err:
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_fashionmnist_gz_is_read_without_writing_into_the_data_folder(tmp_path, layout):
+    raw, arrays = _fake_fashionmnist(tmp_path / "data", compress=True)
+    root = tmp_path / "data"
+    if layout == "flat":
+        for path in raw.iterdir():
+            path.rename(root / path.name)
+        raw.parent.joinpath("raw").rmdir()
+        raw.parent.rmdir()
+    before = _listing(root)
+    ds = load_dataset("fashionmnist", root=root)
+    assert _listing(root) == before
+    np.testing.assert_array_equal(ds.X_test[:, 0], arrays["t10k-images-idx3-ubyte"])
+    assert ds.X_train.flags.writeable and ds.y_train.flags.writeable
+
+
+def test_fashionmnist_missing_files_list_both_layouts(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
         load_dataset("fashionmnist", root=tmp_path)
-    assert "train-images-idx3-ubyte" in str(err.value) and "Permission denied" in str(err.value)
+    text = str(err.value)
+    assert str(tmp_path / "train-images-idx3-ubyte.gz") in text
+    assert str(tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz") in text
+    assert "gzipped or not" in text
 
 
 def test_fashionmnist_with_fewer_labels_than_images_is_refused(tmp_path):
@@ -250,19 +266,23 @@ def _read_gz_idx(path):
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def test_real_fashionmnist_if_present(tmp_path):
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_real_fashionmnist_if_present(tmp_path, layout):
     # A folder with the four published .gz files: $SKMOBY_TEST_FASHIONMNIST, or the
-    # shared data folder next to the repository.
+    # shared data folder next to the repository. Read in place (flat), or linked into
+    # torchvision's layout.
     src = os.environ.get("SKMOBY_TEST_FASHIONMNIST") or os.path.join(
         os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
     if not os.path.isdir(src):
         pytest.skip("FashionMNIST files not present")
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in os.listdir(src):
-        if name.endswith(".gz"):
-            (raw / name).symlink_to(os.path.abspath(os.path.join(src, name)))
-    ds = load_dataset("fashionmnist", root=tmp_path)
+    raw = root = Path(src).resolve()
+    if layout == "torchvision":
+        root, raw = tmp_path, tmp_path / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True)
+        for name in os.listdir(src):
+            if name.endswith(".gz"):
+                (raw / name).symlink_to(os.path.abspath(os.path.join(src, name)))
+    ds = load_dataset("fashionmnist", root=root)
     assert ds.X_train.shape == (60000, 1, 28, 28) and ds.X_test.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
     np.testing.assert_array_equal(ds.X_train[:, 0],
@@ -285,23 +305,25 @@ def test_a_root_that_is_no_path_is_a_type_error():
         load_dataset("fashionmnist", root=3)
 
 
-def test_decompressed_files_are_readable_as_the_umask_allows(tmp_path):
-    raw, arrays = _fake_fashionmnist(tmp_path, compress=True)
-    old = os.umask(0o022)
-    try:
-        load_dataset("fashionmnist", root=tmp_path)
-    finally:
-        os.umask(old)
-    for name in arrays:
-        assert stat.S_IMODE((raw / name).stat().st_mode) == 0o644, name
-
-
 @pytest.mark.parametrize("cut", ["gz", "raw"])
 def test_a_fashionmnist_file_cut_short_is_named_as_damaged(tmp_path, cut):
     raw, _ = _fake_fashionmnist(tmp_path, compress=cut == "gz")
     name = "train-images-idx3-ubyte" + (".gz" if cut == "gz" else "")
     data = (raw / name).read_bytes()
     (raw / name).write_bytes(data[:len(data) // 2])
-    with pytest.raises(ValueError, match=r"FashionMNIST files under .* do not match"):
+    with pytest.raises(ValueError, match=rf"FashionMNIST file .*/{name} does not match"):
         load_dataset("fashionmnist", root=tmp_path)
-    assert not list(raw.glob("*.part"))
+
+
+@pytest.mark.parametrize("name", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte"])
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_garbage_fashionmnist_file_is_named(tmp_path, name, compress):
+    raw, _ = _fake_fashionmnist(tmp_path, compress=compress)
+    garbage = np.random.RandomState(0).bytes(5000)
+    if compress:
+        with gzip.open(raw / (name + ".gz"), "wb") as f:
+            f.write(garbage)
+    else:
+        (raw / name).write_bytes(garbage)
+    with pytest.raises(ValueError, match=rf"{name}.* does not match the official release"):
+        load_dataset("fashionmnist", root=tmp_path)
