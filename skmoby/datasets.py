@@ -21,7 +21,7 @@ Where the files go, for ``root=ROOT``:
 
 torchvision checks the MD5 sums of the CIFAR and SVHN files against the official
 releases; a file that differs is reported as corrupted. A FashionMNIST file is checked
-for the format, the image size and the number of labels.
+for the format, the image size, the number of labels and their range.
 """
 
 from __future__ import annotations
@@ -188,10 +188,15 @@ def _fashionmnist(root: Path, download: bool) -> ImageDataset:
     X_train, y_train, X_test, y_test = (
         _read_idx(path, shape) for path, shape in zip(files, [(0, 28, 28), (0,)] * 2,
                                                       strict=True))
+    n_classes = len(_FASHIONMNIST_CLASSES)
     for images, labels, X, y in ((*files[:2], X_train, y_train), (*files[2:], X_test, y_test)):
         if len(X) != len(y):
             raise ValueError(f"FashionMNIST files {images} and {labels} hold {len(X)} images "
                              f"but {len(y)} labels; they do not match the official release")
+        if len(y) and y.max() >= n_classes:
+            i = int(np.argmax(y >= n_classes))
+            raise _damaged_idx(labels, f"label {y[i]} at position {i}; the labels are 0 to "
+                                       f"{n_classes - 1}, one per class")
     return ImageDataset("fashionmnist", X_train[:, None], y_train.astype(np.int64),
                         X_test[:, None], y_test.astype(np.int64), list(_FASHIONMNIST_CLASSES),
                         _NORMALIZE["fashionmnist"])

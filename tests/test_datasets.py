@@ -315,6 +315,16 @@ def test_a_fashionmnist_file_cut_short_is_named_as_damaged(tmp_path, cut):
         load_dataset("fashionmnist", root=tmp_path)
 
 
+@pytest.mark.parametrize("labels", ["train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"])
+def test_a_fashionmnist_label_outside_the_classes_is_refused(tmp_path, labels):
+    raw, arrays = _fake_fashionmnist(tmp_path)
+    y = arrays[labels].copy()
+    y[3] = 200
+    _write_idx(raw / labels, y, compress=False)
+    with pytest.raises(ValueError, match=rf"{labels}.*label 200.*0 to 9"):
+        load_dataset("fashionmnist", root=tmp_path)
+
+
 @pytest.mark.parametrize("name", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte"])
 @pytest.mark.parametrize("compress", [True, False])
 def test_a_garbage_fashionmnist_file_is_named(tmp_path, name, compress):
