@@ -26,12 +26,18 @@ for the format, the image size, the number of labels and their range.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import http.client
 import os
+import socket
 import struct
+import urllib.error
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -95,6 +101,24 @@ def _corrupted(name: str, root: Path, exc: BaseException,
         f"{name} files under {root} do not match the official release ({how}): {exc}. "
         f"Replace them, or delete them and pass download=True."
     )
+
+
+@contextlib.contextmanager
+def _network_errors(title: str, url: str, by_hand: str) -> Iterator[None]:
+    """Turn what urllib raises without a network into a ConnectionError saying what to do.
+
+    ``by_hand`` says which files to put where instead.
+    """
+    try:
+        yield
+    except (urllib.error.URLError, socket.gaierror, ConnectionError, TimeoutError,
+            http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ConnectionError(
+            f"could not download {title} from {urlsplit(url).netloc}: {reason}. "
+            f"Without network access, place the files under the data root by hand: "
+            f"{by_hand}"
+        ) from exc
 
 
 _FASHIONMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -166,13 +190,17 @@ def _download_fashionmnist(root: Path) -> None:
     from torchvision.datasets.utils import download_url
 
     raw = root / "FashionMNIST" / "raw"
+    by_hand = (f"{', '.join(f'{stem}.gz' for stem in _FASHIONMNIST_FILES)} (from "
+               f"https://github.com/zalandoresearch/fashion-mnist), directly in {root} or "
+               f"in {raw}.")
     for filename, md5 in FashionMNIST.resources:
         target = raw / filename
         if target.is_file():
             continue
         url = FashionMNIST.mirrors[0] + filename  # torchvision lists one mirror
         try:
-            download_url(url, str(raw), filename, md5)
+            with _network_errors("FashionMNIST", url, by_hand):
+                download_url(url, str(raw), filename, md5)
         except BaseException:
             target.unlink(missing_ok=True)  # never leave a partial file to be read later
             raise
@@ -211,8 +239,11 @@ def _cifar(root: Path, download: bool, n_classes: int) -> ImageDataset:
     files = [base / f for f, _ in cls.train_list + cls.test_list] + [base / cls.meta["filename"]]
     if not download and not all(f.exists() for f in files):
         raise _missing(title, root, files)
+    by_hand = (f"extract {cls.filename} (from {cls.url}) in {root}, which gives {base} "
+               f"holding {', '.join(f.name for f in files)}.")
     try:
-        train, test = (cls(str(root), train=t, download=download) for t in (True, False))
+        with _network_errors(title, cls.url, by_hand):
+            train, test = [cls(str(root), train=t, download=download) for t in (True, False)]
     except RuntimeError as exc:  # torchvision: "not found or corrupted"
         if all(f.exists() for f in files):
             raise _corrupted(title, root, exc) from exc
@@ -232,8 +263,11 @@ def _svhn(root: Path, download: bool) -> ImageDataset:
     files = [root / SVHN.split_list[split][1] for split in ("train", "test")]
     if not download and not all(f.exists() for f in files):
         raise _missing("SVHN", root, files)
+    urls = [SVHN.split_list[split][0] for split in ("train", "test")]
+    by_hand = f"{' and '.join(str(f) for f in files)} (from {' and '.join(urls)})."
     try:
-        train, test = (SVHN(str(root), split=s, download=download) for s in ("train", "test"))
+        with _network_errors("SVHN", urls[0], by_hand):
+            train, test = [SVHN(str(root), split=s, download=download) for s in ("train", "test")]
     except RuntimeError as exc:
         if all(f.exists() for f in files):
             raise _corrupted("SVHN", root, exc) from exc
@@ -313,6 +347,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
     FileNotFoundError
         When files are missing and ``download`` is False; the message lists where to
         put them.
+    ConnectionError
+        When ``download`` is True and the files cannot be fetched (no network, host not
+        found); the message says which files to put where by hand.
 
     Examples
     --------

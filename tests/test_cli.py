@@ -95,6 +95,23 @@ def test_missing_dataset_files(tmp_path, capsys):
     assert "Put them here" in capsys.readouterr().err
 
 
+def test_download_without_network_is_one_line_naming_the_files(tmp_path, capsys,
+                                                               monkeypatch):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def urlopen(*args, **kwargs):  # what urllib raises when the host cannot be resolved
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    code = cli.main(["run", "--dataset", "fashionmnist", "--data-root", str(tmp_path),
+                     "--download", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "could not download FashionMNIST" in err and "train-images-idx3-ubyte.gz" in err
+
+
 def test_run_resume_plot_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--dataset", "digits", "--methods", "random,coreset", "--backbone", "cnn",

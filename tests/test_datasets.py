@@ -337,3 +337,35 @@ def test_a_garbage_fashionmnist_file_is_named(tmp_path, name, compress):
         (raw / name).write_bytes(garbage)
     with pytest.raises(ValueError, match=rf"{name}.* does not match the official release"):
         load_dataset("fashionmnist", root=tmp_path)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """What urllib raises where the host name cannot be resolved (no network)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def urlopen(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+@pytest.mark.parametrize("name, host, expected", [
+    ("fashionmnist", "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+     ["FashionMNIST", "train-images-idx3-ubyte.gz", "FashionMNIST/raw"]),
+    ("cifar10", "www.cs.toronto.edu", ["CIFAR-10", "cifar-10-batches-py", "data_batch_1"]),
+    ("svhn", "ufldl.stanford.edu", ["SVHN", "train_32x32.mat"]),
+])
+def test_download_without_network_is_a_connection_error(tmp_path, no_network, name, host,
+                                                         expected):
+    with pytest.raises(ConnectionError) as err:
+        load_dataset(name, root=tmp_path, download=True)
+    text = str(err.value)
+    assert host in text and "Name or service not known" in text and "by hand" in text
+    assert str(tmp_path) in text
+    for word in expected:
+        assert word in text, word
+    # Nothing half-downloaded is left to be mistaken for a damaged file next time.
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
