@@ -123,6 +123,7 @@ def run_argmin_min_norms(x, m, b):
 def run_cdist(x, m, b):
     import torch
 
+    x = torch.as_tensor(x)  # NumPy features on the CPU, a tensor already with --device cuda
     pool, lab = x[m:], x[:m]
     min_d = torch.cdist(pool, lab).min(dim=1).values
     picks, ds = [], []
@@ -291,7 +292,10 @@ def main() -> None:
                     cmd = [sys.executable, __file__, "--approach", a, "--kind", kind,
                            "--n", str(args.n), "--m", str(args.m), "--d", str(args.d),
                            "--b", str(args.b)]
-                    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                    out = subprocess.run(cmd, capture_output=True, text=True)
+                    if out.returncode != 0:  # the child's traceback, not only its command
+                        sys.exit(f"approach {a!r} ({kind} features) failed with exit status "
+                                 f"{out.returncode}:\n{out.stderr.strip()}")
                     res = json.loads(out.stdout.strip().splitlines()[-1])
                     r = results.setdefault(a, {**res, "times": []})
                     r["times"].append(res["seconds"])
