@@ -57,7 +57,6 @@ import argparse
 import contextlib
 import inspect
 import json
-import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -177,19 +176,6 @@ def _variant(method: str, params: dict, strategy):
         yield
 
 
-def _fashionmnist_root(root: str | None) -> str | None:
-    """Accept the four FashionMNIST files flat in ``root`` as well as torchvision's layout."""
-    if root is None or (Path(root) / "FashionMNIST" / "raw").is_dir():
-        return root
-    flat = Path(root)
-    if not any(flat.glob("train-images-idx3-ubyte*")):
-        return root
-    link = Path(tempfile.mkdtemp(prefix="skmoby-fmnist-")) / "FashionMNIST"
-    link.mkdir()
-    (link / "raw").symlink_to(flat.resolve(), target_is_directory=True)
-    return str(link.parent)
-
-
 def _split(ds: ImageDataset, split: str, n_val: int, seed: int) -> ImageDataset:
     if split == "test":
         return ds
@@ -204,7 +190,7 @@ def _split(ds: ImageDataset, split: str, n_val: int, seed: int) -> ImageDataset:
 def build_dataset(name: str, data_root: str | None, split: str, n_val: int,
                   imbalance: int | None) -> ImageDataset:
     """The evaluation split and pool of a run: what ``variant.json`` records rebuilds it."""
-    ds = _split(load_dataset(name, _fashionmnist_root(data_root)), split, n_val, seed=12345)
+    ds = _split(load_dataset(name, data_root), split, n_val, seed=12345)
     return ds if imbalance is None else _imbalance(ds, keep=imbalance)
 
 

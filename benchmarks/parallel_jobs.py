@@ -9,11 +9,14 @@ selections. The goal on a 2-core machine is a ratio of at least 1.6.
 
 The FashionMNIST files are read from ``--data-root``: a folder in torchvision's layout
 (``DIR/FashionMNIST/raw/``) or a folder holding the four ``*-ubyte.gz`` files directly.
+``--preset demo`` (digits, no files) with ``--trials 2 --cycles 1 --epochs 1`` checks in
+seconds that the script works; its timings mean nothing.
 
 Usage::
 
     flock /tmp/skmoby-heavy.lock uv run python benchmarks/parallel_jobs.py --data-root DIR
     uv run python benchmarks/parallel_jobs.py --data-root DIR --full
+    uv run python benchmarks/parallel_jobs.py --preset demo --trials 2 --cycles 1 --epochs 1
 """
 
 from __future__ import annotations
@@ -29,36 +32,32 @@ from pathlib import Path
 
 import pandas as pd
 
-FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-         "t10k-labels-idx1-ubyte"]
+from skmoby.experiment import PRESETS
+
 VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
-
-
-def torchvision_layout(root: Path, tmp: Path) -> Path:
-    """``root`` itself if it has FashionMNIST/raw/, else a linked copy of its files."""
-    if (root / "FashionMNIST" / "raw").is_dir():
-        return root
-    raw = tmp / "data" / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for stem in FILES:
-        for name in (stem, stem + ".gz"):
-            if (root / name).exists():
-                (raw / name).symlink_to((root / name).resolve())
-    return tmp / "data"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=os.environ.get("SKMOBY_DATA"),
                    help="FashionMNIST folder (torchvision layout or the four .gz files)")
-    p.add_argument("--full", action="store_true", help="the whole fashionmnist-cpu preset")
+    p.add_argument("--preset", default="fashionmnist-cpu", choices=sorted(PRESETS),
+                   help="the runner's preset (fashionmnist-cpu)")
+    p.add_argument("--full", action="store_true", help="the whole preset, not reduced")
     p.add_argument("--jobs", type=int, default=2, help="parallel jobs to compare with 1")
+    for name, reduced in (("trials", 2), ("cycles", 3), ("epochs", 10)):
+        p.add_argument(f"--{name}", type=int, default=None,
+                       help=f"override the preset's (reduced: {reduced})")
     args = p.parse_args()
-    if not args.data_root:
-        p.error("give --data-root (or set SKMOBY_DATA)")
-    reduced = [] if args.full else ["--trials", "2", "--cycles", "3", "--epochs", "10"]
+    dataset = PRESETS[args.preset]["dataset"]
+    if dataset != "digits" and not args.data_root:
+        p.error(f"give --data-root (or set SKMOBY_DATA) for {dataset}")
+    changes = {} if args.full else {"trials": 2, "cycles": 3, "epochs": 10}
+    changes.update({k: getattr(args, k) for k in ("trials", "cycles", "epochs")
+                    if getattr(args, k) is not None})
+    options = [word for k, v in changes.items() for word in (f"--{k}", str(v))]
+    data = ["--data-root", args.data_root] if args.data_root else []
     with tempfile.TemporaryDirectory() as tmp:
-        root = torchvision_layout(Path(args.data_root), Path(tmp))
         times, tables, selections = {}, {}, {}
         # Import once untimed, so that neither timed command pays for compiling the
         # bytecode of torch, torchvision and skmoby (written on first import).
@@ -66,9 +65,9 @@ def main() -> None:
                        check=True)
         for jobs in (1, args.jobs):
             out = Path(tmp) / f"jobs{jobs}"
-            cmd = [sys.executable, "-m", "skmoby.cli", "run", "--preset", "fashionmnist-cpu",
-                   "--device", "cpu", "--data-root", str(root), "--out", str(out),
-                   "--quiet", "--jobs", str(jobs), *reduced]
+            cmd = [sys.executable, "-m", "skmoby.cli", "run", "--preset", args.preset,
+                   "--device", "cpu", *data, "--out", str(out), "--quiet", "--jobs",
+                   str(jobs), *options]
             t0 = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True)
             times[jobs] = time.perf_counter() - t0
@@ -79,8 +78,8 @@ def main() -> None:
             print(f"--jobs {jobs}: {times[jobs]:.1f} s", flush=True)
     same = (tables[1][VALUES].equals(tables[args.jobs][VALUES])
             and selections[1] == selections[args.jobs])
-    print(f"cpus: {len(os.sched_getaffinity(0))}, preset: fashionmnist-cpu"
-          f"{'' if args.full else ' reduced (2 trials, 3 cycles, 10 epochs)'}")
+    print(f"cpus: {len(os.sched_getaffinity(0))}, preset: {args.preset}"
+          + "".join(f", {k} {v}" for k, v in changes.items()))
     print(f"speed-up of --jobs {args.jobs} over --jobs 1: {times[1] / times[args.jobs]:.2f}x")
     for jobs in (1, args.jobs):
         t = tables[jobs]
