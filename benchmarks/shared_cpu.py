@@ -25,10 +25,14 @@ Settings (each a column of the table):
 * ``spin=N``: ``limit_threads()`` with ``GOMP_SPINCOUNT=N`` (spin N iterations, then sleep;
   any N can be asked for).
 
+``--small`` shrinks both workloads (fit: 256 digits; kcg: N = 2,000, M = 200, d = 32,
+b = 20) to check in seconds that the script works; its ratios mean nothing.
+
 Usage::
 
     flock /tmp/skmoby-heavy.lock uv run python benchmarks/shared_cpu.py
     uv run python benchmarks/shared_cpu.py --work kcg --settings default,passive --repeat 3
+    uv run python benchmarks/shared_cpu.py --small --settings 1-thread
 """
 
 from __future__ import annotations
@@ -57,17 +61,18 @@ import json, resource, sys, time, warnings
 import numpy as np
 from skmoby.threads import available_cpus, limit_threads
 
-work, threads = sys.argv[1], sys.argv[2]
+work, threads, small = sys.argv[1], sys.argv[2], sys.argv[3] == "small"
 n = None if threads == "auto" else int(threads) if threads != "torch" else "torch"
 warnings.simplefilter("ignore")
 if work == "kcg":
     from skmoby import k_center_greedy
+    N, M, d, b = (2000, 200, 32, 20) if small else (20000, 2000, 512, 500)
     rng = np.random.RandomState(0)
-    means = rng.randn(10, 512).astype(np.float32) * 4.0
-    x = means[rng.randint(10, size=22000)] + rng.randn(22000, 512).astype(np.float32)
+    means = rng.randn(10, d).astype(np.float32) * 4.0
+    x = means[rng.randint(10, size=N + M)] + rng.randn(N + M, d).astype(np.float32)
     warm = lambda: k_center_greedy(x[:3000], 10, initial_centers=np.arange(200),
                                    backend="torch")
-    run = lambda: k_center_greedy(x, 500, initial_centers=np.arange(2000), backend="torch")
+    run = lambda: k_center_greedy(x, b, initial_centers=np.arange(M), backend="torch")
 else:
     from sklearn.datasets import load_digits
     from skmoby import MoBYv2Classifier
@@ -75,6 +80,8 @@ else:
     X = (X / 16).reshape(-1, 8, 8).astype("float32")
     y = y.copy()
     y[300:] = -1
+    if small:
+        X, y = X[:256], y[:256]
     clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=64, lr=0.05, random_state=0,
                            device="cpu", verbose=0)
     warm = lambda: clf.fit(X[:256], y[:256])
@@ -108,13 +115,14 @@ def _setting(name: str) -> tuple[dict, str | int]:
     return SETTINGS[name]
 
 
-def _run(work: str, setting: str, timeout: float) -> dict:
+def _run(work: str, setting: str, timeout: float, small: bool = False) -> dict:
     env_extra, threads = _setting(setting)
     env = {**os.environ, **env_extra}
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS"):
         if key not in env_extra:
             env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, work, str(threads)], env=env,
+    proc = subprocess.run([sys.executable, "-c", _CHILD, work, str(threads),
+                           "small" if small else "full"], env=env,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"comma list of {', '.join(SETTINGS)}, spin=N")
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is kept")
     p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    p.add_argument("--small", action="store_true",
+                   help="tiny workloads, to check that the script works (seconds)")
     args = p.parse_args(argv)
     works = args.work.split(",")
     settings = args.settings.split(",")
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                                                  _BUSY.format(seconds=args.timeout + 60)])
                         time.sleep(0.5)
                     try:
-                        res = _run(work, s, args.timeout)
+                        res = _run(work, s, args.timeout, args.small)
                     finally:
                         if busy is not None:
                             busy.kill()
