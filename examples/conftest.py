@@ -14,9 +14,10 @@ notebook, and the test fails when one drifts beyond the tolerance:
 The tolerances leave room for what differs between machines: the thread count and the
 CPU's vector instructions change the order of floating-point sums, so a fit drifts a
 little from one machine to the next even with ``random_state`` set (notebook 1's test
-accuracy, stored as 0.931, came out 0.911 and 0.930 in two re-runs on 2-core CPUs). A cell whose numbers
-are not meant to be reproduced (wall-clock timings, per-class counts of a few picks)
-carries the cell tag ``numbers-vary``: only how many numbers it prints is compared.
+accuracy, stored as 0.931, came out 0.911 and 0.930 in two re-runs on 2-core CPUs).
+A cell whose numbers are not meant to be reproduced (wall-clock timings, per-class
+counts of a few picks) carries the cell tag ``numbers-vary``: only how many numbers it
+prints is compared.
 
 ``uv run pytest examples/NAME.ipynb --overwrite`` stores a fresh run instead of checking.
 """
