@@ -34,13 +34,16 @@ class Fitting:
         ----------
         X : array-like or torch.Tensor of shape (n, C, H, W), (n, H, W) or (n, d)
             Training samples: images as floats in ``[0, 1]`` or ``uint8``; tabular rows.
+            Values must be finite and within float32's range (magnitude at most about
+            3.4e38): the network computes in float32.
         y : array-like of shape (n,)
             Labels of any type scikit-learn accepts. Rows whose label equals
             ``unlabeled_label`` are used as unlabelled data.
         X_unlabeled : array-like, torch.Tensor or UnlabeledData, optional
-            Unlabelled samples with the per-sample shape of ``X``. Inside a ``Pipeline``
-            with steps before the classifier it is refused (those steps would not
-            transform it): pass ``pipe.fit(*stack_unlabeled(X, y, X_unlabeled))``.
+            Unlabelled samples with the per-sample shape and value range of ``X``.
+            Inside a ``Pipeline`` with steps before the classifier it is refused (those
+            steps would not transform it): pass
+            ``pipe.fit(*stack_unlabeled(X, y, X_unlabeled))``.
         sample_weight : array-like of shape (n,), optional
             Non-negative weights of the rows of ``X``, weighting their cross-entropy.
             The weights of unlabelled rows are ignored (the contrastive loss is not
@@ -71,7 +74,8 @@ class Fitting:
         ------
         ValueError
             On an unknown or absent ``device`` (checked first, before any work);
-            NaN/inf, mismatched lengths or shapes, fewer than 2 classes, an empty
+            NaN/inf or values beyond float32's range in ``X`` or ``X_unlabeled``,
+            mismatched lengths or shapes, fewer than 2 classes, an empty
             ``X``, an unknown backbone or one that fails on the data's shape, invalid
             ``sample_weight`` or hyperparameters; and when training diverges (a
             non-finite loss, checked once per epoch; the message names the epoch).

@@ -37,7 +37,8 @@ class Inference:
         Parameters
         ----------
         X : array-like or torch.Tensor
-            Samples shaped like the training data.
+            Samples shaped like the training data, with finite values within float32's
+            range (``ValueError`` otherwise).
 
         Returns
         -------
@@ -71,7 +72,8 @@ class Inference:
         Parameters
         ----------
         X : array-like or torch.Tensor
-            Samples shaped like the training data.
+            Samples shaped like the training data, with finite values within float32's
+            range (``ValueError`` otherwise).
 
         Returns
         -------
@@ -101,7 +103,8 @@ class Inference:
         Parameters
         ----------
         X : array-like
-            Samples.
+            Samples shaped like the training data, with finite values within float32's
+            range (``ValueError`` otherwise).
         y : array-like of shape (n,)
             True labels; unlabelled rows are skipped.
         sample_weight : array-like of shape (n,), optional
@@ -145,7 +148,8 @@ class Inference:
         Parameters
         ----------
         X : array-like or torch.Tensor
-            Samples shaped like the training data.
+            Samples shaped like the training data, with finite values within float32's
+            range (``ValueError`` otherwise).
 
         Returns
         -------
@@ -185,7 +189,8 @@ class Inference:
         Parameters
         ----------
         X : array-like or torch.Tensor
-            Samples shaped like the training data.
+            Samples shaped like the training data, with finite values within float32's
+            range (``ValueError`` otherwise).
 
         Returns
         -------

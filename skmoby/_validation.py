@@ -377,7 +377,41 @@ def as_array(X: Any, name: str) -> Any:
     return X
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_float32(X: np.ndarray, name: str) -> np.ndarray:
+    """The finite array ``X`` as float32, refusing values that float32 cannot hold.
+
+    The network computes in float32, where a value beyond about 3.4e38 becomes
+    infinity and every prediction from it NaN. The cast itself reports the overflow
+    (numpy's floating-point error state), so no pass over the data is added; only the
+    error message looks for the offending value.
+    """
+    try:
+        with np.errstate(over="raise"):
+            return X.astype(np.float32, copy=False)
+    except FloatingPointError:
+        pass
+    big = np.abs(X) > _FLOAT32_MAX
+    n_big = int(big.sum())
+    where = np.unravel_index(int(np.argmax(big)), X.shape)
+    raise ValueError(
+        f"{name} holds {n_big} value{'s' if n_big != 1 else ''} outside float32's "
+        "finite range "
+        f"(magnitude at most {_FLOAT32_MAX:.4g}), e.g. {float(X[where]):.4g} at index "
+        f"{tuple(int(i) for i in where)}; the classifier computes in float32, so pass "
+        f"finite values within that range (rescale {name}, e.g. with StandardScaler)")
+
+
 def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
+    """``X`` (or ``X_unlabeled``, by ``name``) checked and in the classifier's form.
+
+    Samples become ``(n, d)`` rows or ``(n, C, H, W)`` images, as float32 (uint8 images
+    stay uint8). Values must be finite and within float32's range (magnitude at most
+    about 3.4e38), which the network computes in; anything else raises ``ValueError``
+    naming ``name``.
+    """
     X = as_array(X, name)
     check = dict(dtype="numeric", allow_nd=True, ensure_all_finite=True)
     fitted_shape = tuple(getattr(est, "sample_shape_", None) or ())
@@ -420,7 +454,7 @@ def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
                     "done by the classifier, see `normalize`)"
                 )
     if X.dtype != np.uint8 or X.ndim == 2:
-        X = X.astype(np.float32, copy=False)
+        X = as_float32(X, name)
     if not reset or name != "X":
         expected = est.sample_shape_
         if tuple(X.shape[1:]) != tuple(expected):

@@ -87,6 +87,60 @@ def test_ragged_list_is_refused_with_the_argument_named(fitted):
         fitted.predict([np.zeros((8, 8)), np.zeros((7, 8))])
 
 
+@pytest.fixture(scope="module")
+def tabular():
+    """Tabular float64 data and one small MLP classifier fitted on it; read only."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(64, 5)
+    y = (X[:, 0] > 0).astype(int)
+    return X, y, small_clf(backbone="mlp", max_epochs=1).fit(X, y)
+
+
+_OUT_OF_RANGE = [
+    pytest.param(1e39, r"X holds 1 value outside float32's finite range", id="1e39"),
+    pytest.param(-1e300, r"X holds 1 value outside float32's finite range", id="-1e300"),
+    pytest.param(np.inf, r"X contains infinity", id="inf"),
+    pytest.param(np.nan, r"X contains NaN", id="nan"),
+]
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "transform",
+                                    "contrastive_loss", "score"])
+@pytest.mark.parametrize(("value", "match"), _OUT_OF_RANGE)
+def test_values_float32_cannot_hold_are_refused_at_inference(tabular, method, value,
+                                                             match):
+    X, y, clf = tabular
+    bad = X[:4].copy()
+    bad[1, 2] = value
+    args = (bad, y[:4]) if method == "score" else (bad,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy cast warning: an error instead
+        with pytest.raises(ValueError, match=match):
+            getattr(clf, method)(*args)
+
+
+@pytest.mark.parametrize(("value", "match"), _OUT_OF_RANGE)
+@pytest.mark.parametrize("how", ["fit", "partial_fit", "X_unlabeled"])
+def test_values_float32_cannot_hold_are_refused_in_fit(tabular, how, value, match):
+    X, y, _ = tabular
+    bad = X.copy()
+    bad[10, 3] = value
+    clf = small_clf(backbone="mlp", max_epochs=1)
+    if how == "X_unlabeled":
+        with pytest.raises(ValueError, match=match.replace("X ", "X_unlabeled ")):
+            clf.fit(X, y, X_unlabeled=bad)
+    else:
+        with pytest.raises(ValueError, match=match):
+            getattr(clf, how)(bad, y)
+
+
+def test_the_largest_float32_value_is_accepted(tabular):
+    X, _, clf = tabular
+    edge = X[:4].copy()
+    edge[1, 2] = -float(np.finfo(np.float32).max)  # float64 that float32 holds exactly
+    assert clf.transform(edge).shape == (4, clf.feature_dim_)
+
+
 class _RGBNet(torch.nn.Module):
     """A backbone written for 3-channel images."""
 
