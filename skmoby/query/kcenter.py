@@ -28,9 +28,12 @@ later near-tie, can differ in the last bits.
 device without it and without host synchronisation (see ``_device_loop``): a fused
 Triton kernel per pick (or plain torch operations), replayed from a CUDA graph.
 
-**Scale.** Features are multiplied by a power of two (exact) when their largest
-magnitude would make squared distances overflow or underflow, e.g. float32 features of
-order 1e20 or 1e-25; picks do not depend on a common scale.
+**Scale and precision.** Features are multiplied by a power of two (exact) when their
+magnitudes would make squared distances overflow or underflow, e.g. float32 features of
+order 1e20 or 1e-25; picks do not depend on a common scale. float32 features whose
+magnitudes span more orders than any one scale keeps safe (one row at 1e25 among
+features of order 1) are worked on in float64, an exact conversion whose squares hold
+every float32 difference.
 """
 
 from __future__ import annotations
@@ -254,17 +257,66 @@ def _as_tensor(features: Any) -> torch.Tensor:
     return x
 
 
-def _scale_exponent(x: torch.Tensor) -> int:
-    """``e`` such that ``x * 2**-e`` is safe from overflow and underflow (0: as is)."""
-    lo, hi = torch.aminmax(x)
-    big = max(abs(float(lo)), abs(float(hi)))
-    if not math.isfinite(big):
+def _exponent_window(dtype: torch.dtype, d: int) -> tuple[int, int]:
+    """Binary exponents ``(lo, hi)`` (``frexp``'s) that keep the work exact in ``dtype``.
+
+    With the largest magnitude below ``2**hi``, sums of ``d`` squared differences and
+    the products of the nearest-centre search stay below a quarter of the overflow
+    threshold. With the smallest non-zero magnitude at least ``2**(lo - 1)``, every
+    non-zero difference of two values (at least half an ulp of the smaller one) has a
+    normal square, so no distance loses precision to underflow.
+    """
+    fi = np.finfo(torch.empty((), dtype=dtype).numpy().dtype)
+    hi = (fi.maxexp - 6 - math.ceil(math.log2(max(d, 1)))) // 2
+    lo = -((-(fi.minexp + 2 * fi.nmant + 4)) // 2)  # ceil
+    return lo, hi
+
+
+def _magnitudes(x: torch.Tensor) -> tuple[float, float]:
+    """Largest and smallest non-zero ``|x|`` (``inf`` when all are zero), one pass in
+    blocks; NaN or infinity raise ``ValueError``."""
+    rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
+    big = torch.zeros((), dtype=x.dtype, device=x.device)
+    small = torch.full((), math.inf, dtype=x.dtype, device=x.device)
+    for s in range(0, x.shape[0], rows):
+        a = x[s:s + rows].abs()
+        big = torch.maximum(big, a.max())
+        small = torch.minimum(small, torch.where(a > 0, a, math.inf).min())
+    big_f, small_f = (float(v) for v in torch.stack([big, small]).cpu())  # one sync
+    if not math.isfinite(big_f):
         rows = torch.nonzero(~torch.isfinite(x).all(dim=1)).view(-1)[:5].tolist()
         raise ValueError(f"features contain NaN or infinity (rows {rows}, ...)")
+    return big_f, small_f
+
+
+def _working_precision(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The features to work on and ``e`` such that the work on ``x * 2**-e`` is exact.
+
+    Picks depend on neither a power-of-two scale (exact) nor the conversion of float32
+    to float64 (exact), so both are used as needed: ordinary features are used as they
+    are; features whose magnitudes would make squared distances overflow or underflow
+    are scaled into the range where they do neither; float32 features whose
+    magnitudes span too many orders for any one scale (one extreme outlier, 1e25,
+    among features of order 1) are worked on in float64, which holds the squares of
+    every float32 difference.
+    """
+    big, small = _magnitudes(x)
     if big == 0.0:
-        return 0
-    e = math.frexp(big)[1]  # big = f * 2**e with 0.5 <= f < 1
-    return 0 if abs(e) <= _SAFE_EXPONENT[x.dtype] else e
+        return x, 0
+    d = x.shape[1]
+    e_big = math.frexp(big)[1]  # big = f * 2**e_big with 0.5 <= f < 1
+    e_small = math.frexp(small)[1] if math.isfinite(small) else e_big
+    lo, hi = _exponent_window(x.dtype, d)
+    if e_big - e_small > hi - lo and x.dtype == torch.float32:
+        x = x.double()
+        lo, hi = _exponent_window(x.dtype, d)
+    e = 0 if abs(e_big) <= _SAFE_EXPONENT[x.dtype] else e_big  # unscaled when safe
+    if e_big - e > hi or e_small - e < lo:
+        if e_big - e_small <= hi - lo:
+            e = (e_big - hi + e_small - lo) // 2  # both ends inside the window
+        else:  # float64 spanning more than ~1e280: no overflow, tiny distances round
+            e = e_big - hi
+    return x, e
 
 
 def _times_pow2(t: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -548,10 +600,14 @@ def k_center_greedy(
         float64 in, float64 math; float32 in, float32 math. float16 and bfloat16 are
         computed in float32 and integers in float64, conversions that are exact (integers
         beyond 2**53 are refused), so the picks are those of the given values. Extended
-        precision (``np.longdouble``) and sparse matrices raise ``TypeError``. Features
-        are scaled by a power of two (exact) when their magnitude would make squared
-        distances overflow or underflow, so float32 features of order 1e20 or 1e-25 give
-        the picks that float64 gives. NaN or infinity raise ``ValueError``.
+        precision (``np.longdouble``) and sparse matrices raise ``TypeError``. Exact
+        for any finite input of these types: features are scaled by a power of two
+        (exact) when their magnitude would make squared distances overflow or
+        underflow (float32 features of order 1e20 or 1e-25), and float32 features whose
+        magnitudes span too many orders for one scale (an outlier at 1e25 among values
+        of order 1) are computed in float64, so the picks are those float64 gives
+        (float64 features are exact while their non-zero magnitudes span less than a
+        factor of about 1e280). NaN or infinity raise ``ValueError``.
     n : int
         Number of points to pick, ``1 <= n <=`` the number of non-centre points.
     initial_centers : array-like of int or bool, optional
@@ -586,7 +642,8 @@ def k_center_greedy(
     distances : ndarray of shape (n,)
         ``distances[i]`` is the distance of pick ``i`` to its nearest centre when it was
         picked (``inf`` for a first pick made without any centre); float64 for float64
-        or integer features, float32 otherwise.
+        or integer features, float32 otherwise (where a distance beyond float32's range,
+        such as from -3e38 to 3e38, is ``inf``).
 
     Raises
     ------
@@ -631,7 +688,8 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
         raise ValueError(f"prune must be True, False or 'auto'; got {prune!r}")
     if prune != "auto":
         prune = bool(prune)  # np.False_ is not False
-    e = _scale_exponent(x)  # the work is done on x * 2**-e
+    out_dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    x, e = _working_precision(x)  # the work is done on x * 2**-e
     device = x.device
     if backend == "auto":
         backend = _auto_backend(device, N, M, d)
@@ -640,7 +698,6 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
             f"backend='keops' was asked for, but KeOps cannot run on {device.type}: "
             f"{_keops_reason(device.type)}")
     first = None if M else int(check_random_state(random_state).randint(N))
-    out_dtype = np.float64 if x.dtype == torch.float64 else np.float32
     # rounding of the exact distances: a margin for the pruning bounds
     slack_rel = 4.0 * d * float(torch.finfo(x.dtype).eps)
 

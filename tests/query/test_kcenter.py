@@ -214,6 +214,41 @@ def test_float64_scale_safety(factor):
     np.testing.assert_allclose(got[1], np.ldexp(want[1], e), rtol=1e-12)
 
 
+@pytest.mark.parametrize("value", [1e20, 1e25, -3e38])
+@pytest.mark.parametrize("role", ["pool", "no centres"])
+@pytest.mark.parametrize("prune", [True, False])
+def test_one_extreme_outlier_leaves_float32_picks_exact(value, role, prune):
+    # One row at 1e25 among features of order 10: no single scale keeps both the
+    # outlier's squared distances and the cluster's from overflowing or underflowing in
+    # float32, which picked rows in index order at distance 0.
+    rng = np.random.RandomState(0)
+    F = clustered(rng, 300, 8).astype(np.float32)
+    F[123, 0] = value
+    init = {"pool": [0], "no centres": []}[role]
+    want = reference(F, 6, init, random_state=0)
+    got = k_center_greedy(F, 6, initial_centers=init or None, prune=prune, random_state=0)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1].dtype == np.float32
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_extremes_at_both_ends_are_exact(dtype):
+    # the largest and the smallest float32 magnitudes in one matrix
+    rng = np.random.RandomState(3)
+    F = rng.randn(80, 4).astype(np.float32)
+    F[5] = [3e38, -3e38, 1.0, 0.0]
+    F[6:40] *= np.float32(1e-40)  # subnormal float32 values
+    F = F.astype(dtype)
+    want = reference(F, 10, [0, 50])
+    for prune in (True, False):
+        got = k_center_greedy(F, 10, initial_centers=[0, 50], prune=prune)
+        np.testing.assert_array_equal(got[0], want[0])
+        with np.errstate(over="ignore"):  # a distance beyond float32's range is inf
+            expected = want[1].astype(got[1].dtype)
+        np.testing.assert_allclose(got[1], expected, rtol=1e-5)
+
+
 def test_float16_is_computed_exactly_in_float32():
     rng = np.random.RandomState(2)
     H = (rng.randn(200, 6) * 100).astype(np.float16)
