@@ -5,8 +5,10 @@ a centre. Two parts:
 
 1. the distance of every point to its nearest initial centre -- the only ``N x M`` part,
    found by matrix products (``backend="torch"``) or a KeOps min/argmin reduction
-   (``"keops"``), never materialising the ``N x M`` matrix; the distance to the nearest
-   centre found is then recomputed from coordinate differences, so backends agree;
+   (``"keops"``), never materialising the ``N x M`` matrix; the products only shortlist
+   (every centre that rounding could have ranked wrongly is compared again by
+   coordinate differences), and the distance to the nearest centre is computed from
+   differences, so backends agree;
 2. one pick at a time, each updating the nearest-centre distances ``min_d``.
 
 **CPU.** The rows are put in groups (the Voronoi cells of a few *pivot* points, stored
@@ -20,9 +22,8 @@ the few groups of centres that can hold its nearest centre. The groups that rema
 contiguous slices, scanned without gathering rows. On isotropic noise in high dimension
 nothing can be skipped and this is a plain scan. Bounds carry a margin for rounding, so
 the picks are those of the plain scan; the one exception is a point whose two nearest
-initial centres are equally far to within rounding (the matrix products that rank them
-round differently for different sets of centres), where the distance kept, and so a
-later near-tie, can differ in the last bits.
+initial centres are equally far to within the rounding of a distance, where the
+distance kept, and so a later near-tie, can differ in the last bits.
 
 **GPU.** Pruning needs the host to look at the data, so there the picks are made on the
 device without it and without host synchronisation (see ``_device_loop``): a fused
@@ -33,7 +34,10 @@ magnitudes would make squared distances overflow or underflow, e.g. float32 feat
 order 1e20 or 1e-25; picks do not depend on a common scale. float32 features whose
 magnitudes span more orders than any one scale keeps safe (one row at 1e25 among
 features of order 1) are worked on in float64, an exact conversion whose squares hold
-every float32 difference.
+every float32 difference, so k-center greedy is exact for any finite float32 input. The
+products of the nearest-centre search are centred on the coordinate-wise median of the
+centres, which an outlier among them does not move, and what cancellation they suffer
+(two populations far apart) only widens the shortlist compared by differences.
 """
 
 from __future__ import annotations
@@ -113,36 +117,62 @@ def _nearest_keops(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return d2.argmin(dim=1).view(-1).long()
 
 
-def _mean_row(c: torch.Tensor) -> torch.Tensor:
-    """Mean of the rows of ``c``, accumulated in float64 (where the device has it) in
-    blocks of bounded size, returned in ``c``'s dtype."""
-    acc = c.dtype if c.device.type == "mps" else torch.float64
-    total = torch.zeros(c.shape[1], dtype=acc, device=c.device)
-    rows = max(1, _CHUNK_BYTES // max(1, c.shape[1] * 8))
-    for s in range(0, c.shape[0], rows):
-        total += c[s:s + rows].to(acc).sum(0)
-    return (total / max(1, c.shape[0])).to(c.dtype)
+def _centre_row(c: torch.Tensor) -> torch.Tensor:
+    """The coordinate-wise median of the rows of ``c`` (a row of ``c``'s values, no
+    rounding): unlike the mean, a few far outliers among ``c`` do not move it."""
+    return c.median(dim=0).values
 
 
 def _nearest_torch(x: torch.Tensor, c: torch.Tensor,
                    mu: torch.Tensor | None = None) -> torch.Tensor:
     """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul).
 
-    Both sets are first moved by ``mu`` (default: the mean of ``c``): distances do not
-    change, but the expansion ``||c||^2 - 2 x.c`` loses to cancellation what the
-    features share (GPS coordinates, a large embedding offset), and centred it works on
-    the spread only. Callers that search subsets of one set of centres pass the mean of
-    the whole set, so that a score never depends on which subset was searched.
+    Both sets are first moved by ``mu`` (default: the coordinate-wise median of
+    ``c``): distances do not change, but the expansion ``||c||^2 - 2 x.c`` loses to
+    cancellation what the features share (GPS coordinates, a large embedding offset),
+    and centred it works on the spread only. The median, unlike the mean, stays with
+    the bulk of the centres when one of them is an extreme outlier. Callers that search
+    subsets of one set of centres pass the median of the whole set, so that a score
+    never depends on which subset was searched.
+
+    The products only shortlist: a row's scores are off by at most
+    ``k (r + ||c - mu||)**2`` (``r`` the row's distance from ``mu``, ``k`` about
+    ``d + 3`` unit roundoffs), and only centres within ``r + d*`` of ``mu`` can be
+    nearer than the best-scored one, at ``d*``; so every centre nearer than it scores
+    within ``2 k (2 r + d*)**2`` of the best. Those candidates are compared by
+    differences, which cancellation cannot touch (two populations far apart, a row far
+    from the centres' median), and the nearest is kept.
     """
-    mu = _mean_row(c) if mu is None else mu
-    c = c - mu
-    c_sq = (c * c).sum(1)
+    mu = _centre_row(c) if mu is None else mu
+    cc = c - mu
+    c_sq = (cc * cc).sum(1)
+    k = 4.0 * (x.shape[1] + 3) * _matmul_unit(x)  # twice the bound: it is rounded too
     rows = max(1, _CHUNK_BYTES // (max(1, c.shape[0], x.shape[1]) * x.element_size()))
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for s in range(0, x.shape[0], rows):
+        xb = x[s:s + rows]
+        xc = xb - mu
         # ||x||^2 is the same for every centre, so argmin needs only ||c||^2 - 2 x.c
-        scores = torch.addmm(c_sq[None, :], x[s:s + rows] - mu, c.t(), alpha=-2.0)
-        out[s:s + rows] = scores.argmin(dim=1)
+        scores = torch.addmm(c_sq[None, :], xc, cc.t(), alpha=-2.0)
+        best = scores.argmin(dim=1)
+        d_star = torch.linalg.vector_norm(xb - c[best], dim=1)
+        reach = scores.gather(1, best[:, None])[:, 0] + k * (
+            2.0 * torch.linalg.vector_norm(xc, dim=1) + d_star) ** 2
+        reach[d_star == 0] = -math.inf  # a copy of a centre: nothing is nearer
+        scores.scatter_(1, best[:, None], math.inf)
+        within = scores <= reach[:, None]
+        rest = torch.nonzero(within.any(dim=1)).view(-1)  # rows with other candidates
+        if rest.numel():
+            i, j = torch.nonzero(within[rest], as_tuple=True)
+            i = rest[i]
+            dist = torch.linalg.vector_norm(xb[i] - c[j], dim=1)
+            low = torch.minimum(d_star, torch.full_like(d_star, math.inf).scatter_reduce(
+                0, i, dist, "amin"))
+            # the lowest index among the nearest, as argmin would pick
+            top = torch.full_like(best, c.shape[0]).scatter_reduce(
+                0, i[dist == low[i]], j[dist == low[i]], "amin")
+            best = torch.where(d_star == low, torch.minimum(best, top), top)
+        out[s:s + rows] = best
     return out
 
 
@@ -155,13 +185,27 @@ def _dist_to(x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
                       for s in range(0, x.shape[0], rows)])
 
 
-def _dist_rows(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``||x_i - c_i||`` row by row, in blocks (never an (N, d) temporary at once)."""
+def _dist_rows(x: torch.Tensor, c: torch.Tensor,
+               index: torch.Tensor | None = None) -> torch.Tensor:
+    """``||x_i - c_i||`` (or ``||x_i - c[index_i]||``) row by row, in blocks (never an
+    (N, d) temporary at once)."""
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
-        out[s:s + rows] = torch.linalg.vector_norm(x[s:s + rows] - c[s:s + rows], dim=1)
+        cb = c[s:s + rows] if index is None else c[index[s:s + rows]]
+        out[s:s + rows] = torch.linalg.vector_norm(x[s:s + rows] - cb, dim=1)
     return out
+
+
+def _matmul_unit(x: torch.Tensor) -> float:
+    """Unit roundoff of the matrix products on ``x``'s dtype and device: float32's own,
+    or bfloat16's where torch may compute float32 products in lower precision."""
+    u = float(torch.finfo(x.dtype).eps) / 2
+    if x.dtype == torch.float32 and (
+            torch.get_float32_matmul_precision() != "highest"
+            or (x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)):
+        u = max(u, 2.0 ** -8)
+    return u
 
 
 def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str,
@@ -169,12 +213,7 @@ def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str,
     """Distance from every row of ``x`` to its nearest row of ``c``, from differences
     (``mu``: see :func:`_nearest_torch`)."""
     nearest = _nearest_keops(x, c) if backend == "keops" else _nearest_torch(x, c, mu)
-    rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
-    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    for s in range(0, x.shape[0], rows):
-        out[s:s + rows] = torch.linalg.vector_norm(
-            x[s:s + rows] - c[nearest[s:s + rows]], dim=1)
-    return out
+    return _dist_rows(x, c, nearest)
 
 
 def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
@@ -461,7 +500,7 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
         return min_d
     cidx = np.concatenate([np.arange(c_start[h], c_end[h]) for h in range(gr.G)])
     C = x[torch.from_numpy(cidx)]  # the centres, contiguous, group by group
-    mu = _mean_row(C)  # one centring for every subset of centres searched below
+    mu = _centre_row(C)  # one centring for every subset of centres searched below
     c_off = np.concatenate([[0], np.cumsum(gr.n_centres)])
     has_c = gr.n_centres > 0
     if gr.T.shape[1]:

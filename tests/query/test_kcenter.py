@@ -215,20 +215,39 @@ def test_float64_scale_safety(factor):
 
 
 @pytest.mark.parametrize("value", [1e20, 1e25, -3e38])
-@pytest.mark.parametrize("role", ["pool", "no centres"])
+@pytest.mark.parametrize("role", ["pool", "centre", "no centres"])
 @pytest.mark.parametrize("prune", [True, False])
 def test_one_extreme_outlier_leaves_float32_picks_exact(value, role, prune):
     # One row at 1e25 among features of order 10: no single scale keeps both the
     # outlier's squared distances and the cluster's from overflowing or underflowing in
-    # float32, which picked rows in index order at distance 0.
+    # float32, which picked rows in index order at distance 0. As an initial centre the
+    # outlier moved the mean the nearest-centre search is centred on, and cancellation
+    # gave wrong nearest centres.
     rng = np.random.RandomState(0)
     F = clustered(rng, 300, 8).astype(np.float32)
     F[123, 0] = value
-    init = {"pool": [0], "no centres": []}[role]
+    init = {"pool": [0], "centre": [123, *range(20)], "no centres": []}[role]
     want = reference(F, 6, init, random_state=0)
     got = k_center_greedy(F, 6, initial_centers=init or None, prune=prune, random_state=0)
     np.testing.assert_array_equal(got[0], want[0])
     assert got[1].dtype == np.float32
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize(("dtype", "offset"), [
+    (np.float32, 1e6), (np.float32, 1e20), (np.float64, 1e9), (np.float64, 1e20)])
+@pytest.mark.parametrize("prune", [True, False])
+def test_centres_in_two_populations_far_apart(dtype, offset, prune):
+    # Centres in two clusters of clusters far apart: no one centring point is near
+    # both, and the products ||c||^2 - 2 x.c cancelled the spread of the far one, which
+    # gave wrong nearest centres (distances several times too large, wrong picks).
+    rng = np.random.RandomState(0)
+    F = clustered(rng, 600, 8).astype(dtype)
+    F[300:] += dtype(offset)
+    init = [*range(40), *range(300, 360)]
+    want = reference(F, 5, init)
+    got = k_center_greedy(F, 5, initial_centers=init, prune=prune, backend="torch")
+    np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
 
 
