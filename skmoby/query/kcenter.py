@@ -61,6 +61,7 @@ _BLOCK_BYTES = 256 * 2**10  # NumPy's blocks of the per-pick distances (in L2)
 _PARALLEL_BYTES = 16 * 2**20  # per-pick slices larger than this use every thread
 _MAX_PIVOTS = 32  # pivots (and groups) of the CPU pruning
 _PIVOT_SAMPLE = 1024  # rows among which the pivots are chosen
+_MEDIAN_ROWS = 256  # centres whose median centres the nearest-centre search
 _GRAPH_STEPS = 64  # greedy steps per CUDA graph (0: launch each step from the host)
 _DEVICE_STEP = "triton"  # "triton" or "torch": how a greedy step runs on CUDA
 _PRUNED_DEVICES = ("cpu",)  # device types that use the pruned host loop
@@ -118,14 +119,17 @@ def _nearest_keops(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def _centre_row(c: torch.Tensor) -> torch.Tensor:
-    """The coordinate-wise median of the rows of ``c`` (a row of ``c``'s values, no
-    rounding): unlike the mean, a few far outliers among ``c`` do not move it."""
-    return c.median(dim=0).values
+    """The coordinate-wise median of (at most ``_MEDIAN_ROWS`` evenly spaced) rows of
+    ``c``, values of ``c`` without rounding: unlike the mean, a few far outliers among
+    ``c`` do not move it."""
+    step = -(-c.shape[0] // _MEDIAN_ROWS)
+    return c[::step].median(dim=0).values
 
 
-def _nearest_torch(x: torch.Tensor, c: torch.Tensor,
-                   mu: torch.Tensor | None = None) -> torch.Tensor:
-    """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul).
+def _nearest_torch(x: torch.Tensor, c: torch.Tensor, mu: torch.Tensor | None = None,
+                   dist: torch.Tensor | None = None) -> torch.Tensor:
+    """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul), and
+    in ``dist`` (when given) the distance to it, from differences.
 
     Both sets are first moved by ``mu`` (default: the coordinate-wise median of
     ``c``): distances do not change, but the expansion ``||c||^2 - 2 x.c`` loses to
@@ -160,19 +164,26 @@ def _nearest_torch(x: torch.Tensor, c: torch.Tensor,
             2.0 * torch.linalg.vector_norm(xc, dim=1) + d_star) ** 2
         reach[d_star == 0] = -math.inf  # a copy of a centre: nothing is nearer
         scores.scatter_(1, best[:, None], math.inf)
-        within = scores <= reach[:, None]
-        rest = torch.nonzero(within.any(dim=1)).view(-1)  # rows with other candidates
+        # rows with other candidates: their second-best score is within reach
+        rest = torch.nonzero(scores.amin(dim=1) <= reach).view(-1)
         if rest.numel():
-            i, j = torch.nonzero(within[rest], as_tuple=True)
+            i, j = torch.nonzero(scores[rest] <= reach[rest, None], as_tuple=True)
             i = rest[i]
-            dist = torch.linalg.vector_norm(xb[i] - c[j], dim=1)
+            d_ij = torch.empty(i.shape[0], dtype=x.dtype, device=x.device)
+            step = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
+            for p in range(0, i.shape[0], step):  # long lists: bounded temporaries
+                d_ij[p:p + step] = torch.linalg.vector_norm(
+                    xb[i[p:p + step]] - c[j[p:p + step]], dim=1)
             low = torch.minimum(d_star, torch.full_like(d_star, math.inf).scatter_reduce(
-                0, i, dist, "amin"))
+                0, i, d_ij, "amin"))
             # the lowest index among the nearest, as argmin would pick
             top = torch.full_like(best, c.shape[0]).scatter_reduce(
-                0, i[dist == low[i]], j[dist == low[i]], "amin")
+                0, i[d_ij == low[i]], j[d_ij == low[i]], "amin")
             best = torch.where(d_star == low, torch.minimum(best, top), top)
+            d_star = low
         out[s:s + rows] = best
+        if dist is not None:
+            dist[s:s + rows] = d_star
     return out
 
 
@@ -212,8 +223,11 @@ def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str,
                   mu: torch.Tensor | None = None) -> torch.Tensor:
     """Distance from every row of ``x`` to its nearest row of ``c``, from differences
     (``mu``: see :func:`_nearest_torch`)."""
-    nearest = _nearest_keops(x, c) if backend == "keops" else _nearest_torch(x, c, mu)
-    return _dist_rows(x, c, nearest)
+    if backend == "keops":
+        return _dist_rows(x, c, _nearest_keops(x, c))
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    _nearest_torch(x, c, mu, out)
+    return out
 
 
 def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
@@ -314,13 +328,13 @@ def _exponent_window(dtype: torch.dtype, d: int) -> tuple[int, int]:
 def _magnitudes(x: torch.Tensor) -> tuple[float, float]:
     """Largest and smallest non-zero ``|x|`` (``inf`` when all are zero), one pass in
     blocks; NaN or infinity raise ``ValueError``."""
-    rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
+    rows = max(1, 2**20 // max(1, x.shape[1] * x.element_size()))  # blocks in cache
     big = torch.zeros((), dtype=x.dtype, device=x.device)
     small = torch.full((), math.inf, dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
         a = x[s:s + rows].abs()
         big = torch.maximum(big, a.max())
-        small = torch.minimum(small, torch.where(a > 0, a, math.inf).min())
+        small = torch.minimum(small, a.masked_fill_(a == 0, math.inf).min())
     big_f, small_f = (float(v) for v in torch.stack([big, small]).cpu())  # one sync
     if not math.isfinite(big_f):
         rows = torch.nonzero(~torch.isfinite(x).all(dim=1)).view(-1)[:5].tolist()
