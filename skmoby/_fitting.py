@@ -48,8 +48,10 @@ class Fitting:
             Non-negative weights of the rows of ``X``, weighting their cross-entropy.
             The weights of unlabelled rows are ignored (the contrastive loss is not
             weighted), and the labelled rows' weights are rescaled to average 1, so
-            their scale does not change the step size. Batches then carry the weights
-            and (on CUDA) labelled steps run eagerly rather than as a captured graph.
+            their scale does not change the step size: any finite weights, up to
+            1e308, train the model of their ratios (NaN or infinity are refused).
+            Batches then carry the weights and (on CUDA) labelled steps run eagerly
+            rather than as a captured graph.
             With scikit-learn's metadata routing, request it with
             ``set_fit_request(sample_weight=True)``.
 

@@ -531,12 +531,14 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
             raise ValueError("sample_weight must be non-negative; got "
                              f"{int((w < 0).sum())} negative weights")
         w_l = w[~unl]
-        total = w_l.sum()
-        if not total > 0:
+        top = w_l.max(initial=0.0)
+        if not top > 0:
             raise ValueError("sample_weight is zero for every labelled row; at least one "
                              "labelled row needs a positive weight")
-        # Average 1: weights set the rows' relative influence, not the step size.
-        w_l = (w_l * (len(w_l) / total)).astype(np.float32)
+        # Average 1: weights set the rows' relative influence, not the step size. Divided
+        # by the largest first, the sum cannot overflow (1e308 each would: inf, then 0).
+        w_l = w_l / top
+        w_l = (w_l * (len(w_l) / w_l.sum())).astype(np.float32)
     parts = [X[unl]] if unl.any() else []
     if X_unlabeled is not None:
         if len(X_unlabeled):

@@ -525,6 +525,18 @@ def test_unit_sample_weights_change_nothing(digits):
     np.testing.assert_allclose(b.predict_proba(X[100:150]), a, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1e300, 1e308])
+def test_only_the_ratios_of_huge_sample_weights_matter(digits, scale):
+    # The mean of 64 weights of 1e308 overflowed to inf, every weight became 0 and the
+    # cross-entropy vanished from training.
+    X, y = digits
+    ratios = np.linspace(0.25, 1.0, 64)
+    a = small_clf(max_epochs=2).fit(X[:64], y[:64], sample_weight=ratios)
+    b = small_clf(max_epochs=2).fit(X[:64], y[:64], sample_weight=ratios * scale)
+    np.testing.assert_allclose(b.predict_proba(X[100:150]), a.predict_proba(X[100:150]),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_weighted_loss_matches_the_definition():
     clf = small_clf(input_shape=(8, 8), classes=np.arange(3)).initialize()
     logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
@@ -561,6 +573,8 @@ def test_weights_of_unlabelled_rows_are_ignored(digits):
     (np.ones(39), "sample_weight"),
     (-np.ones(40), "sample_weight"),
     (np.full(40, np.nan), "sample_weight"),
+    (np.full(40, np.inf), "sample_weight"),
+    (np.r_[np.ones(39), -1e-300], "sample_weight must be non-negative"),
     (np.zeros(40), "sample_weight"),
 ])
 def test_bad_sample_weights_are_named(digits, w, match):
