@@ -466,7 +466,37 @@ def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
     return X
 
 
+def refuse_text_mark(y: np.ndarray, ul: Any) -> None:
+    """Refuse string labels that spell the number ``ul`` marking unlabelled rows.
+
+    ``"-1"`` in a string ``y`` is no ``-1``: taken as it is, it would silently become a
+    class (and be predicted); taken as unlabelled, the integer convention would be
+    guessed from text. Either could be meant, so the caller says which.
+    """
+    text = str(ul)
+    decode = ""
+    if y.dtype == object:
+        hits = int(sum(isinstance(v, str) and v == text for v in y))
+    elif y.dtype.kind == "U":
+        hits = int((y == text).sum())
+    else:  # bytes: unlabeled_label cannot be bytes
+        hits, decode = int((y == text.encode()).sum()), "decode y to str and "
+    if hits:
+        raise ValueError(
+            f"y holds the string {text!r} in {hits} row{'s' if hits != 1 else ''}; "
+            f"unlabelled rows are marked with the number {ul!r} (unlabeled_label="
+            f"{ul!r}), not its text. Mark them with {ul!r} in an object array, "
+            f"{decode}set unlabeled_label={text!r} to treat the string as unlabelled, "
+            f"or unlabeled_label=None to keep {text!r} as a class")
+
+
 def unlabeled_mask(est, y: np.ndarray) -> np.ndarray:
+    """Which rows of ``y`` are unlabelled (equal to ``est.unlabeled_label``).
+
+    Raises ``ValueError`` when ``y`` holds strings and one spells a numeric
+    ``unlabeled_label`` (``"-1"`` for ``-1``): whether it is a class or a mark is the
+    caller's to say.
+    """
     ul = est.unlabeled_label
     if ul is None:
         return np.zeros(len(y), dtype=bool)
@@ -477,6 +507,8 @@ def unlabeled_mask(est, y: np.ndarray) -> np.ndarray:
             return np.array([is_scalar_nan(v) for v in y], dtype=bool)
         return np.zeros(len(y), dtype=bool)
     if y.dtype.kind in "USO":  # compare like with like: the string "-1" is no -1
+        if not isinstance(ul, str):
+            refuse_text_mark(y, ul)
         return np.array([isinstance(v, str) == isinstance(ul, str) and v == ul for v in y],
                         dtype=bool)
     if isinstance(ul, str):

@@ -132,7 +132,11 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
     unlabeled_label : int, float, str or None, default=-1
         Label that marks unlabelled rows of ``y``; ``np.nan`` follows scikit-activeml's
         convention (a float ``y`` with NaN for missing labels); ``None`` treats every
-        row as labelled. scikit-learn's check ``check_classifiers_classes`` uses ``-1``
+        row as labelled. Labels are compared like with like: with string labels the
+        default marks rows holding the integer ``-1`` (in an object array), and a
+        string ``"-1"`` is refused as ambiguous with a ``ValueError``; pass
+        ``unlabeled_label="-1"`` to mark unlabelled rows with that string, or ``None``
+        to keep it as a class. scikit-learn's check ``check_classifiers_classes`` uses ``-1``
         as a class and so fails with the default (see :func:`expected_failed_checks`).
     random_state : int, numpy.random.RandomState or None, default=None
         Seeds weight initialisation, batch order and augmentations. With an int, fits on

@@ -687,6 +687,27 @@ def test_nan_marks_unlabelled_rows(digits):
     assert clf.score(X[:200], y_nan) == pytest.approx(clf.score(X[:100], y[:100]))
 
 
+def test_the_string_minus_one_is_refused_as_ambiguous(digits):
+    # With the default unlabeled_label=-1, string labels "-1" became a class of their
+    # own, predicted for every sample, without a word.
+    X, y = digits
+    ys = y[:200].astype(str).astype(object)
+    ys[100:] = "-1"
+    for labels in (ys, ys.astype(str)):
+        with pytest.raises(ValueError, match=r"y holds the string '-1' in 100 rows; "
+                                             r"unlabelled rows are marked with the "
+                                             r"number -1.*unlabeled_label='-1'"):
+            small_clf(max_epochs=1).fit(X[:200], labels)
+    clf = small_clf(max_epochs=1).fit(X[:100], ys[:100])
+    with pytest.raises(ValueError, match="string '-1'"):
+        clf.score(X[:200], ys)
+    # the fixes the message names do what it says
+    marked = small_clf(max_epochs=1, unlabeled_label="-1").fit(X[:200], ys)
+    assert "-1" not in marked.classes_.tolist() and marked.steps_per_epoch_ == 8
+    kept = small_clf(max_epochs=1, unlabeled_label=None).fit(X[:200], ys)
+    assert "-1" in kept.classes_.tolist()
+
+
 def test_nan_labels_without_the_nan_convention_are_explained(digits):
     X, y = digits
     y_nan = y[:40].astype(float)
