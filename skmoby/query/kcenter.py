@@ -361,7 +361,8 @@ def _working_precision(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     e_small = math.frexp(small)[1] if math.isfinite(small) else e_big
     lo, hi = _exponent_window(x.dtype, d)
     if e_big - e_small > hi - lo and x.dtype == torch.float32:
-        x = x.double()
+        # MPS has no float64: such features are worked on by the CPU there
+        x = (x.cpu() if x.device.type == "mps" else x).double()
         lo, hi = _exponent_window(x.dtype, d)
     e = 0 if abs(e_big) <= _SAFE_EXPONENT[x.dtype] else e_big  # unscaled when safe
     if e_big - e > hi or e_small - e < lo:
