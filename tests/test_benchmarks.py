@@ -50,6 +50,8 @@ RUNS = {
         ("cuda", ["--device", "cuda", "--n", "2000", "--m", "200", "--dims", "8",
                   "--repeat", "1"], "torch/keops", (CUDA,)),
     ],
+    "coverage.py": [("cpu", ["--n", "600", "--d", "8", "--labelled", "20", "--budget", "10",
+                             "--repeat", "1"], "probcover-auto", (SLOW,))],  # 4 children
     "gpu_parallel.py": [
         ("cpu", ["--device", "cpu", "--backbone", "cnn", "--n", "64", "--size", "8",
                  "--epochs", "1", "--jobs", "1", "2"], "vs_one_alone", (SLOW,)),  # 91 s
