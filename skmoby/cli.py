@@ -605,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="random pool subset scanned per cycle (default: whole pool)")
     run.add_argument("--seed", type=int, help="seed of the first trial")
     run.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    run.add_argument("--data-root", help="folder of the dataset files")
+    run.add_argument("--data-root", help="folder of the dataset files (FashionMNIST: the "
+                     "four .gz files, flat or in FashionMNIST/raw/)")
     run.add_argument("--download", action="store_true", default=None,
                      help="download missing dataset files")
     run.add_argument("--dry-run", action="store_true",
