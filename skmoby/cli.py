@@ -400,8 +400,6 @@ def _plan(cfg, out: Path, ds=None):
 
 def _run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)  # bad settings are named before PyTorch is imported
-    from .experiment import run_experiment
-
     name = args.preset or cfg.dataset
     out = _out_argument("run", args.out)
     if args.out == DEFAULT_OUT:
@@ -410,10 +408,11 @@ def _run(args: argparse.Namespace) -> int:
         options = _run_options(args)
     except ValueError as exc:
         raise _usage(f"skmoby run: error: {exc}") from None
-    print(f"running {name}: {json.dumps(cfg.to_dict())}")
+    print(f"running {name}: {json.dumps(cfg.to_dict())}", flush=True)
 
     def start():
         from ._runstore import lock_folder
+        from .experiment import run_experiment
 
         if args.dry_run:
             _plan(cfg, out)

@@ -202,7 +202,7 @@ def test_jobs_per_gpu_caps_the_jobs_on_a_gpu(monkeypatch):
 
 
 _SCRIPT = """
-import os, sys
+import os, sys, uuid
 from skorch.callbacks import Callback
 from skmoby.experiment import ExperimentConfig, run_experiment
 
@@ -211,7 +211,8 @@ class Noted(Callback):  # defined in the script: module __main__
         self.folder = folder
 
     def on_train_begin(self, net, **kwargs):
-        open(os.path.join(self.folder, f"fit-{os.getpid()}-{id(net)}"), "w").close()
+        # a fresh name per fit: id(net) repeats once a finished net is freed
+        open(os.path.join(self.folder, f"fit-{os.getpid()}-{uuid.uuid4().hex}"), "w").close()
 
 def main():
     cfg = ExperimentConfig(dataset="digits", methods=["random"], initial=20, budget=10,
