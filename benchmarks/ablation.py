@@ -79,8 +79,9 @@ _DEFAULT_HEAD = inspect.signature(MoBYv2Network).parameters["projection_head"].d
 
 def _joint_random(learner, X_pool, n_instances=1):
     """Random selection seeded like the runner seeds the learner of this cycle."""
-    return random_sampling(learner, X_pool, n_instances,
-                           random_state=learner.estimator.random_state)
+    return random_sampling(
+        learner, X_pool, n_instances, random_state=learner.estimator.random_state
+    )
 
 
 def _weak_views(X: np.ndarray, generator: torch.Generator, chunk: int = 4096) -> np.ndarray:
@@ -88,7 +89,7 @@ def _weak_views(X: np.ndarray, generator: torch.Generator, chunk: int = 4096) ->
     aug = WeakAugment()
     out = []
     for start in range(0, len(X), chunk):
-        x = torch.as_tensor(X[start:start + chunk])
+        x = torch.as_tensor(X[start : start + chunk])
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         out.append(aug(x, generator).numpy())
     return np.concatenate(out) if out else np.zeros((0, *X.shape[1:]), np.float32)
@@ -98,8 +99,7 @@ def _weak_coreset(learner, X_pool, n_instances=1):
     """CoreSet on ``f_q`` of weak views of the pool and of the labelled centres."""
     g = torch.Generator().manual_seed(int(learner.estimator.random_state))
     X_lab = _weak_views(np.asarray(learner.X_training), g)
-    return coreset(learner, _weak_views(np.asarray(X_pool), g), n_instances,
-                   X_labeled=X_lab)
+    return coreset(learner, _weak_views(np.asarray(X_pool), g), n_instances, X_labeled=X_lab)
 
 
 class _UnitFeatures:
@@ -115,20 +115,22 @@ class _UnitFeatures:
 
 def _unit_coreset(learner, X_pool, n_instances=1):
     """CoreSet on L2-normalised features (k-center greedy in cosine geometry)."""
-    return coreset(_UnitFeatures(learner.estimator), X_pool, n_instances,
-                   X_labeled=np.asarray(learner.X_training))
+    return coreset(
+        _UnitFeatures(learner.estimator),
+        X_pool,
+        n_instances,
+        X_labeled=np.asarray(learner.X_training),
+    )
 
 
 def _joint_typiclust(learner, X_pool, n_instances=1):
     """TypiClust on the learner's L2-normalised ``f_q``, k-means seeded like the learner."""
-    return typiclust(learner, X_pool, n_instances,
-                     random_state=learner.estimator.random_state)
+    return typiclust(learner, X_pool, n_instances, random_state=learner.estimator.random_state)
 
 
 def _joint_probcover(learner, X_pool, n_instances=1):
     """ProbCover on the learner's L2-normalised ``f_q``, delta chosen for 0.95 purity."""
-    return probcover(learner, X_pool, n_instances,
-                     random_state=learner.estimator.random_state)
+    return probcover(learner, X_pool, n_instances, random_state=learner.estimator.random_state)
 
 
 def _pool10x(settings: dict) -> int:
@@ -169,8 +171,7 @@ def _variant(method: str, params: dict, strategy):
 
     with contextlib.ExitStack() as stack:
         if params:
-            stack.enter_context(mock.patch.object(experiment, "_make_estimator",
-                                                  make_with_params))
+            stack.enter_context(mock.patch.object(experiment, "_make_estimator", make_with_params))
         if strategy is not None:
             stack.enter_context(mock.patch.dict(experiment._STRATEGIES, {method: strategy}))
         yield
@@ -183,12 +184,20 @@ def _split(ds: ImageDataset, split: str, n_val: int, seed: int) -> ImageDataset:
         raise ValueError(f"--n-val must be in 1..{len(ds.X_train) - 1}; got {n_val}")
     perm = np.random.RandomState(seed).permutation(len(ds.X_train))
     val, pool = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    return ImageDataset(f"{ds.name}-val", ds.X_train[pool], ds.y_train[pool],
-                        ds.X_train[val], ds.y_train[val], ds.classes, ds.normalize)
+    return ImageDataset(
+        f"{ds.name}-val",
+        ds.X_train[pool],
+        ds.y_train[pool],
+        ds.X_train[val],
+        ds.y_train[val],
+        ds.classes,
+        ds.normalize,
+    )
 
 
-def build_dataset(name: str, data_root: str | None, split: str, n_val: int,
-                  imbalance: int | None) -> ImageDataset:
+def build_dataset(
+    name: str, data_root: str | None, split: str, n_val: int, imbalance: int | None
+) -> ImageDataset:
     """The evaluation split and pool of a run: what ``variant.json`` records rebuilds it."""
     ds = _split(load_dataset(name, data_root), split, n_val, seed=12345)
     return ds if imbalance is None else _imbalance(ds, keep=imbalance)
@@ -207,10 +216,18 @@ def paired_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
         gap = (acc - ref).dropna()
         for cycle, a in acc.groupby(level="cycle"):
             g = gap[gap.index.get_level_values("cycle") == cycle]
-            rows.append(dict(variant=name, cycle=int(cycle),
-                             n_labelled=int(df.loc[df.cycle == cycle, "n_labelled"].iloc[0]),
-                             trials=len(a), mean=100 * a.mean(), std=100 * a.std(),
-                             gap_mean=100 * g.mean(), gap_std=100 * g.std()))
+            rows.append(
+                dict(
+                    variant=name,
+                    cycle=int(cycle),
+                    n_labelled=int(df.loc[df.cycle == cycle, "n_labelled"].iloc[0]),
+                    trials=len(a),
+                    mean=100 * a.mean(),
+                    std=100 * a.std(),
+                    gap_mean=100 * g.mean(),
+                    gap_std=100 * g.std(),
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -225,10 +242,16 @@ def gap_over_cycles(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
         gap = gap[gap.index.get_level_values("cycle") >= 1]
         per_trial = 100 * gap.groupby(level="trial").mean()
         n = len(per_trial)
-        rows.append(dict(variant=name, trials=n, gap_mean=per_trial.mean(),
-                         gap_std=per_trial.std(),
-                         gap_sem=per_trial.std() / np.sqrt(n) if n > 1 else np.nan,
-                         trials_ahead=int((per_trial > 0).sum())))
+        rows.append(
+            dict(
+                variant=name,
+                trials=n,
+                gap_mean=per_trial.mean(),
+                gap_std=per_trial.std(),
+                gap_sem=per_trial.std() / np.sqrt(n) if n > 1 else np.nan,
+                trials_ahead=int((per_trial > 0).sum()),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -247,22 +270,42 @@ def to_rst(table: pd.DataFrame, overall: pd.DataFrame, variants: list[str]) -> s
     acc_rows, gap_rows = [], []
     for v in variants:
         t = table[table.variant == v].set_index("cycle")
-        acc_rows.append([v, *[f"{t.loc[c, 'mean']:.2f} ± {t.loc[c, 'std']:.2f}"
-                              if c in t.index else "" for c in cycles]])
+        acc_rows.append(
+            [
+                v,
+                *[
+                    f"{t.loc[c, 'mean']:.2f} ± {t.loc[c, 'std']:.2f}" if c in t.index else ""
+                    for c in cycles
+                ],
+            ]
+        )
         if v == REFERENCE:
             continue
         o = overall.set_index("variant").loc[v]
-        gap_rows.append([v, *[f"{t.loc[c, 'gap_mean']:+.2f} ± {t.loc[c, 'gap_std']:.2f}"
-                              if c in t.index else "" for c in cycles],
-                         f"{o.gap_mean:+.2f} ± {o.gap_sem:.2f}",
-                         f"{int(o.trials_ahead)}/{int(o.trials)}"])
-    out = ("Accuracy (%) on the evaluation set (``--split``: validation or test), mean ± "
-           "std over trials, by number of labels:\n\n")
+        gap_rows.append(
+            [
+                v,
+                *[
+                    f"{t.loc[c, 'gap_mean']:+.2f} ± {t.loc[c, 'gap_std']:.2f}"
+                    if c in t.index
+                    else ""
+                    for c in cycles
+                ],
+                f"{o.gap_mean:+.2f} ± {o.gap_sem:.2f}",
+                f"{int(o.trials_ahead)}/{int(o.trials)}",
+            ]
+        )
+    out = (
+        "Accuracy (%) on the evaluation set (``--split``: validation or test), mean ± "
+        "std over trials, by number of labels:\n\n"
+    )
     out += _rst_table(header, acc_rows)
     if not gap_rows:
         return out
-    out += ("\nPaired difference to random (points), mean ± std over trials; last columns: "
-            "mean over cycles 1..last ± standard error, trials ahead of random:\n\n")
+    out += (
+        "\nPaired difference to random (points), mean ± std over trials; last columns: "
+        "mean over cycles 1..last ± standard error, trials ahead of random:\n\n"
+    )
     out += _rst_table([*header, "cycles 1..last", "ahead"], gap_rows)
     return out
 
@@ -317,8 +360,10 @@ def combine(folders: list[Path], out: Path) -> str:
             if name == REFERENCE:
                 ref = df.sort_values(["trial", "cycle"])[key].reset_index(drop=True)
                 if reference is not None and not ref.equals(reference):
-                    raise SystemExit(f"{variant.parent} holds other random results than "
-                                     "the first folder: the runs are not comparable")
+                    raise SystemExit(
+                        f"{variant.parent} holds other random results than "
+                        "the first folder: the runs are not comparable"
+                    )
                 reference = ref
             elif name in results:
                 raise SystemExit(f"variant {name!r} is in more than one folder")
@@ -330,36 +375,65 @@ def combine(folders: list[Path], out: Path) -> str:
     if reference is None:
         raise SystemExit(f"no folder under {[str(f) for f in folders]} holds {REFERENCE!r}")
     order = list(VARIANTS)
-    results = {k: results[k] for k in sorted(results, key=lambda k: (
-        k != REFERENCE, order.index(k) if k in order else len(order), k))}
+    results = {
+        k: results[k]
+        for k in sorted(
+            results, key=lambda k: (k != REFERENCE, order.index(k) if k in order else len(order), k)
+        )
+    }
     out.mkdir(parents=True, exist_ok=True)
     return _report(results, out, settings, split)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--combine", nargs="+", default=None, metavar="RUN",
-                   help="only write the tables of the variants stored in these run folders")
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="only write the tables of the variants stored in these run folders",
+    )
     p.add_argument("--dataset", default=None, help="default: the preset's")
     p.add_argument("--data-root", default=None)
     p.add_argument("--preset", default="fashionmnist-cpu", choices=sorted(PRESETS))
-    p.add_argument("--variants", default="random,coreset,head-linear,head-bn-relu,"
-                   "weak-features,joint-random",
-                   help=f"comma-separated, from {sorted(VARIANTS)}")
+    p.add_argument(
+        "--variants",
+        default="random,coreset,head-linear,head-bn-relu,weak-features,joint-random",
+        help=f"comma-separated, from {sorted(VARIANTS)}",
+    )
     p.add_argument("--split", choices=("val", "test"), default="val")
     p.add_argument("--n-val", type=int, default=10000)
-    p.add_argument("--imbalance", type=int, default=None, metavar="KEEP",
-                   help="cut the pool's even classes to their first KEEP images (the "
-                   "authors' imbalanced CIFAR-10 keeps 500 of 5000); test/val stay whole")
+    p.add_argument(
+        "--imbalance",
+        type=int,
+        default=None,
+        metavar="KEEP",
+        help="cut the pool's even classes to their first KEEP images (the "
+        "authors' imbalanced CIFAR-10 keeps 500 of 5000); test/val stay whole",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="trials of a variant run at once, each in a worker process (only "
-                   "for variants that change settings, not the estimator or strategy)")
-    for name, typ in (("trials", int), ("cycles", int), ("initial", int), ("budget", int),
-                      ("epochs", int), ("batch_size", int), ("lr", float),
-                      ("pool_subset", int), ("backbone", str), ("unlabeled", str),
-                      ("seed", int)):
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trials of a variant run at once, each in a worker process (only "
+        "for variants that change settings, not the estimator or strategy)",
+    )
+    for name, typ in (
+        ("trials", int),
+        ("cycles", int),
+        ("initial", int),
+        ("budget", int),
+        ("epochs", int),
+        ("batch_size", int),
+        ("lr", float),
+        ("pool_subset", int),
+        ("backbone", str),
+        ("unlabeled", str),
+        ("seed", int),
+    ):
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
     args = p.parse_args(argv)
     if args.combine:
@@ -374,16 +448,29 @@ def main(argv: list[str] | None = None) -> None:
         names.insert(0, REFERENCE)
     patched = [v for v in names if VARIANTS[v][1] or VARIANTS[v][2] is not None]
     if args.jobs > 1 and patched:
-        p.error(f"--jobs > 1 runs trials in worker processes, which do not see the "
-                f"estimator or strategy of variants {patched}; run them with --jobs 1")
+        p.error(
+            f"--jobs > 1 runs trials in worker processes, which do not see the "
+            f"estimator or strategy of variants {patched}; run them with --jobs 1"
+        )
     settings = dict(PRESETS[args.preset], device=args.device)
-    for key in ("trials", "cycles", "initial", "budget", "epochs", "batch_size", "lr",
-                "pool_subset", "backbone", "unlabeled", "seed", "dataset"):
+    for key in (
+        "trials",
+        "cycles",
+        "initial",
+        "budget",
+        "epochs",
+        "batch_size",
+        "lr",
+        "pool_subset",
+        "backbone",
+        "unlabeled",
+        "seed",
+        "dataset",
+    ):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     settings["data_root"] = args.data_root
-    ds = build_dataset(settings["dataset"], args.data_root, args.split, args.n_val,
-                       args.imbalance)
+    ds = build_dataset(settings["dataset"], args.data_root, args.split, args.n_val, args.imbalance)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{ds}; split={args.split}; variants {names}", flush=True)
@@ -397,17 +484,29 @@ def main(argv: list[str] | None = None) -> None:
         folder.mkdir(exist_ok=True)
         if method == "mobyv2al":  # record the head in use, which may be a default
             params = {"module__projection_head": _DEFAULT_HEAD, **params}
-        spec = {"variant": name, "split": args.split, "n_val": args.n_val,
-                "imbalance": args.imbalance, "params": params,
-                "strategy": getattr(strategy, "__name__", None), "changes": changes}
+        spec = {
+            "variant": name,
+            "split": args.split,
+            "n_val": args.n_val,
+            "imbalance": args.imbalance,
+            "params": params,
+            "strategy": getattr(strategy, "__name__", None),
+            "changes": changes,
+        }
         spec_file = folder / "variant.json"
         if spec_file.exists() and json.loads(spec_file.read_text()) != spec:
             raise SystemExit(f"{folder} holds another variant or split; use another --out")
         spec_file.write_text(json.dumps(spec, indent=2))
         t0 = time.perf_counter()
         with _variant(method, params, strategy):
-            res = run_experiment(cfg, folder, dataset=ds, progress=False, jobs=args.jobs,
-                                 log=lambda s, n=name: print(f"[{n}] {s}", flush=True))
+            res = run_experiment(
+                cfg,
+                folder,
+                dataset=ds,
+                progress=False,
+                jobs=args.jobs,
+                log=lambda s, n=name: print(f"[{n}] {s}", flush=True),
+            )
         results[name] = res
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
         # Tables after every variant, so a run stopped by a time limit leaves them.
@@ -423,8 +522,10 @@ def _report(results: dict[str, pd.DataFrame], out: Path, settings: dict, split: 
     overall.to_csv(out / "gap_over_cycles.csv", index=False)
     rst = to_rst(table, overall, names)
     (out / "ablation.rst").write_text(rst)
-    title = (f"{settings['dataset']} ({split}), {settings['backbone']}, "
-             f"{settings['epochs']} epochs, {len(results[REFERENCE].trial.unique())} trials")
+    title = (
+        f"{settings['dataset']} ({split}), {settings['backbone']}, "
+        f"{settings['epochs']} epochs, {len(results[REFERENCE].trial.unique())} trials"
+    )
     plot(table, names, out / "ablation.png", title)
     return rst
 

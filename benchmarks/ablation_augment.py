@@ -46,8 +46,9 @@ def skmoby_crop_areas(n: int, aug: StrongAugment, seed: int = 0) -> tuple[np.nda
     return sides.prod(dim=1).numpy(), clamped
 
 
-def torchvision_crop_areas(n: int, size: int, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3),
-                           seed: int = 0) -> np.ndarray:
+def torchvision_crop_areas(
+    n: int, size: int, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), seed: int = 0
+) -> np.ndarray:
     """Areas of torchvision's ``RandomResizedCrop.get_params`` (same algorithm, NumPy)."""
     rng = np.random.default_rng(seed)
     out = np.empty(n)
@@ -71,12 +72,16 @@ def main() -> None:
     aug = StrongAugment()
     sk, clamped = skmoby_crop_areas(args.n, aug)
     print(f"crop area, scale {aug.scale}, ratio (3/4, 4/3), {args.n} draws")
-    print(f"  skmoby       mean {sk.mean():.3f}  median {np.median(sk):.3f}  "
-          f"P(area > 0.9) {np.mean(sk > 0.9):.3f}  a side clamped {clamped:.3f}")
+    print(
+        f"  skmoby       mean {sk.mean():.3f}  median {np.median(sk):.3f}  "
+        f"P(area > 0.9) {np.mean(sk > 0.9):.3f}  a side clamped {clamped:.3f}"
+    )
     for size in (32, 28):
         tv = torchvision_crop_areas(args.n // 2, size)
-        print(f"  torchvision  mean {tv.mean():.3f}  median {np.median(tv):.3f}  "
-              f"P(area > 0.9) {np.mean(tv > 0.9):.3f}  ({size}x{size})")
+        print(
+            f"  torchvision  mean {tv.mean():.3f}  median {np.median(tv):.3f}  "
+            f"P(area > 0.9) {np.mean(tv > 0.9):.3f}  ({size}x{size})"
+        )
     print(f"blur probability: skmoby {aug.blur_p}; authors 0.2 x 0.5 = {0.2 * 0.5}")
 
 

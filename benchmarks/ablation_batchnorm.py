@@ -36,8 +36,15 @@ def concatenated_terms(self, weak, strong, temperature):
     f, q = self.query(torch.cat([weak, strong]))
     k = self.key(torch.cat([weak, strong]))
     (q_weak, q_strong), (k_weak, k_strong) = q.split(n), k.split(n)
-    loss = symmetric_info_nce(q_weak, q_strong, k_weak, k_strong, self.queue_weak.clone(),
-                              self.queue_strong.clone(), temperature)
+    loss = symmetric_info_nce(
+        q_weak,
+        q_strong,
+        k_weak,
+        k_strong,
+        self.queue_weak.clone(),
+        self.queue_strong.clone(),
+        temperature,
+    )
     return loss, f[:n], k_weak, k_strong
 
 
@@ -51,35 +58,51 @@ def main() -> None:
     X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     # The first fit of a process pays one-off imports (torch's optimizer machinery).
-    MoBYv2Classifier("cnn", max_epochs=1, batch_size=64, queue_size=64, device="cpu",
-                     random_state=0).fit(X_tr[:64], y_tr[:64])
+    MoBYv2Classifier(
+        "cnn", max_epochs=1, batch_size=64, queue_size=64, device="cpu", random_state=0
+    ).fit(X_tr[:64], y_tr[:64])
     acc: dict[str, list[float]] = {"per view": [], "concatenated": []}
     secs: dict[str, list[float]] = {"per view": [], "concatenated": []}
     for seed in range(args.seeds):
         idx = np.random.RandomState(seed).permutation(len(X_tr))
-        lab, unl = idx[: args.labelled], idx[args.labelled:]
+        lab, unl = idx[: args.labelled], idx[args.labelled :]
         for name in acc:
-            patch = (mock.patch.object(MoBYv2Network, "contrastive_terms", concatenated_terms)
-                     if name == "concatenated" else contextlib.nullcontext())
-            clf = MoBYv2Classifier("cnn", max_epochs=args.epochs, batch_size=64,
-                                   queue_size=1024, lr=0.05, random_state=seed, device="cpu",
-                                   module__projection_head="bn-relu")
+            patch = (
+                mock.patch.object(MoBYv2Network, "contrastive_terms", concatenated_terms)
+                if name == "concatenated"
+                else contextlib.nullcontext()
+            )
+            clf = MoBYv2Classifier(
+                "cnn",
+                max_epochs=args.epochs,
+                batch_size=64,
+                queue_size=1024,
+                lr=0.05,
+                random_state=seed,
+                device="cpu",
+                module__projection_head="bn-relu",
+            )
             t0 = time.perf_counter()
             with patch:
                 clf.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
             secs[name].append(time.perf_counter() - t0)
             acc[name].append(clf.score(X_te, y_te))
-        print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in acc.items()),
-              flush=True)
+        print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in acc.items()), flush=True)
     gap = 100 * (np.array(acc["per view"]) - np.array(acc["concatenated"]))
-    print(f"\ndigits, {args.labelled} labels, {len(X_tr) - args.labelled} unlabelled, CNN + "
-          f"bn-relu heads, {args.epochs} epochs, {args.seeds} seeds")
+    print(
+        f"\ndigits, {args.labelled} labels, {len(X_tr) - args.labelled} unlabelled, CNN + "
+        f"bn-relu heads, {args.epochs} epochs, {args.seeds} seeds"
+    )
     for name in acc:
-        print(f"  {name:<13} accuracy {100 * np.mean(acc[name]):.2f} ± "
-              f"{100 * np.std(acc[name], ddof=1):.2f} %   fit {np.mean(secs[name]):.1f} s")
+        print(
+            f"  {name:<13} accuracy {100 * np.mean(acc[name]):.2f} ± "
+            f"{100 * np.std(acc[name], ddof=1):.2f} %   fit {np.mean(secs[name]):.1f} s"
+        )
     ratio = np.mean(secs["per view"]) / np.mean(secs["concatenated"])
-    print(f"  per view - concatenated: {gap.mean():+.2f} ± {gap.std(ddof=1):.2f} points "
-          f"(paired); fit time ratio {ratio:.2f}")
+    print(
+        f"  per view - concatenated: {gap.mean():+.2f} ± {gap.std(ddof=1):.2f} points "
+        f"(paired); fit time ratio {ratio:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,18 @@ def main() -> None:
     scores: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for draw in range(args.draws):
         order = np.random.default_rng(draw).permutation(len(X_tr))
-        lab, unl = order[:args.labelled], order[args.labelled:]
+        lab, unl = order[: args.labelled], order[args.labelled :]
         for name, views in SETTINGS.items():
-            clf = MoBYv2Classifier("cnn", max_epochs=args.epochs, batch_size=64, lr=0.05,
-                                   queue_size=1024, random_state=0, device="cpu", **views)
+            clf = MoBYv2Classifier(
+                "cnn",
+                max_epochs=args.epochs,
+                batch_size=64,
+                lr=0.05,
+                queue_size=1024,
+                random_state=0,
+                device="cpu",
+                **views,
+            )
             clf.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
             scores[name].append(clf.score(X_te, y_te))
             print(f"draw {draw}: {name:<34} {scores[name][-1]:.3f}", flush=True)
@@ -60,8 +68,10 @@ def main() -> None:
     print(f"\ndigits, {args.labelled} labels, {args.epochs} epochs, {args.draws} draws")
     print(f"{'views':<34}{'accuracies':>24}{'mean':>8}{'ratio':>8}")
     for name, acc in scores.items():
-        print(f"{name:<34}{' '.join(f'{a:.3f}' for a in acc):>24}{np.mean(acc):>8.3f}"
-              f"{np.mean(acc) / ref:>8.2f}")
+        print(
+            f"{name:<34}{' '.join(f'{a:.3f}' for a in acc):>24}{np.mean(acc):>8.3f}"
+            f"{np.mean(acc) / ref:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -44,12 +44,21 @@ import time
 import numpy as np
 
 CPU_APPROACHES = [
-    "authors", "argmin_min", "argmin_min_norms", "cdist",
-    "skmoby-torch-auto", "skmoby-torch-noprune", "skmoby-keops-auto",
+    "authors",
+    "argmin_min",
+    "argmin_min_norms",
+    "cdist",
+    "skmoby-torch-auto",
+    "skmoby-torch-noprune",
+    "skmoby-keops-auto",
 ]
 CUDA_APPROACHES = [
-    "cdist", "skmoby-cuda-auto", "skmoby-cuda-triton-graph", "skmoby-cuda-triton-eager",
-    "skmoby-cuda-torch-graph", "skmoby-cuda-torch-eager",
+    "cdist",
+    "skmoby-cuda-auto",
+    "skmoby-cuda-triton-graph",
+    "skmoby-cuda-triton-eager",
+    "skmoby-cuda-torch-graph",
+    "skmoby-cuda-torch-eager",
 ]
 
 
@@ -131,7 +140,7 @@ def run_cdist(x, m, b):
         j = int(torch.argmax(min_d))
         picks.append(j)
         ds.append(float(min_d[j]))
-        min_d = torch.minimum(min_d, torch.cdist(pool, pool[j:j + 1]).view(-1))
+        min_d = torch.minimum(min_d, torch.cdist(pool, pool[j : j + 1]).view(-1))
     return np.array(picks), np.array(ds)
 
 
@@ -149,8 +158,7 @@ def run_skmoby(x, m, b, name):
     else:
         backend = parts[1]
         prune = {"auto": "auto", "noprune": False}[parts[2]]
-    idx, ds = k_center_greedy(x, b, initial_centers=np.arange(m), backend=backend,
-                              prune=prune)
+    idx, ds = k_center_greedy(x, b, initial_centers=np.arange(m), backend=backend, prune=prune)
     return idx - m, ds
 
 
@@ -191,9 +199,17 @@ def child(args) -> None:
     idx, ds = run(args.approach, x, args.m, args.b)
     sec = time.perf_counter() - t0
     peak = _rss("VmHWM")
-    print(json.dumps({"seconds": sec, "extra_bytes": max(0, peak - before),
-                      "feature_bytes": x.nbytes, "picks": [int(v) for v in idx],
-                      "distances": [float(v) for v in ds]}))
+    print(
+        json.dumps(
+            {
+                "seconds": sec,
+                "extra_bytes": max(0, peak - before),
+                "feature_bytes": x.nbytes,
+                "picks": [int(v) for v in idx],
+                "distances": [float(v) for v in ds],
+            }
+        )
+    )
 
 
 def cuda_copy_bandwidth(nbytes: int) -> float:
@@ -239,17 +255,25 @@ def run_cuda(args, kind, chosen):
 def report(kind, results, ref_name, args):
     ref = results[ref_name]
     fb = ref["feature_bytes"]
-    print(f"\n{kind} features (ratio = {ref_name} time / time, median of {args.repeat}; "
-          f"memory = peak extra memory / feature matrix of {fb / 2**20:.0f} MiB)")
-    print(f"{'approach':<26}{'seconds':>9}{'ratio':>8}{'extra MiB':>11}{'memory':>8}"
-          f"{'same picks':>12}")
+    print(
+        f"\n{kind} features (ratio = {ref_name} time / time, median of {args.repeat}; "
+        f"memory = peak extra memory / feature matrix of {fb / 2**20:.0f} MiB)"
+    )
+    print(
+        f"{'approach':<26}{'seconds':>9}{'ratio':>8}{'extra MiB':>11}{'memory':>8}"
+        f"{'same picks':>12}"
+    )
     for a, r in results.items():
         sec, ref_sec = np.median(r["times"]), np.median(ref["times"])
-        diverge = next((i for i, (u, v) in enumerate(zip(r["picks"], ref["picks"],
-                                                            strict=True)) if u != v), None)
+        diverge = next(
+            (i for i, (u, v) in enumerate(zip(r["picks"], ref["picks"], strict=True)) if u != v),
+            None,
+        )
         same = "yes" if diverge is None else f"from {diverge}"
-        print(f"{a:<26}{sec:>9.3f}{ref_sec / sec:>8.2f}{r['extra_bytes'] / 2**20:>11.0f}"
-              f"{r['extra_bytes'] / fb:>8.2f}{same:>12}")
+        print(
+            f"{a:<26}{sec:>9.3f}{ref_sec / sec:>8.2f}{r['extra_bytes'] / 2**20:>11.0f}"
+            f"{r['extra_bytes'] / fb:>8.2f}{same:>12}"
+        )
 
 
 def main() -> None:
@@ -260,8 +284,12 @@ def main() -> None:
     p.add_argument("--b", type=int, default=2_500, help="picks (2500)")
     p.add_argument("--kinds", default="clustered,noise")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per approach, interleaved; the median is reported")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per approach, interleaved; the median is reported",
+    )
     p.add_argument("--only", default="", help="comma-separated approach prefixes to run")
     p.add_argument("--approach", help=argparse.SUPPRESS)
     p.add_argument("--kind", help=argparse.SUPPRESS)
@@ -270,17 +298,24 @@ def main() -> None:
         child(args)
         return
     pool = CUDA_APPROACHES if args.device == "cuda" else CPU_APPROACHES
-    chosen = [a for a in pool
-              if not args.only or any(a.startswith(o) for o in args.only.split(","))]
-    where = (f"{os.cpu_count()} CPU cores" if args.device == "cpu"
-             else __import__("torch").cuda.get_device_name())
+    chosen = [
+        a for a in pool if not args.only or any(a.startswith(o) for o in args.only.split(","))
+    ]
+    where = (
+        f"{os.cpu_count()} CPU cores"
+        if args.device == "cpu"
+        else __import__("torch").cuda.get_device_name()
+    )
     print(f"N={args.n} M={args.m} d={args.d} b={args.b}, float32, {where}", flush=True)
     if args.device == "cuda":
         per_pick = args.n * args.d * 4  # each pick must read the whole pool once
         bw = cuda_copy_bandwidth(max(per_pick, 256 * 2**20))
         bound = args.b * per_pick / bw
-        print(f"bandwidth bound: {args.b} passes over {per_pick / 2**20:.0f} MiB at "
-              f"{bw / 1e9:.0f} GB/s (device copy) = {bound:.3f} s", flush=True)
+        print(
+            f"bandwidth bound: {args.b} passes over {per_pick / 2**20:.0f} MiB at "
+            f"{bw / 1e9:.0f} GB/s (device copy) = {bound:.3f} s",
+            flush=True,
+        )
     for kind in args.kinds.split(","):
         if args.device == "cuda":
             results = run_cuda(args, kind, chosen)
@@ -289,13 +324,28 @@ def main() -> None:
             results = {}
             for _ in range(args.repeat):
                 for a in chosen:
-                    cmd = [sys.executable, __file__, "--approach", a, "--kind", kind,
-                           "--n", str(args.n), "--m", str(args.m), "--d", str(args.d),
-                           "--b", str(args.b)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--approach",
+                        a,
+                        "--kind",
+                        kind,
+                        "--n",
+                        str(args.n),
+                        "--m",
+                        str(args.m),
+                        "--d",
+                        str(args.d),
+                        "--b",
+                        str(args.b),
+                    ]
                     out = subprocess.run(cmd, capture_output=True, text=True)
                     if out.returncode != 0:  # the child's traceback, not only its command
-                        sys.exit(f"approach {a!r} ({kind} features) failed with exit status "
-                                 f"{out.returncode}:\n{out.stderr.strip()}")
+                        sys.exit(
+                            f"approach {a!r} ({kind} features) failed with exit status "
+                            f"{out.returncode}:\n{out.stderr.strip()}"
+                        )
                     res = json.loads(out.stdout.strip().splitlines()[-1])
                     r = results.setdefault(a, {**res, "times": []})
                     r["times"].append(res["seconds"])

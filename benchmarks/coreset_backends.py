@@ -47,11 +47,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
-             else f"{os.cpu_count()} CPU cores")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
     keops = kcenter.keops_available(args.device)
-    print(f"N={args.n} M={args.m} device={args.device} ({where}), float32, best of "
-          f"{args.repeat}, {datetime.date.today()}")
+    print(
+        f"N={args.n} M={args.m} device={args.device} ({where}), float32, best of "
+        f"{args.repeat}, {datetime.date.today()}"
+    )
     if not keops:
         print(f"KeOps is not usable here: {kcenter._keops_reason(torch.device(args.device).type)}")
     print(f"{'d':>5}{'torch s':>10}{'keops s':>10}{'torch/keops':>13}")
@@ -59,13 +60,10 @@ def main() -> None:
         g = torch.Generator().manual_seed(d)
         x = torch.randn(args.n, d, generator=g).to(args.device)
         c = torch.randn(args.m, d, generator=g).to(args.device)
-        t_torch = _time(lambda x=x, c=c: kcenter._nearest_torch(x, c), args.repeat,
-                        args.device)
+        t_torch = _time(lambda x=x, c=c: kcenter._nearest_torch(x, c), args.repeat, args.device)
         if keops:
-            t_keops = _time(lambda x=x, c=c: kcenter._nearest_keops(x, c), args.repeat,
-                            args.device)
-            print(f"{d:>5}{t_torch:>10.4f}{t_keops:>10.4f}{t_torch / t_keops:>13.2f}",
-                  flush=True)
+            t_keops = _time(lambda x=x, c=c: kcenter._nearest_keops(x, c), args.repeat, args.device)
+            print(f"{d:>5}{t_torch:>10.4f}{t_keops:>10.4f}{t_torch / t_keops:>13.2f}", flush=True)
         else:
             print(f"{d:>5}{t_torch:>10.4f}{'-':>10}{'-':>13}", flush=True)
 

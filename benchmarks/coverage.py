@@ -43,17 +43,18 @@ def _child(args: argparse.Namespace) -> None:
     from skmoby import coreset, probcover, typiclust
 
     F = _features(args.n, args.d)
-    lab, pool = F[:args.labelled], F[args.labelled:]
+    lab, pool = F[: args.labelled], F[args.labelled :]
     est = DummyClassifier().fit(lab, np.arange(len(lab)) % 10)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = {
         "coreset": lambda: coreset(est, pool, args.budget, X_labeled=lab),
-        "typiclust": lambda: typiclust(est, pool, args.budget, X_labeled=lab,
-                                       random_state=0),
-        "probcover-delta": lambda: probcover(est, pool, args.budget, X_labeled=lab,
-                                             delta=args.delta, random_state=0),
-        "probcover-auto": lambda: probcover(est, pool, args.budget, X_labeled=lab,
-                                            n_clusters=10, random_state=0),
+        "typiclust": lambda: typiclust(est, pool, args.budget, X_labeled=lab, random_state=0),
+        "probcover-delta": lambda: probcover(
+            est, pool, args.budget, X_labeled=lab, delta=args.delta, random_state=0
+        ),
+        "probcover-auto": lambda: probcover(
+            est, pool, args.budget, X_labeled=lab, n_clusters=10, random_state=0
+        ),
     }[args.approach]
     best = float("inf")
     for _ in range(args.repeat):
@@ -70,8 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--labelled", type=int, default=1000)
     p.add_argument("--budget", type=int, default=1000)
-    p.add_argument("--delta", type=float, default=0.3,
-                   help="radius of probcover-delta, on L2-normalised features")
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=0.3,
+        help="radius of probcover-delta, on L2-normalised features",
+    )
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--only", default=",".join(APPROACHES))
     p.add_argument("--approach", help=argparse.SUPPRESS)  # run one in this process
@@ -80,8 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         _child(args)
         return
     mb = args.n * args.d * 4 / 2**20
-    print(f"N={args.n} d={args.d} labelled={args.labelled} budget={args.budget}, float32 "
-          f"features {mb:.0f} MB, {os.cpu_count()} CPU cores, best of {args.repeat}")
+    print(
+        f"N={args.n} d={args.d} labelled={args.labelled} budget={args.budget}, float32 "
+        f"features {mb:.0f} MB, {os.cpu_count()} CPU cores, best of {args.repeat}"
+    )
     rows = {}
     for name in args.only.split(","):
         cmd = [sys.executable, __file__, "--approach", name, *(argv or sys.argv[1:])]

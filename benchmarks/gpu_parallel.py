@@ -50,9 +50,15 @@ def fit_worker(args: dict, barrier, queue) -> None:
 
     def fit(epochs):
         timer = Timer()
-        clf = MoBYv2Classifier(args["backbone"], max_epochs=epochs, batch_size=128,
-                               device=args["device"], random_state=args["rank"],
-                               callbacks=[("timer", timer)], train_split=None)
+        clf = MoBYv2Classifier(
+            args["backbone"],
+            max_epochs=epochs,
+            batch_size=128,
+            device=args["device"],
+            random_state=args["rank"],
+            callbacks=[("timer", timer)],
+            train_split=None,
+        )
         clf.fit(X, y, X_unlabeled=U)
         return clf.steps_per_epoch_ * epochs / timer.seconds
 
@@ -66,8 +72,9 @@ def fit_worker(args: dict, barrier, queue) -> None:
 def measure(k: int, base: dict) -> list[dict]:
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(k), ctx.Queue()
-    procs = [ctx.Process(target=fit_worker, args=({**base, "rank": r}, barrier, queue))
-             for r in range(k)]
+    procs = [
+        ctx.Process(target=fit_worker, args=({**base, "rank": r}, barrier, queue)) for r in range(k)
+    ]
     for p in procs:
         p.start()
     out = [queue.get() for _ in procs]
@@ -86,8 +93,14 @@ def main() -> None:
     p.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--label", default="", help="tag printed with the results (e.g. 'mps')")
     args = p.parse_args()
-    base = dict(device=args.device, backbone=args.backbone, n=args.n, size=args.size,
-                epochs=args.epochs, threads=0)
+    base = dict(
+        device=args.device,
+        backbone=args.backbone,
+        n=args.n,
+        size=args.size,
+        epochs=args.epochs,
+        threads=0,
+    )
     alone = None
     for k in sorted(set(args.jobs)):
         if args.device == "cpu":
@@ -98,11 +111,19 @@ def main() -> None:
         total = sum(r["steps_per_s"] for r in rows)
         alone = alone if alone is not None else total / k
         each = ", ".join(f"{r['steps_per_s']:.1f}" for r in rows)
-        print(json.dumps({"label": args.label, "jobs": k, "steps_per_s_each": each,
-                          "aggregate_steps_per_s": round(total, 2),
-                          "vs_one_alone": round(total / alone, 2),
-                          "warmup_s": [round(r["warmup_s"], 1) for r in rows]}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "label": args.label,
+                    "jobs": k,
+                    "steps_per_s_each": each,
+                    "aggregate_steps_per_s": round(total, 2),
+                    "vs_one_alone": round(total / alone, 2),
+                    "warmup_s": [round(r["warmup_s"], 1) for r in rows],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

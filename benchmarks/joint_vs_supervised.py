@@ -36,29 +36,32 @@ def main() -> None:
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-    scores: dict[str, list[float]] = {"joint": [], "supervised": [],
-                                      "supervised, same steps": []}
+    scores: dict[str, list[float]] = {"joint": [], "supervised": [], "supervised, same steps": []}
     t0 = time.perf_counter()
     for seed in range(args.seeds):
         idx = np.random.RandomState(seed).permutation(len(X_tr))
-        lab, unl = idx[: args.labelled], idx[args.labelled:]
-        kw = dict(backbone="cnn", batch_size=64, queue_size=1024, lr=0.05, random_state=seed,
-                  device="cpu")
+        lab, unl = idx[: args.labelled], idx[args.labelled :]
+        kw = dict(
+            backbone="cnn", batch_size=64, queue_size=1024, lr=0.05, random_state=seed, device="cpu"
+        )
         joint = MoBYv2Classifier(max_epochs=args.epochs, **kw)
         joint.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
         sup = MoBYv2Classifier(max_epochs=args.epochs, lambda_c=0.0, **kw)
         sup.fit(X_tr[lab], y_tr[lab])
         same = MoBYv2Classifier(
             max_epochs=args.epochs * joint.steps_per_epoch_ // sup.steps_per_epoch_,
-            lambda_c=0.0, **kw,
+            lambda_c=0.0,
+            **kw,
         ).fit(X_tr[lab], y_tr[lab])
-        for name, clf in (("joint", joint), ("supervised", sup),
-                          ("supervised, same steps", same)):
+        for name, clf in (("joint", joint), ("supervised", sup), ("supervised, same steps", same)):
             scores[name].append(clf.score(X_te, y_te))
-        print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()),
-              flush=True)
-    print(f"\ndigits, {args.labelled} labels, {len(X_tr) - args.labelled} unlabelled, "
-          f"{args.epochs} epochs, {args.seeds} seeds ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()), flush=True
+        )
+    print(
+        f"\ndigits, {args.labelled} labels, {len(X_tr) - args.labelled} unlabelled, "
+        f"{args.epochs} epochs, {args.seeds} seeds ({time.perf_counter() - t0:.0f} s)"
+    )
     print(f"{'learner':<26}{'mean acc':>10}{'std':>8}")
     for name, v in scores.items():
         print(f"{name:<26}{np.mean(v):>10.3f}{np.std(v):>8.3f}")

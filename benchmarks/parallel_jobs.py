@@ -39,35 +39,61 @@ VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=os.environ.get("SKMOBY_DATA"),
-                   help="FashionMNIST folder (torchvision layout or the four .gz files)")
-    p.add_argument("--preset", default="fashionmnist-cpu", choices=sorted(PRESETS),
-                   help="the runner's preset (fashionmnist-cpu)")
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("SKMOBY_DATA"),
+        help="FashionMNIST folder (torchvision layout or the four .gz files)",
+    )
+    p.add_argument(
+        "--preset",
+        default="fashionmnist-cpu",
+        choices=sorted(PRESETS),
+        help="the runner's preset (fashionmnist-cpu)",
+    )
     p.add_argument("--full", action="store_true", help="the whole preset, not reduced")
     p.add_argument("--jobs", type=int, default=2, help="parallel jobs to compare with 1")
     for name, reduced in (("trials", 2), ("cycles", 3), ("epochs", 10)):
-        p.add_argument(f"--{name}", type=int, default=None,
-                       help=f"override the preset's (reduced: {reduced})")
+        p.add_argument(
+            f"--{name}", type=int, default=None, help=f"override the preset's (reduced: {reduced})"
+        )
     args = p.parse_args()
     dataset = PRESETS[args.preset]["dataset"]
     if dataset != "digits" and not args.data_root:
         p.error(f"give --data-root (or set SKMOBY_DATA) for {dataset}")
     changes = {} if args.full else {"trials": 2, "cycles": 3, "epochs": 10}
-    changes.update({k: getattr(args, k) for k in ("trials", "cycles", "epochs")
-                    if getattr(args, k) is not None})
+    changes.update(
+        {
+            k: getattr(args, k)
+            for k in ("trials", "cycles", "epochs")
+            if getattr(args, k) is not None
+        }
+    )
     options = [word for k, v in changes.items() for word in (f"--{k}", str(v))]
     data = ["--data-root", args.data_root] if args.data_root else []
     with tempfile.TemporaryDirectory() as tmp:
         times, tables, selections = {}, {}, {}
         # Import once untimed, so that neither timed command pays for compiling the
         # bytecode of torch, torchvision and skmoby (written on first import).
-        subprocess.run([sys.executable, "-c", "import skmoby.experiment, torchvision"],
-                       check=True)
+        subprocess.run([sys.executable, "-c", "import skmoby.experiment, torchvision"], check=True)
         for jobs in (1, args.jobs):
             out = Path(tmp) / f"jobs{jobs}"
-            cmd = [sys.executable, "-m", "skmoby.cli", "run", "--preset", args.preset,
-                   "--device", "cpu", *data, "--out", str(out), "--quiet", "--jobs",
-                   str(jobs), *options]
+            cmd = [
+                sys.executable,
+                "-m",
+                "skmoby.cli",
+                "run",
+                "--preset",
+                args.preset,
+                "--device",
+                "cpu",
+                *data,
+                "--out",
+                str(out),
+                "--quiet",
+                "--jobs",
+                str(jobs),
+                *options,
+            ]
             t0 = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True)
             times[jobs] = time.perf_counter() - t0
@@ -76,16 +102,22 @@ def main() -> None:
             tables[jobs] = pd.read_csv(out / "results.csv")
             selections[jobs] = json.loads((out / "selections.json").read_text())
             print(f"--jobs {jobs}: {times[jobs]:.1f} s", flush=True)
-    same = (tables[1][VALUES].equals(tables[args.jobs][VALUES])
-            and selections[1] == selections[args.jobs])
-    print(f"cpus: {len(os.sched_getaffinity(0))}, preset: {args.preset}"
-          + "".join(f", {k} {v}" for k, v in changes.items()))
+    same = (
+        tables[1][VALUES].equals(tables[args.jobs][VALUES])
+        and selections[1] == selections[args.jobs]
+    )
+    print(
+        f"cpus: {len(os.sched_getaffinity(0))}, preset: {args.preset}"
+        + "".join(f", {k} {v}" for k, v in changes.items())
+    )
     print(f"speed-up of --jobs {args.jobs} over --jobs 1: {times[1] / times[args.jobs]:.2f}x")
     for jobs in (1, args.jobs):
         t = tables[jobs]
-        print(f"--jobs {jobs}: fits {t['fit_seconds'].sum():.1f} s and queries "
-              f"{t['query_seconds'].sum():.1f} s summed over cycles, of "
-              f"{times[jobs]:.1f} s wall")
+        print(
+            f"--jobs {jobs}: fits {t['fit_seconds'].sum():.1f} s and queries "
+            f"{t['query_seconds'].sum():.1f} s summed over cycles, of "
+            f"{times[jobs]:.1f} s wall"
+        )
     print(f"identical results.csv values and selections: {same}")
 
 

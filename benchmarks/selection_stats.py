@@ -58,7 +58,7 @@ def _knn(Z: torch.Tensor, rows: np.ndarray, k: int, chunk: int = 1024):
     """Distances and indices of the ``k`` nearest pool images (itself excluded) of ``rows``."""
     dist, idx = [], []
     for s in range(0, len(rows), chunk):
-        r = torch.as_tensor(rows[s:s + chunk])
+        r = torch.as_tensor(rows[s : s + chunk])
         d = torch.cdist(Z[r], Z)
         d[torch.arange(len(r)), r] = float("inf")
         v, i = d.topk(k, largest=False)
@@ -67,8 +67,9 @@ def _knn(Z: torch.Tensor, rows: np.ndarray, k: int, chunk: int = 1024):
     return torch.cat(dist).numpy(), torch.cat(idx).numpy()
 
 
-def selection_stats(out: Path, data_root: str | None,
-                    k: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+def selection_stats(
+    out: Path, data_root: str | None, k: int = 10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per variant: class balance and atypicality of its picks (see module doc), and the
     share of each class in all its picks (a variant per row, a class per column)."""
     folders = sorted(p.parent for p in out.glob("*/selections.json"))
@@ -76,13 +77,13 @@ def selection_stats(out: Path, data_root: str | None,
         raise SystemExit(f"no OUT/<variant>/selections.json under {out}")
     spec = json.loads((folders[0] / "variant.json").read_text())
     cfg = ExperimentConfig.from_dict(json.loads((folders[0] / "config.json").read_text()))
-    ds = ablation.build_dataset(cfg.dataset, data_root, spec["split"], spec["n_val"],
-                                spec["imbalance"])
+    ds = ablation.build_dataset(
+        cfg.dataset, data_root, spec["split"], spec["n_val"], spec["imbalance"]
+    )
     picks: dict[str, list[np.ndarray]] = {}
     for folder in folders:
         cycles = json.loads((folder / "selections.json").read_text())["cycles"]
-        picks[folder.name] = [np.asarray(c["selected"]) for c in cycles.values()
-                              if c["selected"]]
+        picks[folder.name] = [np.asarray(c["selected"]) for c in cycles.values() if c["selected"]]
     Z = _pca(ds.X_train)
     rows_all = np.unique(np.concatenate([p for ps in picks.values() for p in ps]))
     dist, nn = _knn(Z, rows_all, k)
@@ -93,8 +94,13 @@ def selection_stats(out: Path, data_root: str | None,
     out_rows, class_rows = [], []
     for name, ps in picks.items():
         every = np.concatenate(ps)
-        class_rows.append(pd.Series(np.bincount(y[every], minlength=n_classes) / len(every),
-                                    index=list(ds.classes), name=name))
+        class_rows.append(
+            pd.Series(
+                np.bincount(y[every], minlength=n_classes) / len(every),
+                index=list(ds.classes),
+                name=name,
+            )
+        )
         shares, kl, kd, dis = [], [], [], []
         for sel in ps:
             counts = np.bincount(y[sel], minlength=n_classes) / len(sel)
@@ -105,9 +111,15 @@ def selection_stats(out: Path, data_root: str | None,
             kd.append(dist[at].mean())
             dis.append(float((major[at] != y[sel]).mean()))
         shares = np.asarray(shares)
-        row = dict(variant=name, picks=sum(map(len, ps)), largest=shares[:, 0].mean(),
-                   smallest=shares[:, 1].mean(), kl_uniform=np.mean(kl),
-                   knn_dist=np.mean(kd), knn_disagree=np.mean(dis))
+        row = dict(
+            variant=name,
+            picks=sum(map(len, ps)),
+            largest=shares[:, 0].mean(),
+            smallest=shares[:, 1].mean(),
+            kl_uniform=np.mean(kl),
+            knn_dist=np.mean(kd),
+            knn_disagree=np.mean(dis),
+        )
         if spec["imbalance"] is not None:
             row["rare_classes"] = float((y[every] % 2 == 0).mean())
             row["pool_rare"] = float((y % 2 == 0).mean())

@@ -53,8 +53,13 @@ SETTINGS = {
     "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "auto"),
     "spin=10000": ({"GOMP_SPINCOUNT": "10000"}, "auto"),
 }
-LABELS = {"default": "torch default", "limit_threads": "limit_threads()",
-          "1-thread": "1 thread", "passive": "passive", "spin=10000": "spin=10000"}
+LABELS = {
+    "default": "torch default",
+    "limit_threads": "limit_threads()",
+    "1-thread": "1 thread",
+    "passive": "passive",
+    "spin=10000": "spin=10000",
+}
 
 _CHILD = r"""
 import json, resource, sys, time, warnings
@@ -121,9 +126,13 @@ def _run(work: str, setting: str, timeout: float, small: bool = False) -> dict:
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS"):
         if key not in env_extra:
             env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, work, str(threads),
-                           "small" if small else "full"], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, work, str(threads), "small" if small else "full"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -137,12 +146,18 @@ def _load() -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="fit,kcg", help="comma list of fit, kcg")
-    p.add_argument("--settings", default="default,limit_threads,1-thread,passive,spin=10000",
-                   help=f"comma list of {', '.join(SETTINGS)}, spin=N")
+    p.add_argument(
+        "--settings",
+        default="default,limit_threads,1-thread,passive,spin=10000",
+        help=f"comma list of {', '.join(SETTINGS)}, spin=N",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is kept")
     p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
-    p.add_argument("--small", action="store_true",
-                   help="tiny workloads, to check that the script works (seconds)")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="tiny workloads, to check that the script works (seconds)",
+    )
     args = p.parse_args(argv)
     works = args.work.split(",")
     settings = args.settings.split(",")
@@ -150,8 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         if s not in SETTINGS and not (s.startswith("spin=") and s[5:].isdigit()):
             p.error(f"unknown setting {s!r}; choose from {list(SETTINGS)} or spin=N")
         LABELS.setdefault(s, s)
-    print(f"CPUs: os.cpu_count()={os.cpu_count()}, affinity={len(os.sched_getaffinity(0))}; "
-          f"load average at start: {_load()}")
+    print(
+        f"CPUs: os.cpu_count()={os.cpu_count()}, affinity={len(os.sched_getaffinity(0))}; "
+        f"load average at start: {_load()}"
+    )
 
     # Alone and next to the competitor back to back for each setting, so that both see
     # the same background load; repeats go round the whole list again.
@@ -162,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
                 for condition in ("alone", "competitor"):
                     busy = None
                     if condition == "competitor":
-                        busy = subprocess.Popen([sys.executable, "-c",
-                                                 _BUSY.format(seconds=args.timeout + 60)])
+                        busy = subprocess.Popen(
+                            [sys.executable, "-c", _BUSY.format(seconds=args.timeout + 60)]
+                        )
                         time.sleep(0.5)
                     try:
                         res = _run(work, s, args.timeout, args.small)
@@ -172,12 +190,19 @@ def main(argv: list[str] | None = None) -> None:
                             busy.kill()
                             busy.wait()
                     runs.setdefault((work, s, condition), []).append(res)
-                    print(f"  {condition:10s} {work:4s} {LABELS[s]:16s} "
-                          f"threads={res['threads']}  wall {res['wall']:7.2f} s  "
-                          f"cpu {res['cpu']:7.2f} s  (load {_load()})", flush=True)
-    results = {key: {"wall": statistics.median(r["wall"] for r in rs),
-                     "cpu": statistics.median(r["cpu"] for r in rs)}
-               for key, rs in runs.items()}
+                    print(
+                        f"  {condition:10s} {work:4s} {LABELS[s]:16s} "
+                        f"threads={res['threads']}  wall {res['wall']:7.2f} s  "
+                        f"cpu {res['cpu']:7.2f} s  (load {_load()})",
+                        flush=True,
+                    )
+    results = {
+        key: {
+            "wall": statistics.median(r["wall"] for r in rs),
+            "cpu": statistics.median(r["cpu"] for r in rs),
+        }
+        for key, rs in runs.items()
+    }
     print(f"load average at end: {_load()}\n")
 
     # The reference is the fastest setting alone: on a machine that others use too, it is
@@ -197,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {'competitor / own alone':26s}{row}")
         row = "".join(f"{busy_[s]['cpu'] / busy_[s]['wall']:18.2f}" for s in settings)
         print(f"  {'CPUs used (competitor)':26s}{row}\n")
+
 
 if __name__ == "__main__":
     main()

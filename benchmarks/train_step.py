@@ -46,22 +46,25 @@ class _PILPairs(Dataset):
         norm = [T.ToTensor(), T.Normalize(mean, std)]
         kernel = max(3, (size // 10) | 1)
         self.weak = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), *norm])
-        self.strong = T.Compose([
-            T.RandomResizedCrop(size, scale=(0.2, 1.0)),
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.2),
-            T.RandomSolarize(128, p=0.2),
-            *norm,
-        ])
+        self.strong = T.Compose(
+            [
+                T.RandomResizedCrop(size, scale=(0.2, 1.0)),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.2),
+                T.RandomSolarize(128, p=0.2),
+                *norm,
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i):
-        img = Image.fromarray(self.images[i].squeeze(-1) if self.images.shape[-1] == 1
-                              else self.images[i])
+        img = Image.fromarray(
+            self.images[i].squeeze(-1) if self.images.shape[-1] == 1 else self.images[i]
+        )
         return self.weak(img), self.strong(img), int(self.labels[i])
 
 
@@ -74,9 +77,14 @@ def reference_fit(images, labels, args, device) -> float:
     net = MoBYv2Network(encoder, encoder.feature_dim, 10, queue_size=args.queue).to(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
-    loader = DataLoader(_PILPairs(images, labels, mean, std), batch_size=args.batch_size,
-                        shuffle=True, num_workers=args.workers, drop_last=False,
-                        persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        _PILPairs(images, labels, mean, std),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=False,
+        persistent_workers=args.workers > 0,
+    )
     total = args.epochs * len(loader)
     step = 0
     t0 = time.perf_counter()
@@ -90,11 +98,13 @@ def reference_fit(images, labels, args, device) -> float:
             opt.step()
             m = cosine_momentum(step, total, 0.99)
             with torch.no_grad():  # the authors' per-parameter Python loop
-                for pq, pk in zip(net.encoder.parameters(), net.key_encoder.parameters(),
-                                  strict=True):
+                for pq, pk in zip(
+                    net.encoder.parameters(), net.key_encoder.parameters(), strict=True
+                ):
                     pk.data = pk.data * m + pq.data * (1.0 - m)
-                for pq, pk in zip(net.projector.parameters(), net.key_projector.parameters(),
-                                  strict=True):
+                for pq, pk in zip(
+                    net.projector.parameters(), net.key_projector.parameters(), strict=True
+                ):
                     pk.data = pk.data * m + pq.data * (1.0 - m)
             net.enqueue(k_w, k_s)
             step += 1
@@ -103,8 +113,7 @@ def reference_fit(images, labels, args, device) -> float:
     return time.perf_counter() - t0
 
 
-def network_only(images, labels, args, device, precision="fp32",
-                 channels_last=False) -> float:
+def network_only(images, labels, args, device, precision="fp32", channels_last=False) -> float:
     """skmoby's network, augmentations and optimizer on uint8 tensors already on the
     device: no estimator, no data loader, no callbacks. The bound the estimator aims at."""
     torch.manual_seed(0)
@@ -116,21 +125,27 @@ def network_only(images, labels, args, device, precision="fp32",
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                          **({"fused": True} if device.type == "cuda" else {}))
+    opt = torch.optim.SGD(
+        params,
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
     weak_fn, strong_fn = WeakAugment(), StrongAugment()
     g = torch.Generator(device=device).manual_seed(0)
     mean = torch.full((1, c, 1, 1), 0.5, device=device)
     std = torch.full((1, c, 1, 1), 0.25, device=device)
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-           else nullcontext())
+    amp = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    )
     n_batch = -(-len(X) // args.batch_size)
     total, step, ptr = args.epochs * n_batch, 0, 0
     t0 = time.perf_counter()
     for _ in range(args.epochs):
         perm = torch.randperm(len(X), generator=g, device=device)
         for i in range(n_batch):
-            idx = perm[i * args.batch_size:(i + 1) * args.batch_size]
+            idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
             x = X.index_select(0, idx).float().div_(255)
             weak = (weak_fn(x, g) - mean) / std
             strong = (strong_fn(x, g) - mean) / std
@@ -154,8 +169,15 @@ def network_only(images, labels, args, device, precision="fp32",
 
 def skmoby_fit(images, labels, args, device, **extra) -> float:
     X = np.ascontiguousarray(np.moveaxis(images, -1, 1))  # uint8 (n, C, H, W)
-    clf = MoBYv2Classifier(args.backbone, max_epochs=args.epochs, batch_size=args.batch_size,
-                           queue_size=args.queue, random_state=0, device=str(device), **extra)
+    clf = MoBYv2Classifier(
+        args.backbone,
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        queue_size=args.queue,
+        random_state=0,
+        device=str(device),
+        **extra,
+    )
     t0 = time.perf_counter()
     clf.fit(X, labels)
     if device.type == "cuda":
@@ -175,8 +197,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     p.add_argument("--device", default="auto")
     args = p.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     rng = np.random.RandomState(0)
     images = rng.randint(0, 256, (args.n, args.size, args.size, args.channels), dtype=np.uint8)
     labels = rng.randint(0, 10, args.n)
@@ -185,34 +210,49 @@ def main() -> None:
     skmoby_fit(images[:256], labels[:256], warm, device)
     n_img = args.n * args.epochs
     cuda = device.type == "cuda"
-    rows = [("reference (PIL workers, loop EMA, fp32)",
-             reference_fit(images, labels, args, device))]
+    rows = [
+        ("reference (PIL workers, loop EMA, fp32)", reference_fit(images, labels, args, device))
+    ]
     fast = {"precision": "bf16", "channels_last": True} if cuda else {}
     rows.append(("network only (fp32)", network_only(images, labels, args, device)))
     if cuda:
-        rows.append(("network only (bf16, channels_last)",
-                     network_only(images, labels, args, device, **fast)))
+        rows.append(
+            (
+                "network only (bf16, channels_last)",
+                network_only(images, labels, args, device, **fast),
+            )
+        )
     rows.append(("fit, defaults", skmoby_fit(images, labels, args, device)))
     if cuda:
-        for name, kw in [("fit, fp32, eager", dict(precision="fp32", capture=False)),
-                         ("fit, fp32, captured", dict(precision="fp32", capture=True)),
-                         ("fit, bf16, eager", dict(precision="bf16", capture=False)),
-                         ("fit, bf16, captured", dict(precision="bf16", capture=True)),
-                         ("fit, fp16, eager", dict(precision="fp16", capture=False))]:
+        for name, kw in [
+            ("fit, fp32, eager", dict(precision="fp32", capture=False)),
+            ("fit, fp32, captured", dict(precision="fp32", capture=True)),
+            ("fit, bf16, eager", dict(precision="bf16", capture=False)),
+            ("fit, bf16, captured", dict(precision="bf16", capture=True)),
+            ("fit, fp16, eager", dict(precision="fp16", capture=False)),
+        ]:
             rows.append((name, skmoby_fit(images, labels, args, device, **kw)))
     # The supervised baselines (lambda_c=0) skip the strong view and the key branch.
-    rows.append(("fit, defaults, lambda_c=0 (supervised only)",
-                 skmoby_fit(images, labels, args, device, lambda_c=0.0)))
+    rows.append(
+        (
+            "fit, defaults, lambda_c=0 (supervised only)",
+            skmoby_fit(images, labels, args, device, lambda_c=0.0),
+        )
+    )
     ref = n_img / rows[0][1]
     net_only = n_img / rows[2 if cuda else 1][1]
-    print(f"device={device} backbone={args.backbone} images={args.n}x{args.epochs} "
-          f"size={args.channels}x{args.size}x{args.size} batch={args.batch_size}")
+    print(
+        f"device={device} backbone={args.backbone} images={args.n}x{args.epochs} "
+        f"size={args.channels}x{args.size}x{args.size} batch={args.batch_size}"
+    )
     print(f"{'loop':<46}{'images/s':>10}{'x ref':>8}{'x net':>8}")
     for name, sec in rows:
         ips = n_img / sec
         print(f"{name:<46}{ips:>10.1f}{ips / ref:>8.2f}{ips / net_only:>8.2f}")
-    print(f"'x net' is against the network-only row at the defaults' precision "
-          f"({'bf16, channels_last' if cuda else 'fp32'}).")
+    print(
+        f"'x net' is against the network-only row at the defaults' precision "
+        f"({'bf16, channels_last' if cuda else 'fp32'})."
+    )
 
 
 if __name__ == "__main__":

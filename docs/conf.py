@@ -48,14 +48,20 @@ autodoc_default_options = {
 # _persistence.py): its page documents their methods with its own, and not those it
 # inherits from skorch, scikit-learn or the device steps (skmoby/_engine.py). The class
 # template gives autodoc these bases as :inherited-members:, the classes to leave out.
-_ESTIMATOR_MODULES = {"skmoby.classifier", "skmoby._fitting", "skmoby._inference",
-                      "skmoby._persistence"}
+_ESTIMATOR_MODULES = {
+    "skmoby.classifier",
+    "skmoby._fitting",
+    "skmoby._inference",
+    "skmoby._persistence",
+}
 templates_path = ["_templates"]
 autosummary_context = {
     "autodoc_inherited_members": {
         "skmoby.MoBYv2Classifier": ", ".join(
-            cls.__name__ for cls in skmoby.MoBYv2Classifier.__mro__[1:]
-            if cls.__module__ not in _ESTIMATOR_MODULES),
+            cls.__name__
+            for cls in skmoby.MoBYv2Classifier.__mro__[1:]
+            if cls.__module__ not in _ESTIMATOR_MODULES
+        ),
     },
 }
 intersphinx_mapping = {}

@@ -75,15 +75,16 @@ def drift(stored_nb: dict, fresh_nb: dict) -> list[str]:
     stored_cells = [c for c in stored_nb["cells"] if c["cell_type"] == "code"]
     fresh_cells = [c for c in fresh_nb["cells"] if c["cell_type"] == "code"]
     if len(stored_cells) != len(fresh_cells):
-        return [f"{len(fresh_cells)} code cells ran, the stored notebook has "
-                f"{len(stored_cells)}"]
+        return [f"{len(fresh_cells)} code cells ran, the stored notebook has {len(stored_cells)}"]
     problems = []
     for i, (old, new) in enumerate(zip(stored_cells, fresh_cells, strict=True), start=1):
         before, after = _numbers(_printed(old)), _numbers(_printed(new))
         if len(before) != len(after):
-            problems.append(f"code cell {i} printed {len(after)} numbers, the stored output "
-                            f"{len(before)}:\n  stored: {_printed(old)[:300]!r}\n"
-                            f"  now:    {_printed(new)[:300]!r}")
+            problems.append(
+                f"code cell {i} printed {len(after)} numbers, the stored output "
+                f"{len(before)}:\n  stored: {_printed(old)[:300]!r}\n"
+                f"  now:    {_printed(new)[:300]!r}"
+            )
             continue
         if VARY_TAG in old.get("metadata", {}).get("tags", []):
             continue
@@ -120,5 +121,6 @@ def pytest_runtest_call(item):
                 f"±{DECIMAL_TOLERANCE} for decimals in [-1, 1], ±{RELATIVE_TOLERANCE:.0%} "
                 f"otherwise; see examples/conftest.py). Store a fresh run with `uv run "
                 f"pytest {item.fspath} --overwrite -p no:randomly`.\n" + "\n".join(problems),
-                pytrace=False)
+                pytrace=False,
+            )
     return result

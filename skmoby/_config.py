@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 #: The runner's methods. New ones go at the end: a method's position seeds its draws.
-METHODS = ("mobyv2al", "coreset", "random", "entropy", "mobyv2al-typiclust",
-           "mobyv2al-probcover")
+METHODS = ("mobyv2al", "coreset", "random", "entropy", "mobyv2al-typiclust", "mobyv2al-probcover")
 
 
 def is_joint(method: str) -> bool:
@@ -100,6 +99,7 @@ class ExperimentConfig:
         ...
         ValueError: budget must be a positive int; got 0
         """
+
         def is_int(v):
             return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
@@ -109,8 +109,12 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         if not is_int(self.batch_size) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an int >= 2; got {self.batch_size!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) \
-                or not self.lr > 0 or self.lr == float("inf"):
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, int | float)
+            or not self.lr > 0
+            or self.lr == float("inf")
+        ):
             raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if not is_int(self.seed):
             raise ValueError(f"seed must be an int; got {self.seed!r}")
@@ -120,26 +124,36 @@ class ExperimentConfig:
         if isinstance(self.methods, list | tuple) and "random" in self.methods:
             top = (2**32 - self.cycles) // 1000 - self.trials + 1
         if not 0 <= self.seed <= top:
-            raise ValueError(f"seed must be in [0, {top}] for {self.trials} trials"
-                             + (" with the random method" if top < 2**32 - self.trials
-                                else "") + f" (numpy seeds are below 2**32); got "
-                             f"{self.seed!r}")
+            raise ValueError(
+                f"seed must be in [0, {top}] for {self.trials} trials"
+                + (" with the random method" if top < 2**32 - self.trials else "")
+                + f" (numpy seeds are below 2**32); got "
+                f"{self.seed!r}"
+            )
         for name in ("dataset", "backbone", "device"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a str; got {getattr(self, name)!r}")
-        if not isinstance(self.methods, list | tuple) or not self.methods \
-                or any(not isinstance(m, str) or m not in METHODS for m in self.methods):
-            raise ValueError(f"methods must be a non-empty list of {list(METHODS)}; "
-                             f"got {self.methods!r}")
+        if (
+            not isinstance(self.methods, list | tuple)
+            or not self.methods
+            or any(not isinstance(m, str) or m not in METHODS for m in self.methods)
+        ):
+            raise ValueError(
+                f"methods must be a non-empty list of {list(METHODS)}; got {self.methods!r}"
+            )
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must not repeat a method; got {self.methods!r}")
         if self.unlabeled not in ("lowest_loss", "random", "all"):
-            raise ValueError("unlabeled must be 'lowest_loss', 'random' or 'all'; "
-                             f"got {self.unlabeled!r}")
-        if self.pool_subset is not None and (not is_int(self.pool_subset)
-                                             or self.pool_subset < self.budget):
-            raise ValueError(f"pool_subset must be None or an int of at least budget "
-                             f"({self.budget}); got {self.pool_subset!r}")
+            raise ValueError(
+                f"unlabeled must be 'lowest_loss', 'random' or 'all'; got {self.unlabeled!r}"
+            )
+        if self.pool_subset is not None and (
+            not is_int(self.pool_subset) or self.pool_subset < self.budget
+        ):
+            raise ValueError(
+                f"pool_subset must be None or an int of at least budget "
+                f"({self.budget}); got {self.pool_subset!r}"
+            )
         if self.data_root is not None and not isinstance(self.data_root, str):
             raise ValueError(f"data_root must be a str or None; got {self.data_root!r}")
         if not isinstance(self.download, bool):
@@ -157,10 +171,14 @@ class ExperimentConfig:
 
     def _check_pool(self, n_pool: Any) -> None:
         self.validate()
-        if isinstance(n_pool, bool) or not isinstance(n_pool, int | np.integer) \
-                or n_pool < self.initial + self.budget * (self.cycles - 1):
-            raise ValueError("n_pool must be an int of at least initial + budget * "
-                             f"(cycles - 1); got {n_pool!r}")
+        if (
+            isinstance(n_pool, bool)
+            or not isinstance(n_pool, int | np.integer)
+            or n_pool < self.initial + self.budget * (self.cycles - 1)
+        ):
+            raise ValueError(
+                f"n_pool must be an int of at least initial + budget * (cycles - 1); got {n_pool!r}"
+            )
 
     def n_labelled(self) -> list[int]:
         """Labelled images in each cycle: ``initial + cycle * budget``.
@@ -240,13 +258,15 @@ class ExperimentConfig:
             return -(-n // self.batch_size) - drops_lone_last(n, self.batch_size)
 
         labelled = self.n_labelled()
-        table = pd.DataFrame({"n_labelled": labelled},
-                             index=pd.RangeIndex(self.cycles, name="cycle"))
+        table = pd.DataFrame(
+            {"n_labelled": labelled}, index=pd.RangeIndex(self.cycles, name="cycle")
+        )
         for method in self.methods:
             if is_joint(method):
-                per_epoch = [2 * max(batches(n), batches(u)) if u else batches(n)
-                             for n, u in zip(labelled, self.n_unlabelled(n_pool),
-                                             strict=True)]
+                per_epoch = [
+                    2 * max(batches(n), batches(u)) if u else batches(n)
+                    for n, u in zip(labelled, self.n_unlabelled(n_pool), strict=True)
+                ]
             else:
                 per_epoch = [batches(n) for n in labelled]
             table[method] = [self.epochs * k for k in per_epoch]
@@ -283,31 +303,99 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The digits pool is small, so the demo trains MoBYv2 on all of it ("all"); with the
     # paper's subset rule (as many unlabelled images as labelled ones) 30-120 images are
     # too few for the contrastive loss to help.
-    "demo": dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn",
-                 initial=30, budget=30, cycles=4, trials=2, epochs=20, batch_size=32,
-                 lr=0.05, unlabeled="all"),
-    "cifar10": dict(dataset="cifar10", methods=["mobyv2al", "coreset", "random"],
-                    backbone="vgg16", initial=5000, budget=2500, cycles=7, trials=5,
-                    epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
-    "cifar100": dict(dataset="cifar100", methods=["mobyv2al", "coreset", "random"],
-                     backbone="vgg16", initial=5000, budget=2500, cycles=7, trials=5,
-                     epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
-    "svhn": dict(dataset="svhn", methods=["mobyv2al", "coreset", "random"],
-                 backbone="resnet18", initial=1000, budget=1000, cycles=10, trials=5,
-                 epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
-    "fashionmnist": dict(dataset="fashionmnist", methods=["mobyv2al", "coreset", "random"],
-                         backbone="resnet18", initial=1000, budget=1000, cycles=10,
-                         trials=5, epochs=200, batch_size=128, lr=0.01, pool_subset=10000),
-    "cifar10-imbalanced": dict(dataset="cifar10-imbalanced",
-                               methods=["mobyv2al", "coreset", "random"],
-                               backbone="resnet18", initial=1000, budget=1000, cycles=7,
-                               trials=5, epochs=200, batch_size=128, lr=0.01,
-                               pool_subset=10000),
+    "demo": dict(
+        dataset="digits",
+        methods=["mobyv2al", "random"],
+        backbone="cnn",
+        initial=30,
+        budget=30,
+        cycles=4,
+        trials=2,
+        epochs=20,
+        batch_size=32,
+        lr=0.05,
+        unlabeled="all",
+    ),
+    "cifar10": dict(
+        dataset="cifar10",
+        methods=["mobyv2al", "coreset", "random"],
+        backbone="vgg16",
+        initial=5000,
+        budget=2500,
+        cycles=7,
+        trials=5,
+        epochs=200,
+        batch_size=128,
+        lr=0.01,
+        pool_subset=10000,
+    ),
+    "cifar100": dict(
+        dataset="cifar100",
+        methods=["mobyv2al", "coreset", "random"],
+        backbone="vgg16",
+        initial=5000,
+        budget=2500,
+        cycles=7,
+        trials=5,
+        epochs=200,
+        batch_size=128,
+        lr=0.01,
+        pool_subset=10000,
+    ),
+    "svhn": dict(
+        dataset="svhn",
+        methods=["mobyv2al", "coreset", "random"],
+        backbone="resnet18",
+        initial=1000,
+        budget=1000,
+        cycles=10,
+        trials=5,
+        epochs=200,
+        batch_size=128,
+        lr=0.01,
+        pool_subset=10000,
+    ),
+    "fashionmnist": dict(
+        dataset="fashionmnist",
+        methods=["mobyv2al", "coreset", "random"],
+        backbone="resnet18",
+        initial=1000,
+        budget=1000,
+        cycles=10,
+        trials=5,
+        epochs=200,
+        batch_size=128,
+        lr=0.01,
+        pool_subset=10000,
+    ),
+    "cifar10-imbalanced": dict(
+        dataset="cifar10-imbalanced",
+        methods=["mobyv2al", "coreset", "random"],
+        backbone="resnet18",
+        initial=1000,
+        budget=1000,
+        cycles=7,
+        trials=5,
+        epochs=200,
+        batch_size=128,
+        lr=0.01,
+        pool_subset=10000,
+    ),
     # LeNet-5 has no batch norm: at lr 0.05 one MoBYv2 fit in 15 lost all its ReLUs
     # (constant features, 10% accuracy); 0.02 trains all of them.
-    "fashionmnist-cpu": dict(dataset="fashionmnist", methods=["mobyv2al", "coreset", "random"],
-                             backbone="lenet5", initial=200, budget=200, cycles=5, trials=3,
-                             epochs=30, batch_size=64, lr=0.02, pool_subset=5000),
+    "fashionmnist-cpu": dict(
+        dataset="fashionmnist",
+        methods=["mobyv2al", "coreset", "random"],
+        backbone="lenet5",
+        initial=200,
+        budget=200,
+        cycles=5,
+        trials=3,
+        epochs=30,
+        batch_size=64,
+        lr=0.02,
+        pool_subset=5000,
+    ),
 }
 
 

@@ -19,8 +19,15 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["RESIDENT_FRACTION", "TrainingBatches", "drops_lone_last", "fits_on_device",
-           "inference_batches", "n_batches", "steps_per_epoch"]
+__all__ = [
+    "RESIDENT_FRACTION",
+    "TrainingBatches",
+    "drops_lone_last",
+    "fits_on_device",
+    "inference_batches",
+    "n_batches",
+    "steps_per_epoch",
+]
 
 #: Share of the device's free memory that resident training data may take. The rest is
 #: left to the network's activations, the optimizer state and the queues.
@@ -48,8 +55,7 @@ def free_device_memory(device: torch.device) -> int | None:
     return int(free)
 
 
-def fits_on_device(nbytes: int, device: torch.device,
-                   fraction: float = RESIDENT_FRACTION) -> bool:
+def fits_on_device(nbytes: int, device: torch.device, fraction: float = RESIDENT_FRACTION) -> bool:
     """The resident-data rule: data fits when it takes at most ``fraction`` of the
     device's free memory. The CPU has no separate memory, so data always fits there."""
     free = free_device_memory(device)
@@ -87,9 +93,17 @@ class TrainingBatches:
         Per-sample weights of ``X``, gathered with the labelled batches.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, U: np.ndarray | None, batch_size: int,
-                 device: torch.device, resident: bool | str, seed: int,
-                 w: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        U: np.ndarray | None,
+        batch_size: int,
+        device: torch.device,
+        resident: bool | str,
+        seed: int,
+        w: np.ndarray | None = None,
+    ) -> None:
         self.device = device
         nbytes = X.nbytes + y.nbytes + (U.nbytes if U is not None else 0)
         nbytes += w.nbytes if w is not None else 0
@@ -100,7 +114,10 @@ class TrainingBatches:
                     f"The training data ({nbytes / 2**20:.0f} MiB) takes more than "
                     f"{RESIDENT_FRACTION:.0%} of the free memory of {device}; it is streamed "
                     "from host memory instead (set resident_data=True to force it onto the "
-                    "device).", RuntimeWarning, stacklevel=4)
+                    "device).",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
         self.resident = bool(resident)
         self.storage = device if self.resident else torch.device("cpu")
         pin = not self.resident and device.type == "cuda"
@@ -130,7 +147,7 @@ class TrainingBatches:
         while True:
             perm = torch.randperm(n, generator=self.generator, device=self.storage)
             for i in range(n_batch):
-                yield perm[i * size:(i + 1) * size]
+                yield perm[i * size : (i + 1) * size]
 
     def _gather(self, data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         out = data.index_select(0, idx)
@@ -156,8 +173,9 @@ class TrainingBatches:
             yield self._gather(self.U, next(unl)), None
 
 
-def inference_batches(X: np.ndarray, device: torch.device,
-                      batch_size: int | None = None) -> Iterator[torch.Tensor]:
+def inference_batches(
+    X: np.ndarray, device: torch.device, batch_size: int | None = None
+) -> Iterator[torch.Tensor]:
     """Batches of ``X`` on ``device`` for inference, in order, in the stored dtype.
 
     Inference holds no gradients or optimizer state, so batches are large: 4096 samples
@@ -170,7 +188,7 @@ def inference_batches(X: np.ndarray, device: torch.device,
     t = torch.from_numpy(np.ascontiguousarray(X))
     pin = device.type == "cuda"
     for start in range(0, len(X), batch_size):
-        chunk = t[start:start + batch_size]
+        chunk = t[start : start + batch_size]
         if pin:
             chunk = chunk.pin_memory()
         yield chunk.to(device, non_blocking=True)
@@ -182,4 +200,3 @@ def steps_per_epoch(n_labelled: int, n_unlabelled: int, batch_size: int) -> int:
     if not n_unlabelled:
         return lab
     return 2 * max(lab, n_batches(n_unlabelled, batch_size))
-

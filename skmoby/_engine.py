@@ -25,8 +25,13 @@ from .augment import StrongAugment, TabularStrongAugment, TabularWeakAugment, We
 from .network import cosine_momentum
 from .threads import check_n_threads, limit_threads
 
-__all__ = ["CapturedSteps", "DeviceSteps", "resolve_capture", "resolve_channels_last",
-           "resolve_precision"]
+__all__ = [
+    "CapturedSteps",
+    "DeviceSteps",
+    "resolve_capture",
+    "resolve_channels_last",
+    "resolve_precision",
+]
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -42,8 +47,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             f"{torch.cuda.get_device_name(device)} has none. Use precision='fp16' or 'fp32'."
         )
     if precision == "fp16" and not is_cuda:
-        raise ValueError(f"precision='fp16' needs a CUDA device; the device is {device}. "
-                         "Use precision='fp32' or 'bf16'.")
+        raise ValueError(
+            f"precision='fp16' needs a CUDA device; the device is {device}. "
+            "Use precision='fp32' or 'bf16'."
+        )
     return precision
 
 
@@ -80,16 +87,26 @@ def resolve_capture(est: Any) -> bool:
     if hooked:
         reasons.append(f"callbacks {hooked} read gradients (on_grad_computed)")
     if reasons and est.capture is True:
-        raise ValueError("capture=True cannot capture the training step: "
-                         + "; ".join(reasons) + ". Use capture='auto' or False.")
+        raise ValueError(
+            "capture=True cannot capture the training step: "
+            + "; ".join(reasons)
+            + ". Use capture='auto' or False."
+        )
     return not reasons
 
 
 class _Graph:
     """One captured step for batches of one kind and size."""
 
-    def __init__(self, graph: torch.cuda.CUDAGraph, x: torch.Tensor, y: torch.Tensor | None,
-                 loss: torch.Tensor, y_pred: torch.Tensor, n_keys: int) -> None:
+    def __init__(
+        self,
+        graph: torch.cuda.CUDAGraph,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        loss: torch.Tensor,
+        y_pred: torch.Tensor,
+        n_keys: int,
+    ) -> None:
         self.graph, self.x, self.y = graph, x, y
         self.loss, self.y_pred, self.n_keys = loss, y_pred, n_keys
 
@@ -120,15 +137,16 @@ class CapturedSteps:
         self.hyper: tuple | None = None
         self.failed = False
         net = est.module_
-        self.key_params = list(net.key_encoder.parameters()) + list(
-            net.key_projector.parameters())
+        self.key_params = list(net.key_encoder.parameters()) + list(net.key_projector.parameters())
         self.query_params = list(net.encoder.parameters()) + list(net.projector.parameters())
         self.step_t = torch.zeros((), dtype=torch.float32, device=self.device)
         self.ptr_t = torch.zeros((), dtype=torch.long, device=self.device)
 
     def _hyperparameters(self) -> tuple:
-        return tuple(tuple(v for k, v in sorted(g.items()) if k != "params")
-                     for g in self.est.optimizer_.param_groups)
+        return tuple(
+            tuple(v for k, v in sorted(g.items()) if k != "params")
+            for g in self.est.optimizer_.param_groups
+        )
 
     def _body(self, x: torch.Tensor, y: torch.Tensor | None):
         est, net = self.est, self.est.module_
@@ -142,8 +160,7 @@ class CapturedSteps:
             m = 1.0 - (1.0 - est.key_momentum) * (torch.cos(math.pi * t / total) + 1.0) / 2.0
             with torch.no_grad():
                 torch._foreach_mul_(self.key_params, m)
-                torch._foreach_add_(self.key_params,
-                                    torch._foreach_mul(self.query_params, 1.0 - m))
+                torch._foreach_add_(self.key_params, torch._foreach_mul(self.query_params, 1.0 - m))
                 k_weak, k_strong = keys
                 size = net.queue_size
                 n_keys = min(k_weak.shape[0], size)
@@ -198,9 +215,13 @@ class CapturedSteps:
                 g = self.graphs[kind] = self._capture(x, y)
             except Exception as exc:
                 self.failed = True
-                warnings.warn(f"CUDA graph capture of the training step failed ({exc!r}); "
-                              "training continues without capture (capture=False avoids "
-                              "this attempt).", RuntimeWarning, stacklevel=4)
+                warnings.warn(
+                    f"CUDA graph capture of the training step failed ({exc!r}); "
+                    "training continues without capture (capture=False avoids "
+                    "this attempt).",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
                 return None
         else:
             g.x.copy_(x)
@@ -243,10 +264,12 @@ class DeviceSteps:
             if strict:
                 raise
             self.precision_ = "fp32"
-            warnings.warn(f"{exc} This loaded model computes in fp32 instead.",
-                          UserWarning, stacklevel=4)
-        self.channels_last_ = resolve_channels_last(self.channels_last, device,
-                                                    len(self.sample_shape_) == 3)
+            warnings.warn(
+                f"{exc} This loaded model computes in fp32 instead.", UserWarning, stacklevel=4
+            )
+        self.channels_last_ = resolve_channels_last(
+            self.channels_last, device, len(self.sample_shape_) == 3
+        )
 
     def _seed_for(self, *salt: int) -> int:
         seq = np.random.SeedSequence([self.seed_, *salt])
@@ -278,8 +301,7 @@ class DeviceSteps:
         device_type = torch.device(self.device_).type
         # Autocast's weight-cast cache must be off while a CUDA graph is captured.
         capturing = device_type == "cuda" and torch.cuda.is_current_stream_capturing()
-        return torch.autocast(device_type=device_type, dtype=dtype,
-                              cache_enabled=not capturing)
+        return torch.autocast(device_type=device_type, dtype=dtype, cache_enabled=not capturing)
 
     def _to_unit(self, x) -> torch.Tensor:
         """Move a raw batch to the device as float32 (uint8 images scaled to [0, 1])."""
@@ -298,8 +320,10 @@ class DeviceSteps:
                 cache["stats"] = self.mean_
             if key not in cache:
                 shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
-                cache[key] = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
-                                   .view(shape) for v in (self.mean_, self.std_))
+                cache[key] = tuple(
+                    torch.as_tensor(v, dtype=x.dtype, device=x.device).view(shape)
+                    for v in (self.mean_, self.std_)
+                )
             mean, std = cache[key]
             x = (x - mean) / std
         if getattr(self, "channels_last_", False) and x.ndim == 4:
@@ -321,10 +345,12 @@ class DeviceSteps:
         ``strong=False``); the weak view draws from ``generator`` first either way."""
         x = self._to_unit(raw)
         weak_fn, strong_fn = self._augmenters()
-        fns = (("weak_augment", weak_fn), ("strong_augment", strong_fn))[:2 if strong else 1]
+        fns = (("weak_augment", weak_fn), ("strong_augment", strong_fn))[: 2 if strong else 1]
         if self._is_image:
-            return tuple(self._normalized(check_augment_output(name, x, fn(x, generator)))
-                         for name, fn in fns)
+            return tuple(
+                self._normalized(check_augment_output(name, x, fn(x, generator)))
+                for name, fn in fns
+            )
         x = self._normalized(x)
         return tuple(check_augment_output(name, x, fn(x, generator)) for name, fn in fns)
 
@@ -378,8 +404,9 @@ class DeviceSteps:
         loss, y_pred, self._keys_ = self.step_loss(*batch[:2])
         scaler.scale(loss).backward()
         scaler.unscale_(self.optimizer_)
-        self.notify("on_grad_computed", batch=batch,
-                    named_parameters=list(self.get_all_learnable_params()))
+        self.notify(
+            "on_grad_computed", batch=batch, named_parameters=list(self.get_all_learnable_params())
+        )
         scaler.step(self.optimizer_)
         scaler.update()
         return {"loss": loss, "y_pred": y_pred}

@@ -107,8 +107,9 @@ class Fitting:
         if X_unlabeled is not None:
             self._refuse_unlabelled_behind_pipeline_steps()
         reset = not (self.warm_start and self.initialized_)
-        X_l, y_enc, U, w = self._prepare_fit_data(X, y, X_unlabeled, reset=reset,
-                                                  sample_weight=sample_weight)
+        X_l, y_enc, U, w = self._prepare_fit_data(
+            X, y, X_unlabeled, reset=reset, sample_weight=sample_weight
+        )
         if reset:
             self.initialize()
         return self._partial_fit_checked(X_l, y_enc, U, w, "fit")
@@ -161,24 +162,30 @@ class Fitting:
         if X_unlabeled is not None:
             self._refuse_unlabelled_behind_pipeline_steps()
         reset = not self.initialized_
-        if not reset and classes is not None and not np.array_equal(
-                np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={np.asarray(classes).tolist()!r} differs from the "
-                             f"fitted classes {self.classes_.tolist()!r}; a fitted network's "
-                             "classes cannot change (call fit to start afresh)")
-        X_l, y_enc, U, w = self._prepare_fit_data(X, y, X_unlabeled, reset=reset,
-                                                  classes=classes,
-                                                  sample_weight=sample_weight)
+        if (
+            not reset
+            and classes is not None
+            and not np.array_equal(np.unique(np.asarray(classes)), self.classes_)
+        ):
+            raise ValueError(
+                f"classes={np.asarray(classes).tolist()!r} differs from the "
+                f"fitted classes {self.classes_.tolist()!r}; a fitted network's "
+                "classes cannot change (call fit to start afresh)"
+            )
+        X_l, y_enc, U, w = self._prepare_fit_data(
+            X, y, X_unlabeled, reset=reset, classes=classes, sample_weight=sample_weight
+        )
         if reset:
             self.initialize()
         return self._partial_fit_checked(X_l, y_enc, U, w, "partial_fit")
 
     def _partial_fit_checked(self, X, y, U, w, routing):
         if w is not None and not hasattr(self.criterion_, "reduction"):
-            raise TypeError(f"sample_weight needs a criterion with a `reduction` "
-                            f"argument; {type(self.criterion_).__name__} has none")
-        out = super().partial_fit(X, y, _routing_method=routing, X_unlabeled=U,
-                                  sample_weight=w)
+            raise TypeError(
+                f"sample_weight needs a criterion with a `reduction` "
+                f"argument; {type(self.criterion_).__name__} has none"
+            )
+        out = super().partial_fit(X, y, _routing_method=routing, X_unlabeled=U, sample_weight=w)
         self._warn_if_collapsed(X)
         return out
 
@@ -192,9 +199,11 @@ class Fitting:
         owner = frame.f_locals.get("self") if frame is not None else None
         if not isinstance(owner, Pipeline) or owner.steps[-1][1] is not self:
             return
-        before = [name for name, step in owner.steps[:-1]
-                  if step is not None and not (isinstance(step, str)
-                                               and step == "passthrough")]
+        before = [
+            name
+            for name, step in owner.steps[:-1]
+            if step is not None and not (isinstance(step, str) and step == "passthrough")
+        ]
         if before:
             raise ValueError(
                 f"X_unlabeled reached {type(self).__name__} through a Pipeline without "
@@ -221,7 +230,8 @@ class Fitting:
                 "sample to the same features, so all predictions are one class (dead ReLUs "
                 f"after too large steps, for example). Try a lower lr (now {self.lr}), a "
                 "backbone with batch norm, or fewer epochs at the initial rate.",
-                ConvergenceWarning, stacklevel=4,
+                ConvergenceWarning,
+                stacklevel=4,
             )
 
     def _run_position(self) -> tuple[int, int]:

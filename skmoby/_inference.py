@@ -136,8 +136,7 @@ class Inference:
             raise ValueError("y has no labelled rows to score")
         X = self._check_predict_X(X)
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
-        return float(accuracy_score(y[keep], self._predict_checked(X[keep]),
-                                    sample_weight=sw))
+        return float(accuracy_score(y[keep], self._predict_checked(X[keep]), sample_weight=sw))
 
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:
@@ -243,5 +242,4 @@ class Inference:
         >>> clf.fit_transform(X[:200], y[:200]).shape
         (200, 128)
         """
-        return self.fit(X, y, X_unlabeled=X_unlabeled,
-                        sample_weight=sample_weight).transform(X)
+        return self.fit(X, y, X_unlabeled=X_unlabeled, sample_weight=sample_weight).transform(X)

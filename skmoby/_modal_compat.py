@@ -35,8 +35,13 @@ from importlib import metadata, util
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["guard_modal_retry", "modal_retry_guard", "modal_version", "patch_modal",
-           "query_returns_metrics"]
+__all__ = [
+    "guard_modal_retry",
+    "modal_retry_guard",
+    "modal_version",
+    "patch_modal",
+    "query_returns_metrics",
+]
 
 _LAST_BROKEN = (0, 4, 2, 1)
 

@@ -70,21 +70,25 @@ def _wants_gpu(device: str) -> bool:
     return device.startswith("cuda") or (device == "auto" and _cuda_count() > 0)
 
 
-def check_resources(device: str, jobs_per_gpu: int | None, backend: str,
-                    ray_address: str | None) -> None:
+def check_resources(
+    device: str, jobs_per_gpu: int | None, backend: str, ray_address: str | None
+) -> None:
     """Refuse what cannot work, before anything is written."""
     if backend == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise ImportError(f"backend 'ray' needs Ray, which is not installed: {RAY_INSTALL}"
-                              ) from None
+            raise ImportError(
+                f"backend 'ray' needs Ray, which is not installed: {RAY_INSTALL}"
+            ) from None
         if ray_address is not None:
             _check_reachable(ray_address)
         return
     if jobs_per_gpu is not None and not (device != "cpu" and _cuda_count() > 0):
-        raise ValueError(f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
-                         f"there is no CUDA GPU to share (device {device!r}); leave it out")
+        raise ValueError(
+            f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
+            f"there is no CUDA GPU to share (device {device!r}); leave it out"
+        )
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -94,31 +98,38 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"ray_address must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'; "
-                         f"got {address!r}")
+        raise ValueError(
+            f"ray_address must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'; got {address!r}"
+        )
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise ConnectionError(f"cannot reach the Ray cluster at {address!r} ({exc}); is "
-                              "`ray start --head` running there, and is the port open?"
-                              ) from None
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address!r} ({exc}); is "
+            "`ray start --head` running there, and is the port open?"
+        ) from None
 
 
 def local_devices(device: str, jobs: int, jobs_per_gpu: int | None) -> list[str]:
     """The device of each local worker: GPUs round-robin, else the CPU."""
     n_gpus = _cuda_count()
-    if device == "cpu" or (device == "auto" and n_gpus == 0) or not device.startswith(
-            ("cuda", "auto")):
+    if (
+        device == "cpu"
+        or (device == "auto" and n_gpus == 0)
+        or not device.startswith(("cuda", "auto"))
+    ):
         return [device if device != "auto" else "cpu"] * jobs
     gpus = [device] if ":" in device else [f"cuda:{g}" for g in range(n_gpus)]
     if jobs_per_gpu is not None:
         if jobs == 1:
             jobs = jobs_per_gpu * len(gpus)
         elif math.ceil(jobs / len(gpus)) > jobs_per_gpu:
-            raise ValueError(f"jobs={jobs} on {len(gpus)} GPU(s) puts "
-                             f"{math.ceil(jobs / len(gpus))} jobs on a GPU, more than "
-                             f"jobs_per_gpu={jobs_per_gpu}")
+            raise ValueError(
+                f"jobs={jobs} on {len(gpus)} GPU(s) puts "
+                f"{math.ceil(jobs / len(gpus))} jobs on a GPU, more than "
+                f"jobs_per_gpu={jobs_per_gpu}"
+            )
     return [gpus[i % len(gpus)] for i in range(jobs)]
 
 
@@ -147,39 +158,62 @@ def longest_first(todo: list[Job], cfg, n_pool: int) -> list[Job]:
     return sorted(todo, key=work, reverse=True)
 
 
-def make_runner(cfg, ds, *, jobs: int, jobs_per_gpu: int | None, backend: str,
-                ray_address: str | None, callbacks: Any, save_models: bool,
-                progress: bool) -> Callable[[list[Job]], Iterator[tuple]]:
+def make_runner(
+    cfg,
+    ds,
+    *,
+    jobs: int,
+    jobs_per_gpu: int | None,
+    backend: str,
+    ray_address: str | None,
+    callbacks: Any,
+    save_models: bool,
+    progress: bool,
+) -> Callable[[list[Job]], Iterator[tuple]]:
     """The runner for these options (see the module docstring)."""
     settings = dict(config=cfg.to_dict(), callbacks=callbacks, save_models=save_models)
     threads = threads_per_job(cfg)
     if backend == "ray":
-        return lambda todo: _ray_runner(longest_first(todo, cfg, len(ds.X_train)), ds,
-                                        settings, jobs=jobs, threads=threads,
-                                        jobs_per_gpu=jobs_per_gpu, address=ray_address)
+        return lambda todo: _ray_runner(
+            longest_first(todo, cfg, len(ds.X_train)),
+            ds,
+            settings,
+            jobs=jobs,
+            threads=threads,
+            jobs_per_gpu=jobs_per_gpu,
+            address=ray_address,
+        )
     devices = local_devices(cfg.device, jobs, jobs_per_gpu)
     if len(devices) == 1:  # one job at a time: the order of the run is kept
-        return lambda todo: _serial_runner(todo, ds, settings, devices[0], progress,
-                                           threads)
-    return lambda todo: _pool_runner(longest_first(todo, cfg, len(ds.X_train)), ds,
-                                     settings, devices, threads)
+        return lambda todo: _serial_runner(todo, ds, settings, devices[0], progress, threads)
+    return lambda todo: _pool_runner(
+        longest_first(todo, cfg, len(ds.X_train)), ds, settings, devices, threads
+    )
 
 
-def _job_events(ds, settings: dict[str, Any], job: Job, device: str,
-                progress: bool = False) -> Iterator[tuple]:
+def _job_events(
+    ds, settings: dict[str, Any], job: Job, device: str, progress: bool = False
+) -> Iterator[tuple]:
     from .experiment import ExperimentConfig, _job_cycles
 
     cfg = ExperimentConfig.from_dict(settings["config"])
     method, trial, done = job
     for cycle, row, entry, model in _job_cycles(
-            cfg, ds, method, trial, done, progress=progress, device=device,
-            callbacks=settings["callbacks"], save_models=settings["save_models"]):
+        cfg,
+        ds,
+        method,
+        trial,
+        done,
+        progress=progress,
+        device=device,
+        callbacks=settings["callbacks"],
+        save_models=settings["save_models"],
+    ):
         yield ("cycle", method, trial, cycle, row, entry, model)
 
 
 # ---------------------------------------------------------------------------- in process
-def _serial_runner(todo: list[Job], ds, settings, device: str, progress: bool,
-                   threads: int):
+def _serial_runner(todo: list[Job], ds, settings, device: str, progress: bool, threads: int):
     from .threads import limit_threads
 
     with limit_threads(threads):  # the caller's count is back when the run ends
@@ -193,6 +227,7 @@ def _serial_runner(todo: list[Job], ds, settings, device: str, progress: bool,
 # ---------------------------------------------------------------------------- processes
 def _exit_with_parent(parent: int) -> None:
     """Worker side: end this process when the driver is gone (even after kill -9)."""
+
     def watch():
         while True:
             time.sleep(0.5)
@@ -242,8 +277,11 @@ def _main_module_hidden():
     guard. The workers only need skmoby, so the main module is not passed on.
     """
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__")
-             if main is not None and k in main.__dict__}
+    saved = {
+        k: main.__dict__[k]
+        for k in ("__file__", "__spec__")
+        if main is not None and k in main.__dict__
+    }
     for k in saved:
         setattr(main, k, None) if k == "__spec__" else delattr(main, k)
     try:
@@ -257,8 +295,12 @@ class _Worker:
     def __init__(self, ctx, slot: int, device: str) -> None:
         self.slot, self.device, self.job = slot, device, None
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, name=f"skmoby-worker-{slot}",
-                                args=(child, os.getpid()), daemon=True)
+        self.proc = ctx.Process(
+            target=_worker_main,
+            name=f"skmoby-worker-{slot}",
+            args=(child, os.getpid()),
+            daemon=True,
+        )
         with _main_module_hidden():
             self.proc.start()
         child.close()
@@ -297,8 +339,10 @@ def _callbacks_by_value(settings: dict[str, Any]) -> dict[str, Any]:
     try:
         blob = cloudpickle.dumps(settings["callbacks"])
     except Exception as exc:  # a lock, an open file, a generator in a callback...
-        raise TypeError("jobs > 1 sends the callbacks to worker processes, so they must "
-                        f"be picklable: {type(exc).__name__}: {exc}") from None
+        raise TypeError(
+            "jobs > 1 sends the callbacks to worker processes, so they must "
+            f"be picklable: {type(exc).__name__}: {exc}"
+        ) from None
     return {**settings, "callbacks": blob}
 
 
@@ -311,6 +355,7 @@ def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int
     pending = deque(todo)
     workers: list[_Worker] = []
     finished = False
+
     def start(slot, device):
         w = _Worker(ctx, slot, device)
         w.setup(ds, settings, threads)
@@ -318,8 +363,7 @@ def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int
         return w
 
     try:
-        started = [_Worker(ctx, slot, device)
-                   for slot, device in enumerate(devices[:len(todo)])]
+        started = [_Worker(ctx, slot, device) for slot, device in enumerate(devices[: len(todo)])]
         workers.extend(started)
         for w in started:  # all are importing torch meanwhile
             w.setup(ds, settings, threads)
@@ -338,8 +382,9 @@ def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int
                     if msg[0] == "cycle":
                         yield msg
                     elif msg[0] == "init_failed":
-                        raise WorkerStartError(f"a worker process ({w.device}) could not "
-                                               f"start:\n{msg[1]}")
+                        raise WorkerStartError(
+                            f"a worker process ({w.device}) could not start:\n{msg[1]}"
+                        )
                     else:
                         if msg[0] == "failed":
                             yield msg
@@ -347,10 +392,14 @@ def _pool_runner(todo: list[Job], ds, settings, devices: list[str], threads: int
                 if w.job is not None and not w.proc.is_alive():
                     w.proc.join()
                     method, trial, _ = w.job
-                    yield ("failed", method, trial,
-                           f"worker process {w.proc.pid} ({w.device}) died with exit code "
-                           f"{w.proc.exitcode} while running ({method}, trial {trial})\n",
-                           None)
+                    yield (
+                        "failed",
+                        method,
+                        trial,
+                        f"worker process {w.proc.pid} ({w.device}) died with exit code "
+                        f"{w.proc.exitcode} while running ({method}, trial {trial})\n",
+                        None,
+                    )
                     w.job = None
                     if pending:  # a fresh worker takes its place
                         workers[i] = start(w.slot, w.device)
@@ -411,8 +460,16 @@ def _workers_use_this_interpreter():
         setattr(ray_constants, name, saved)
 
 
-def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, threads: int,
-                jobs_per_gpu: int | None, address: str | None):
+def _ray_runner(
+    todo: list[Job],
+    ds,
+    settings,
+    *,
+    jobs: int,
+    threads: int,
+    jobs_per_gpu: int | None,
+    address: str | None,
+):
     import builtins
 
     import ray
@@ -420,8 +477,7 @@ def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, threads: int,
     started = not ray.is_initialized()
     own_print = builtins.print  # Ray's progress-bar support replaces it in the driver
     if started:
-        kwargs = dict(include_dashboard=False, log_to_driver=False,
-                      logging_level="ERROR")
+        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         if address is not None:
             ray.init(address=address, **kwargs)
         else:
@@ -432,14 +488,18 @@ def _ray_runner(todo: list[Job], ds, settings, *, jobs: int, threads: int,
         gpus = ray.cluster_resources().get("GPU", 0)
         use_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
         if use_gpu and gpus == 0:
-            raise ValueError(f"device {device!r} was asked for, but the Ray cluster has "
-                             "no GPU")
+            raise ValueError(f"device {device!r} was asked for, but the Ray cluster has no GPU")
         if jobs_per_gpu is not None and not use_gpu:
-            raise ValueError(f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
-                             f"the run does not use GPUs (device {device!r})")
+            raise ValueError(
+                f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
+                f"the run does not use GPUs (device {device!r})"
+            )
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        options = dict(num_cpus=min(threads, cpus), max_retries=3,
-                       num_gpus=(1 / (jobs_per_gpu or 1)) if use_gpu else 0)
+        options = dict(
+            num_cpus=min(threads, cpus),
+            max_retries=3,
+            num_gpus=(1 / (jobs_per_gpu or 1)) if use_gpu else 0,
+        )
         task = ray.remote(_ray_job).options(**options)
         ds_ref = ray.put(ds)
         pending, running = deque(todo), {}

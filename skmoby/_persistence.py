@@ -16,8 +16,15 @@ __all__ = ["Persistence"]
 
 # Per-fit working state: device tensors, CUDA graphs and references to the training
 # data. None of it is needed after a fit, so none of it is pickled or deep-copied.
-_TRANSIENT = ("_norm_cache_", "_steps_", "_keys_", "_unlabeled_", "_sample_weight_",
-              "_batch_weight_", "_aug_generator_")
+_TRANSIENT = (
+    "_norm_cache_",
+    "_steps_",
+    "_keys_",
+    "_unlabeled_",
+    "_sample_weight_",
+    "_batch_weight_",
+    "_aug_generator_",
+)
 
 
 class Persistence:
@@ -63,8 +70,16 @@ class Persistence:
         if was and not self.channels_last_ and getattr(self, "module_", None) is not None:
             self.module_ = self.module_.to(memory_format=torch.contiguous_format)
 
-    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, checkpoint=None, use_safetensors=False, **kwargs):
+    def load_params(
+        self,
+        f_params=None,
+        f_optimizer=None,
+        f_criterion=None,
+        f_history=None,
+        checkpoint=None,
+        use_safetensors=False,
+        **kwargs,
+    ):
         """Load parameters saved by :meth:`save_params` or skorch's ``Checkpoint``.
 
         What a checkpoint holds: ``f_params`` the whole network (query and key
@@ -100,10 +115,15 @@ class Persistence:
         if not self.initialized_:
             self.initialize()
         with self._device_resolved():
-            super().load_params(f_params=f_params, f_optimizer=f_optimizer,
-                                f_criterion=f_criterion, f_history=f_history,
-                                checkpoint=checkpoint, use_safetensors=use_safetensors,
-                                **kwargs)
+            super().load_params(
+                f_params=f_params,
+                f_optimizer=f_optimizer,
+                f_criterion=f_criterion,
+                f_history=f_history,
+                checkpoint=checkpoint,
+                use_safetensors=use_safetensors,
+                **kwargs,
+            )
         mean = self.module_.input_mean.detach().cpu().double().numpy()
         std = self.module_.input_std.detach().cpu().double().numpy()
         no_stats = not mean.any() and (std == 1).all()

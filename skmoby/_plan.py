@@ -55,14 +55,17 @@ class RunPlan:
             return ["nothing left to run: every cycle of the protocol is saved"]
         per_method = ", ".join(f"{m} {n:,}" for m, n in self.steps.items())
         speeds = ", ".join(f"{m} {s:.3g} s" for m, s in self.seconds_per_step.items())
-        out = [f"plan: {self.fits} fits, {self.total_steps:,} training steps ({per_method})",
-               f"      measured here on {self.device}, per step: {speeds}; about "
-               f"{_duration(self.seconds)} of training in all"]
+        out = [
+            f"plan: {self.fits} fits, {self.total_steps:,} training steps ({per_method})",
+            f"      measured here on {self.device}, per step: {speeds}; about "
+            f"{_duration(self.seconds)} of training in all",
+        ]
         if self.gpu_sized_on_a_cpu:
             out.append(
                 f"warning: this protocol is sized for a GPU: about {_duration(self.seconds)} "
                 "on this CPU. Run it on a GPU (--device cuda), choose a CPU-sized preset "
-                "(--preset fashionmnist-cpu), or lower --epochs, --cycles or --trials")
+                "(--preset fashionmnist-cpu), or lower --epochs, --cycles or --trials"
+            )
         return out
 
 
@@ -76,8 +79,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def steps_left(cfg: ExperimentConfig, n_pool: int,
-               done: Iterable[tuple[str, int, int]] = ()) -> tuple[int, dict[str, int]]:
+def steps_left(
+    cfg: ExperimentConfig, n_pool: int, done: Iterable[tuple[str, int, int]] = ()
+) -> tuple[int, dict[str, int]]:
     """Fits and training steps per method that the run still has to do.
 
     Examples
@@ -93,8 +97,9 @@ def steps_left(cfg: ExperimentConfig, n_pool: int,
     done = set(done)
     fits, steps = 0, {}
     for m in cfg.methods:
-        left = [(t, c) for t in range(cfg.trials) for c in range(cfg.cycles)
-                if (m, t, c) not in done]
+        left = [
+            (t, c) for t in range(cfg.trials) for c in range(cfg.cycles) if (m, t, c) not in done
+        ]
         fits += len(left)
         steps[m] = int(sum(table[m].iloc[c] for _, c in left))
     return fits, steps
@@ -119,15 +124,15 @@ def seconds_per_step(cfg: ExperimentConfig, ds: ImageDataset, method: str) -> tu
     return per_step, device
 
 
-def _probe(cfg: ExperimentConfig, ds: ImageDataset, method: str, batches: int
-           ) -> tuple[float, str]:
+def _probe(cfg: ExperimentConfig, ds: ImageDataset, method: str, batches: int) -> tuple[float, str]:
     rng = np.random.RandomState(cfg.seed)
     order = rng.permutation(len(ds.X_train))
     n = min(batches * cfg.batch_size, len(order) // 2)
     lab = order[:n]
     if len(np.unique(ds.y_train[lab])) < 2:  # a fit needs two classes
-        lab = np.concatenate([lab, [next(i for i in order[n:]
-                                         if ds.y_train[i] != ds.y_train[lab[0]])]])
+        lab = np.concatenate(
+            [lab, [next(i for i in order[n:] if ds.y_train[i] != ds.y_train[lab[0]])]]
+        )
     kw = {"X_unlabeled": ds.X_train[order[-n:]]} if is_joint(method) else {}
     est = _make_estimator(cfg, method, ds, cfg.seed)
     est.set_params(max_epochs=3)
@@ -138,8 +143,9 @@ def _probe(cfg: ExperimentConfig, ds: ImageDataset, method: str, batches: int
     return float(np.median(times)), str(est.device_)
 
 
-def plan_run(cfg: ExperimentConfig, ds: ImageDataset,
-             done: Iterable[tuple[str, int, int]] = ()) -> RunPlan:
+def plan_run(
+    cfg: ExperimentConfig, ds: ImageDataset, done: Iterable[tuple[str, int, int]] = ()
+) -> RunPlan:
     """The :class:`RunPlan` of ``cfg`` on ``ds`` with the cycles in ``done`` saved."""
     fits, steps = steps_left(cfg, len(ds.X_train), done)
     measured: dict[str, float] = {}

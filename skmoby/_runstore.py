@@ -41,8 +41,15 @@ from typing import Any
 
 import pandas as pd
 
-RESULT_DTYPES = {"method": str, "trial": int, "cycle": int, "n_labelled": int,
-                 "accuracy": float, "fit_seconds": float, "query_seconds": float}
+RESULT_DTYPES = {
+    "method": str,
+    "trial": int,
+    "cycle": int,
+    "n_labelled": int,
+    "accuracy": float,
+    "fit_seconds": float,
+    "query_seconds": float,
+}
 #: Columns of ``results.csv``; the table returned to users has all but ``config_hash``.
 CSV_COLUMNS = [*RESULT_DTYPES, "config_hash"]
 #: Settings that say where and on what a run executes, not what it computes: they may
@@ -89,8 +96,9 @@ _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text())
-        return (f"process {info['pid']} on {info['host']} (`{info['command']}`, since "
-                f"{info['since']})")
+        return (
+            f"process {info['pid']} on {info['host']} (`{info['command']}`, since {info['since']})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -160,11 +168,12 @@ def lock_folder(out: str | os.PathLike, *, create: bool = True) -> Iterator[None
         if not create:
             raise FileNotFoundError(f"{out} is not a folder")
         if out.is_symlink():
-            raise RunFolderError(f"{out} is a symbolic link to {os.readlink(out)!r}, which "
-                                 "does not exist; create that folder or choose another")
+            raise RunFolderError(
+                f"{out} is a symbolic link to {os.readlink(out)!r}, which "
+                "does not exist; create that folder or choose another"
+            )
         if out.exists():
-            raise RunFolderError(f"{out} is a file, not a folder; choose another output "
-                                 "folder")
+            raise RunFolderError(f"{out} is a file, not a folder; choose another output folder")
         out.mkdir(parents=True)
         made = True
     name = os.path.realpath(out)
@@ -172,10 +181,14 @@ def lock_folder(out: str | os.PathLike, *, create: bool = True) -> Iterator[None
     with _held_guard:
         held = _held.get(name)
         if held is not None and held[2] != me:
-            who = "another thread of this process" if held[2][0] == me[0] else \
-                f"process {held[2][0]}, of which this process is a copy"
-            raise RunFolderLockedError(f"{out} is being written by {who}; wait for it to "
-                                       "end or use another folder")
+            who = (
+                "another thread of this process"
+                if held[2][0] == me[0]
+                else f"process {held[2][0]}, of which this process is a copy"
+            )
+            raise RunFolderLockedError(
+                f"{out} is being written by {who}; wait for it to end or use another folder"
+            )
         if held is not None:
             held[1] += 1
         nested = held is not None
@@ -210,7 +223,8 @@ def _acquire(path: Path) -> int:
             if not _try_lock(fd, path):
                 raise RunFolderLockedError(
                     f"{path.parent} is being written by {_holder(path)}; wait for it to "
-                    f"end or use another folder (if that process is gone, delete {path})")
+                    f"end or use another folder (if that process is gone, delete {path})"
+                )
             # The previous holder may have unlinked the file between our open and our
             # lock: then we hold a lock on a file nobody else sees. Start again.
             try:
@@ -218,10 +232,14 @@ def _acquire(path: Path) -> int:
             except FileNotFoundError:
                 same = False
             if same:
-                info = dict(pid=os.getpid(), host=socket.gethostname(),
-                            command=" ".join([os.path.basename(sys.argv[0] or "python"),
-                                              *sys.argv[1:]])[:300],
-                            since=time.strftime("%Y-%m-%d %H:%M:%S"))
+                info = dict(
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    command=" ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])[
+                        :300
+                    ],
+                    since=time.strftime("%Y-%m-%d %H:%M:%S"),
+                )
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, json.dumps(info).encode(), 0)
                 return fd
@@ -300,9 +318,11 @@ class RunFolder:
             raise RunFolderError(f"{self.out} is a file, not a folder")
         for path in (self.config, self.results, self.selections):
             if path.exists() and not path.is_file():
-                raise RunFolderError(f"{path} is not a regular file (a folder?); the run "
-                                     f"writes its {path.name} there. Move it away or use "
-                                     "another folder")
+                raise RunFolderError(
+                    f"{path} is not a regular file (a folder?); the run "
+                    f"writes its {path.name} there. Move it away or use "
+                    "another folder"
+                )
 
     def read_config_dict(self) -> dict[str, Any]:
         """The settings stored in ``config.json``, as a dict; errors name the file."""
@@ -313,19 +333,23 @@ class RunFolder:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise RunFolderError(f"{self.config} is not valid JSON (line {exc.lineno}, "
-                                 f"column {exc.colno}: {exc.msg})") from None
+            raise RunFolderError(
+                f"{self.config} is not valid JSON (line {exc.lineno}, "
+                f"column {exc.colno}: {exc.msg})"
+            ) from None
         if not isinstance(d, dict):
-            raise RunFolderError(f"{self.config} must hold a JSON object of settings; got "
-                                 f"{type(d).__name__}")
+            raise RunFolderError(
+                f"{self.config} must hold a JSON object of settings; got {type(d).__name__}"
+            )
         return d
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write(self.config, json.dumps(config, indent=2))
 
     # ------------------------------------------------------------------ loading
-    def load(self, config: dict[str, Any], n_labelled: list[int], *,
-             repair: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    def load(
+        self, config: dict[str, Any], n_labelled: list[int], *, repair: bool = True
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
         """Rows and selections, checked against ``config``.
 
         Parameters
@@ -346,24 +370,30 @@ class RunFolder:
         """
         self.check_kinds()
         sel, stored_config = self._load_selections()
-        if stored_config is not None and (protocol_settings(stored_config)
-                                          != protocol_settings(config)):
+        if stored_config is not None and (
+            protocol_settings(stored_config) != protocol_settings(config)
+        ):
             raise RunFolderError(
                 f"{self.config} was edited after the run's first cycle was saved "
                 f"({describe_changes(protocol_settings(stored_config), protocol_settings(config))}"
                 f"); its rows were computed with the settings stored in {self.selections}. "
-                "Restore config.json, or start the changed protocol in another folder")
+                "Restore config.json, or start the changed protocol in another folder"
+            )
         rows = self._load_results(config, n_labelled, repair=repair)
         if len(rows) and not self.selections.exists():
-            raise RunFolderError(f"{self.selections} is missing, but {self.results} has "
-                                 f"{len(rows)} rows: the selections of the finished cycles "
-                                 "are needed to resume them")
+            raise RunFolderError(
+                f"{self.selections} is missing, but {self.results} has "
+                f"{len(rows)} rows: the selections of the finished cycles "
+                "are needed to resume them"
+            )
         for r in rows.itertuples():
             k = key(r.method, r.trial, r.cycle)
             if k not in sel:
-                raise RunFolderError(f"{self.results} has a row for {k} but {self.selections} "
-                                     "has no selection for it: the files do not belong "
-                                     "together")
+                raise RunFolderError(
+                    f"{self.results} has a row for {k} but {self.selections} "
+                    "has no selection for it: the files do not belong "
+                    "together"
+                )
         return rows, sel
 
     def _load_selections(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -382,28 +412,38 @@ class RunFolder:
                 f"{self.selections} does not have the layout "
                 '{"config": {...}, "cycles": {...}} that this version writes (a folder of '
                 "a development version?); its rows cannot be checked against config.json. "
-                "Start the run in a new folder")
+                "Start the run in a new folder"
+            )
         cycles, stored = data["cycles"], data["config"]
         if not isinstance(cycles, dict) or not isinstance(stored, dict):
             raise RunFolderError(f"{self.selections} has an unexpected layout")
+
         def indices(v):  # distinct image indices (JSON true/false are not indices)
-            return (isinstance(v, list) and all(
-                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63
-                for i in v) and len(set(v)) == len(v))
+            return (
+                isinstance(v, list)
+                and all(
+                    isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63 for i in v
+                )
+                and len(set(v)) == len(v)
+            )
 
         for k, entry in cycles.items():
-            ok = (isinstance(entry, dict) and indices(entry.get("selected"))
-                  and (entry.get("next_unlabeled") is None
-                       or indices(entry["next_unlabeled"])))
+            ok = (
+                isinstance(entry, dict)
+                and indices(entry.get("selected"))
+                and (entry.get("next_unlabeled") is None or indices(entry["next_unlabeled"]))
+            )
             if not ok:
                 raise RunFolderError(
                     f"{self.selections}: the entry {k!r} is not "
                     '{"selected": [index, ...], "next_unlabeled": [index, ...] or null} '
-                    "with distinct non-negative integer indices")
+                    "with distinct non-negative integer indices"
+                )
         return cycles, stored
 
-    def _load_results(self, config: dict[str, Any], n_labelled: list[int], *,
-                      repair: bool) -> pd.DataFrame:
+    def _load_results(
+        self, config: dict[str, Any], n_labelled: list[int], *, repair: bool
+    ) -> pd.DataFrame:
         path = self.results
         if not path.exists():
             return empty_rows()
@@ -411,7 +451,8 @@ class RunFolder:
         if not raw:
             raise RunFolderError(
                 f"{path} is empty (0 bytes); it should start with the header line "
-                f"{','.join(CSV_COLUMNS)!r}. Delete it to recompute every cycle")
+                f"{','.join(CSV_COLUMNS)!r}. Delete it to recompute every cycle"
+            )
         try:
             text = raw.decode()
         except UnicodeDecodeError as exc:
@@ -423,27 +464,34 @@ class RunFolder:
             # Every row the runner writes ends with a newline: a last line without one
             # was cut while being written (by a copy, a full disk, ...). Drop it.
             cut = lines.pop()
-            msg = (f"{path}, line {len(lines) + 1}: dropped a row cut mid-write ({cut!r}); "
-                   "its cycle will be recomputed")
+            msg = (
+                f"{path}, line {len(lines) + 1}: dropped a row cut mid-write ({cut!r}); "
+                "its cycle will be recomputed"
+            )
             if not repair:
                 raise RunFolderError(msg.replace("dropped", "found") + " by `skmoby resume`")
             warnings.warn(msg, RuntimeWarning, stacklevel=4)
         header = next(csv.reader([lines[0]])) if lines else []
         if header != CSV_COLUMNS:
-            raise RunFolderError(f"{path}, line 1: the header must be "
-                                 f"{','.join(CSV_COLUMNS)!r}; got {lines[0]!r}"
-                                 + (" (a folder of a development version, whose rows "
-                                    "cannot be checked against config.json: start the "
-                                    "run in a new folder)"
-                                    if header == list(RESULT_DTYPES) else ""))
+            raise RunFolderError(
+                f"{path}, line 1: the header must be "
+                f"{','.join(CSV_COLUMNS)!r}; got {lines[0]!r}"
+                + (
+                    " (a folder of a development version, whose rows "
+                    "cannot be checked against config.json: start the "
+                    "run in a new folder)"
+                    if header == list(RESULT_DTYPES)
+                    else ""
+                )
+            )
         ncol = len(header)
         want_hash = config_hash(config)
         methods, trials, cycles = config["methods"], config["trials"], config["cycles"]
         records, seen = [], {}
         for lineno, line in enumerate(lines[1:], start=2):
+
             def bad(what, _lineno=lineno, _line=line):
-                return RunFolderError(f"{path}, line {_lineno}: {what} (the line is "
-                                      f"{_line!r})")
+                return RunFolderError(f"{path}, line {_lineno}: {what} (the line is {_line!r})")
 
             fields = next(csv.reader(io.StringIO(line)), [])
             if len(fields) != ncol:
@@ -457,27 +505,37 @@ class RunFolder:
                 except ValueError:
                     raise bad(f"{name} {rec[name]!r} is not an integer") from None
                 if rec[name] < 0 or (limit is not None and rec[name] >= limit):
-                    raise bad(f"{name} {rec[name]} is outside the run's range "
-                              f"0..{(limit or 1) - 1}")
+                    raise bad(
+                        f"{name} {rec[name]} is outside the run's range 0..{(limit or 1) - 1}"
+                    )
             for name in ("accuracy", "fit_seconds", "query_seconds"):
                 try:
                     rec[name] = float(rec[name])
                 except ValueError:
                     raise bad(f"{name} {rec[name]!r} is not a number") from None
-                if not math.isfinite(rec[name]) or rec[name] < 0 \
-                        or (name == "accuracy" and rec[name] > 1):
+                if (
+                    not math.isfinite(rec[name])
+                    or rec[name] < 0
+                    or (name == "accuracy" and rec[name] > 1)
+                ):
                     raise bad(f"{name} {rec[name]!r} is out of range")
             if rec["n_labelled"] != n_labelled[rec["cycle"]]:
-                raise bad(f"n_labelled {rec['n_labelled']} does not match the configuration "
-                          f"({n_labelled[rec['cycle']]} in cycle {rec['cycle']})")
+                raise bad(
+                    f"n_labelled {rec['n_labelled']} does not match the configuration "
+                    f"({n_labelled[rec['cycle']]} in cycle {rec['cycle']})"
+                )
             if rec["config_hash"] != want_hash:
-                raise bad(f"the row was computed with other settings (config_hash "
-                          f"{rec['config_hash']}, {self.config} now hashes to {want_hash}); "
-                          "config.json was edited or rows from another run were added")
+                raise bad(
+                    f"the row was computed with other settings (config_hash "
+                    f"{rec['config_hash']}, {self.config} now hashes to {want_hash}); "
+                    "config.json was edited or rows from another run were added"
+                )
             k = (rec["method"], rec["trial"], rec["cycle"])
             if k in seen:
-                raise bad(f"it repeats (method, trial, cycle) = {k} of line {seen[k]}; "
-                          "delete one of the two lines")
+                raise bad(
+                    f"it repeats (method, trial, cycle) = {k} of line {seen[k]}; "
+                    "delete one of the two lines"
+                )
             seen[k] = lineno
             records.append({c: rec[c] for c in RESULT_DTYPES})
         done: dict[tuple[str, int], set[int]] = {}
@@ -489,7 +547,8 @@ class RunFolder:
                 raise RunFolderError(
                     f"{path}, line {seen[(m, t, max(cs))]}: cycle {max(cs)} of ({m}, trial "
                     f"{t}) is there but cycle {missing[0]} is not; each cycle needs the ones "
-                    "before it. Delete the later rows of that trial to recompute them")
+                    "before it. Delete the later rows of that trial to recompute them"
+                )
         if not records:
             return empty_rows()
         return pd.DataFrame.from_records(records).astype(RESULT_DTYPES)
@@ -497,8 +556,10 @@ class RunFolder:
     # ------------------------------------------------------------------ writing
     def save(self, rows: pd.DataFrame, sel: dict[str, Any], config: dict[str, Any]) -> None:
         """Write selections, then results (sorted by method, trial and cycle)."""
-        atomic_write(self.selections, json.dumps(
-            {"config": protocol_settings(config), "cycles": sel}))
+        atomic_write(
+            self.selections, json.dumps({"config": protocol_settings(config), "cycles": sel})
+        )
         table = rows.sort_values(["method", "trial", "cycle"]).assign(
-            config_hash=config_hash(config))
+            config_hash=config_hash(config)
+        )
         atomic_write(self.results, table[CSV_COLUMNS].to_csv(index=False))

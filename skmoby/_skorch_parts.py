@@ -17,8 +17,13 @@ from . import _validation
 if TYPE_CHECKING:
     from .classifier import MoBYv2Classifier
 
-__all__ = ["MilestoneLR", "QuietPrintLog", "estimator_repr", "expected_failed_checks",
-           "valid_accuracy"]
+__all__ = [
+    "MilestoneLR",
+    "QuietPrintLog",
+    "estimator_repr",
+    "expected_failed_checks",
+    "valid_accuracy",
+]
 
 # The sink skorch's PrintLog binds by default: builtins.print as it was when skorch was
 # imported.
@@ -55,8 +60,9 @@ class MilestoneLR(LRScheduler):
     """
 
     def __init__(self, event_name: str | None = "event_lr") -> None:
-        super().__init__(policy=MultiStepLR, monitor=None, event_name=event_name,
-                         step_every="epoch")
+        super().__init__(
+            policy=MultiStepLR, monitor=None, event_name=event_name, step_every="epoch"
+        )
 
     def on_train_begin(self, net, **kwargs):
         done, _ = net._run_position()
@@ -104,8 +110,11 @@ def _value_repr(value: Any) -> str:
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, list | tuple) and type(value) in (list, tuple):
         inner = ", ".join(_value_repr(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else (
-            f"({inner}{',' if len(value) == 1 else ''})")
+        return (
+            f"[{inner}]"
+            if isinstance(value, list)
+            else (f"({inner}{',' if len(value) == 1 else ''})")
+        )
     text = repr(value)
     if "\n" in text or len(text) > 60:
         return f"{type(value).__name__}(...)"
@@ -145,8 +154,9 @@ def changed_params(est: Any) -> dict[str, Any]:
     order = list(inspect.signature(type(est).__init__).parameters)
     params = est.get_params(deep=False)
     keys = sorted(params, key=lambda k: (order.index(k) if k in order else len(order), k))
-    return {k: params[k] for k in keys
-            if k not in defaults or not _same_value(params[k], defaults[k])}
+    return {
+        k: params[k] for k in keys if k not in defaults or not _same_value(params[k], defaults[k])
+    }
 
 
 _EXPECTED_FAILURES = {
@@ -191,7 +201,8 @@ def expected_failed_checks(estimator: MoBYv2Classifier) -> dict[str, str]:
     """
     failures = dict(_EXPECTED_FAILURES)
     if estimator.unlabeled_label is not None and not _validation.is_scalar_nan(
-            estimator.unlabeled_label):
+        estimator.unlabeled_label
+    ):
         failures["check_classifiers_classes"] = (
             f"the check trains on the labels {{-1, 1}}; with unlabeled_label="
             f"{estimator.unlabeled_label!r} (the semi-supervised convention) rows labelled "

@@ -62,8 +62,9 @@ def is_scalar_nan(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value)
 
 
-def stack_unlabeled(X: Any, y: Any, X_unlabeled: Any,
-                    unlabeled_label: Any = -1) -> tuple[np.ndarray, np.ndarray]:
+def stack_unlabeled(
+    X: Any, y: Any, X_unlabeled: Any, unlabeled_label: Any = -1
+) -> tuple[np.ndarray, np.ndarray]:
     """Append unlabelled samples to ``X`` and mark them in ``y`` with ``unlabeled_label``.
 
     The form of unlabelled data that every step of a scikit-learn ``Pipeline`` sees:
@@ -105,14 +106,17 @@ def stack_unlabeled(X: Any, y: Any, X_unlabeled: Any,
     >>> X_all.shape, y_all.tolist()
     ((5, 2), [0, 1, 0, -1, -1])
     """
-    X, U = (np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
-            for a in (X, X_unlabeled))
+    X, U = (
+        np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a) for a in (X, X_unlabeled)
+    )
     y = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
     if unlabeled_label is None:
         raise ValueError("unlabeled_label must mark unlabelled rows; got None")
     if X.ndim < 1 or U.ndim != X.ndim or U.shape[1:] != X.shape[1:]:
-        raise ValueError(f"X_unlabeled must have the per-sample shape of X {X.shape[1:]}; "
-                         f"got {U.shape[1:] if U.ndim else U.shape}")
+        raise ValueError(
+            f"X_unlabeled must have the per-sample shape of X {X.shape[1:]}; "
+            f"got {U.shape[1:] if U.ndim else U.shape}"
+        )
     if len(X) != len(y):
         raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
     if is_scalar_nan(unlabeled_label):
@@ -155,10 +159,11 @@ def check_hyperparameters(est) -> None:
 
     for name in ("projection_dim", "queue_size", "max_epochs"):
         positive_int(name)
-    if not (est.batch_size == -1 or (isinstance(est.batch_size, int | np.integer)
-                                      and est.batch_size > 1)):
-        raise ValueError(f"batch_size must be an int > 1 (or -1 for all); "
-                         f"got {est.batch_size!r}")
+    if not (
+        est.batch_size == -1
+        or (isinstance(est.batch_size, int | np.integer) and est.batch_size > 1)
+    ):
+        raise ValueError(f"batch_size must be an int > 1 (or -1 for all); got {est.batch_size!r}")
     positive("temperature")
     positive("lr")
     positive("lambda_c", allow_zero=True)
@@ -166,14 +171,18 @@ def check_hyperparameters(est) -> None:
     if est.optimizer__momentum is not None:
         positive("optimizer__momentum", allow_zero=True)
         if est.optimizer__momentum >= 1:
-            raise ValueError("optimizer__momentum must be in [0, 1) (1 or more makes SGD "
-                             f"diverge); got {est.optimizer__momentum!r}")
-        if (est.optimizer__momentum != DEFAULT_MOMENTUM
-                and not takes_argument(est.optimizer, "momentum")):
+            raise ValueError(
+                "optimizer__momentum must be in [0, 1) (1 or more makes SGD "
+                f"diverge); got {est.optimizer__momentum!r}"
+            )
+        if est.optimizer__momentum != DEFAULT_MOMENTUM and not takes_argument(
+            est.optimizer, "momentum"
+        ):
             name = getattr(est.optimizer, "__name__", repr(est.optimizer))
             raise ValueError(
                 f"optimizer__momentum={est.optimizer__momentum!r} but the optimizer {name} "
-                "takes no momentum argument; set optimizer__momentum=None")
+                "takes no momentum argument; set optimizer__momentum=None"
+            )
     positive("key_momentum", allow_zero=True)
     if not est.key_momentum <= 1.0:
         raise ValueError(f"key_momentum must be in [0, 1]; got {est.key_momentum!r}")
@@ -181,8 +190,9 @@ def check_hyperparameters(est) -> None:
     ms = est.lr_milestones
     if ms is not None and not (
         isinstance(ms, list | tuple | np.ndarray)
-        and all(isinstance(f, numbers.Real) and not isinstance(f, bool) and 0.0 <= f <= 1.0
-                for f in ms)
+        and all(
+            isinstance(f, numbers.Real) and not isinstance(f, bool) and 0.0 <= f <= 1.0 for f in ms
+        )
     ):
         raise ValueError(
             f"lr_milestones must be None or a sequence of fractions of max_epochs in "
@@ -201,22 +211,27 @@ def check_hyperparameters(est) -> None:
         if not isinstance(v, str):
             check_augment_signature(name, v)
     if not (isinstance(est.backbone, nn.Module | str)):
-        raise TypeError(
-            f"backbone must be a name or a torch.nn.Module; got {type(est.backbone)}"
-        )
+        raise TypeError(f"backbone must be a name or a torch.nn.Module; got {type(est.backbone)}")
     check_n_threads(est.n_threads)
     if est.input_shape is not None:
         canonical_shape(est.input_shape)
     ul = est.unlabeled_label
-    if not (ul is None or isinstance(ul, str) or
-            (isinstance(ul, numbers.Number) and not isinstance(ul, bool))):
-        raise TypeError(f"unlabeled_label must be None, a number (e.g. -1 or np.nan) or a "
-                        f"string; got {ul!r}")
+    if not (
+        ul is None
+        or isinstance(ul, str)
+        or (isinstance(ul, numbers.Number) and not isinstance(ul, bool))
+    ):
+        raise TypeError(
+            f"unlabeled_label must be None, a number (e.g. -1 or np.nan) or a string; got {ul!r}"
+        )
     cbs = est.callbacks
-    if not (cbs is None or isinstance(cbs, list | tuple)
-            or (isinstance(cbs, str) and cbs == "disable")):
-        raise TypeError("callbacks must be None, 'disable' or a list of skorch callbacks "
-                        f"(or (name, callback) pairs); got {cbs!r}")
+    if not (
+        cbs is None or isinstance(cbs, list | tuple) or (isinstance(cbs, str) and cbs == "disable")
+    ):
+        raise TypeError(
+            "callbacks must be None, 'disable' or a list of skorch callbacks "
+            f"(or (name, callback) pairs); got {cbs!r}"
+        )
     resolve_device(est.device)
 
 
@@ -243,12 +258,16 @@ def resolve_device(device: Any) -> Any:
             )
         n = torch.cuda.device_count()
         if d.index is not None and d.index >= n:
-            raise ValueError(f"device={device!r} names GPU {d.index}, but this machine has "
-                             f"{n} (indices 0 to {n - 1})")
+            raise ValueError(
+                f"device={device!r} names GPU {d.index}, but this machine has "
+                f"{n} (indices 0 to {n - 1})"
+            )
     elif d.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError(f"device={device!r}: the MPS backend is not available here; "
-                             "use device='auto' or 'cpu'")
+            raise ValueError(
+                f"device={device!r}: the MPS backend is not available here; "
+                "use device='auto' or 'cpu'"
+            )
     elif d.type != "cpu":
         raise ValueError(f"device={device!r} is not supported; {usage}")
     return device
@@ -262,13 +281,17 @@ def canonical_shape(input_shape: Any) -> tuple[int, ...]:
     except (TypeError, ValueError):
         ok = False
     if not ok or len(shape) not in (1, 2, 3):
-        raise ValueError("input_shape must be the shape of one sample: (d,), (H, W) or "
-                         f"(C, H, W) with positive ints; got {input_shape!r}")
+        raise ValueError(
+            "input_shape must be the shape of one sample: (d,), (H, W) or "
+            f"(C, H, W) with positive ints; got {input_shape!r}"
+        )
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) == 3 and (shape[0] not in (1, 3) or min(shape[1:]) < 8):
-        raise ValueError("input_shape of images must be (C, H, W) with C = 1 or 3 and "
-                         f"H, W >= 8; got {input_shape!r}")
+        raise ValueError(
+            "input_shape of images must be (C, H, W) with C = 1 or 3 and "
+            f"H, W >= 8; got {input_shape!r}"
+        )
     return shape
 
 
@@ -287,8 +310,10 @@ def init_without_data(est) -> None:
             "fit(X, y), which takes both from the data"
         )
     if est.classes is None or len(est.classes) < 2:
-        raise ValueError(f"{name}.initialize() without data needs classes, the class "
-                         f"labels (at least 2); got classes={est.classes!r}")
+        raise ValueError(
+            f"{name}.initialize() without data needs classes, the class "
+            f"labels (at least 2); got classes={est.classes!r}"
+        )
     shape = canonical_shape(est.input_shape)
     est.sample_shape_ = shape
     est.n_features_in_ = shape[0]
@@ -316,15 +341,24 @@ def check_backbone(est) -> None:
             out = module(probe)
     except Exception as exc:
         name = type(module).__name__
-        layer = next((m for m in module.modules()
-                      if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)), None)
+        layer = next(
+            (
+                m
+                for m in module.modules()
+                if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)
+            ),
+            None,
+        )
         if isinstance(layer, nn.Conv2d) and len(shape) == 3 and layer.in_channels != shape[0]:
-            what = (f"expects {layer.in_channels} input channels (its first convolution), "
-                    f"but the data has {shape[0]}")
-        elif (isinstance(layer, nn.Linear) and len(shape) == 1
-              and layer.in_features != shape[0]):
-            what = (f"expects {layer.in_features} input features (its first linear "
-                    f"layer), but the data has {shape[0]}")
+            what = (
+                f"expects {layer.in_channels} input channels (its first convolution), "
+                f"but the data has {shape[0]}"
+            )
+        elif isinstance(layer, nn.Linear) and len(shape) == 1 and layer.in_features != shape[0]:
+            what = (
+                f"expects {layer.in_features} input features (its first linear "
+                f"layer), but the data has {shape[0]}"
+            )
         else:
             what = "fails on them"
         raise ValueError(
@@ -334,13 +368,18 @@ def check_backbone(est) -> None:
     finally:
         module.train(was_training)
     dim = getattr(module, "feature_dim", None)
-    if (isinstance(out, torch.Tensor) and out.ndim == 2
-            and isinstance(dim, numbers.Integral) and not isinstance(dim, bool)
-            and out.shape[1] != dim):
+    if (
+        isinstance(out, torch.Tensor)
+        and out.ndim == 2
+        and isinstance(dim, numbers.Integral)
+        and not isinstance(dim, bool)
+        and out.shape[1] != dim
+    ):
         raise ValueError(
             f"backbone {type(module).__name__} declares feature_dim={dim} but maps samples "
             f"of shape {shape} to features of shape {tuple(out.shape[1:])}; correct "
-            "feature_dim or delete it (the output's width is then used)")
+            "feature_dim or delete it (the output's width is then used)"
+        )
 
 
 def seed(est) -> int:
@@ -353,9 +392,8 @@ def seed(est) -> int:
         if not 0 <= rs < 2**63:
             raise ValueError(f"random_state must be an int in [0, 2**63); got {rs!r}")
         return int(rs)
-    raise TypeError(
-        f"random_state must be None, an int or a numpy RandomState; got {type(rs)}"
-    )
+    raise TypeError(f"random_state must be None, an int or a numpy RandomState; got {type(rs)}")
+
 
 def as_array(X: Any, name: str) -> Any:
     """``X`` as an array: tensors and sequences (lists, objects with ``__array__``) are
@@ -363,15 +401,18 @@ def as_array(X: Any, name: str) -> Any:
     if isinstance(X, torch.Tensor):
         return X.detach().cpu().numpy()
     if isinstance(X, str | bytes | numbers.Number) or not (
-            hasattr(X, "__len__") or hasattr(X, "__array__")):
-        raise TypeError(f"{name} must be an array-like of samples (n, ...); got "
-                        f"{type(X).__name__} {X!r:.40}")
+        hasattr(X, "__len__") or hasattr(X, "__array__")
+    ):
+        raise TypeError(
+            f"{name} must be an array-like of samples (n, ...); got {type(X).__name__} {X!r:.40}"
+        )
     if not hasattr(X, "shape"):  # a list: its nesting decides the sample shape
         try:
             X = np.asarray(X)
         except ValueError as exc:
-            raise ValueError(f"{name} must hold samples of one shape; got a ragged "
-                             f"sequence ({exc})") from exc
+            raise ValueError(
+                f"{name} must hold samples of one shape; got a ragged sequence ({exc})"
+            ) from exc
     if np.ndim(X) == 0:
         raise TypeError(f"{name} must be an array-like of samples (n, ...); got a scalar")
     return X
@@ -401,7 +442,8 @@ def as_float32(X: np.ndarray, name: str) -> np.ndarray:
         "finite range "
         f"(magnitude at most {_FLOAT32_MAX:.4g}), e.g. {float(X[where]):.4g} at index "
         f"{tuple(int(i) for i in where)}; the classifier computes in float32, so pass "
-        f"finite values within that range (rescale {name}, e.g. with StandardScaler)")
+        f"finite values within that range (rescale {name}, e.g. with StandardScaler)"
+    )
 
 
 def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
@@ -419,7 +461,8 @@ def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
         # before scikit-learn's feature count, which counts image channels here
         raise ValueError(
             f"{name} has samples of shape {tuple(np.shape(X)[1:])} but the training data "
-            f"has images of shape {fitted_shape}; pass (n, H, W) or (n, C, H, W) images")
+            f"has images of shape {fitted_shape}; pass (n, H, W) or (n, C, H, W) images"
+        )
     if name == "X" and getattr(X, "ndim", 2) == 2:
         # Tabular data: scikit-learn's bookkeeping of n_features_in_ / feature names.
         X = validate_data(est, X, reset=reset, **check)
@@ -429,9 +472,7 @@ def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
             est.n_features_in_ = X.shape[1] if X.ndim == 4 else 1
             est.__dict__.pop("feature_names_in_", None)
     if X.ndim > 4:
-        raise ValueError(
-            f"{name} must have shape (n, d), (n, H, W) or (n, C, H, W); got {X.shape}"
-        )
+        raise ValueError(f"{name} must have shape (n, d), (n, H, W) or (n, C, H, W); got {X.shape}")
     if X.ndim == 3:
         X = X[:, None]
     if X.ndim == 4:
@@ -460,8 +501,7 @@ def check_X(est, X: Any, name: str, reset: bool) -> np.ndarray:
         if tuple(X.shape[1:]) != tuple(expected):
             ref = "the training data" if name == "X" else "X"
             raise ValueError(
-                f"{name} has samples of shape {tuple(X.shape[1:])} but {ref} has "
-                f"{tuple(expected)}"
+                f"{name} has samples of shape {tuple(X.shape[1:])} but {ref} has {tuple(expected)}"
             )
     return X
 
@@ -487,7 +527,8 @@ def refuse_text_mark(y: np.ndarray, ul: Any) -> None:
             f"unlabelled rows are marked with the number {ul!r} (unlabeled_label="
             f"{ul!r}), not its text. Mark them with {ul!r} in an object array, "
             f"{decode}set unlabeled_label={text!r} to treat the string as unlabelled, "
-            f"or unlabeled_label=None to keep {text!r} as a class")
+            f"or unlabeled_label=None to keep {text!r} as a class"
+        )
 
 
 def unlabeled_mask(est, y: np.ndarray) -> np.ndarray:
@@ -509,14 +550,15 @@ def unlabeled_mask(est, y: np.ndarray) -> np.ndarray:
     if y.dtype.kind in "USO":  # compare like with like: the string "-1" is no -1
         if not isinstance(ul, str):
             refuse_text_mark(y, ul)
-        return np.array([isinstance(v, str) == isinstance(ul, str) and v == ul for v in y],
-                        dtype=bool)
+        return np.array(
+            [isinstance(v, str) == isinstance(ul, str) and v == ul for v in y], dtype=bool
+        )
     if isinstance(ul, str):
         return np.zeros(len(y), dtype=bool)
     return y == ul
 
-def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
-                     sample_weight=None):
+
+def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None, sample_weight=None):
     """Validate inputs; return labelled X, encoded y, unlabelled X (or None) and the
     weights of the labelled rows (or None), rescaled to average 1."""
     if y is None:
@@ -539,10 +581,10 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         raise ValueError(f"X and y have different lengths: {X.shape[0]} and {len(y)}")
     if reset:
         est.sample_shape_ = tuple(int(s) for s in X.shape[1:])
-        if est.input_shape is not None and canonical_shape(est.input_shape) != \
-                est.sample_shape_:
-            raise ValueError(f"X has samples of shape {est.sample_shape_} but input_shape is "
-                             f"{est.input_shape!r}")
+        if est.input_shape is not None and canonical_shape(est.input_shape) != est.sample_shape_:
+            raise ValueError(
+                f"X has samples of shape {est.sample_shape_} but input_shape is {est.input_shape!r}"
+            )
     unl = est._unlabeled_mask(y)
     X_l, y_l = X[~unl], y[~unl]
     if y_l.dtype.kind == "f" and np.isnan(y_l).any():
@@ -554,19 +596,24 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
     if sample_weight is not None:
         if isinstance(sample_weight, numbers.Real):  # one weight for every row
             sample_weight = np.full(len(y), sample_weight, dtype=np.float64)
-        w = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
-                        input_name="sample_weight")
+        w = check_array(
+            sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+        )
         if w.shape != (len(y),):
-            raise ValueError(f"sample_weight must have shape ({len(y)},), one weight per "
-                             f"row of X; got {w.shape}")
+            raise ValueError(
+                f"sample_weight must have shape ({len(y)},), one weight per row of X; got {w.shape}"
+            )
         if (w < 0).any():
-            raise ValueError("sample_weight must be non-negative; got "
-                             f"{int((w < 0).sum())} negative weights")
+            raise ValueError(
+                f"sample_weight must be non-negative; got {int((w < 0).sum())} negative weights"
+            )
         w_l = w[~unl]
         top = w_l.max(initial=0.0)
         if not top > 0:
-            raise ValueError("sample_weight is zero for every labelled row; at least one "
-                             "labelled row needs a positive weight")
+            raise ValueError(
+                "sample_weight is zero for every labelled row; at least one "
+                "labelled row needs a positive weight"
+            )
         # Average 1: weights set the rows' relative influence, not the step size. Divided
         # by the largest first, the sum cannot overflow (1e308 each would: inf, then 0).
         w_l = w_l / top
@@ -590,7 +637,10 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         warnings.warn(
             "a single unlabelled sample is left out of this fit: batch norm in training "
             "mode needs at least 2 samples per batch, so it cannot make an unlabelled "
-            "batch of its own", UserWarning, stacklevel=4)
+            "batch of its own",
+            UserWarning,
+            stacklevel=4,
+        )
         U_all = None
     if len(y_l) == 0:
         raise ValueError("y has no labelled rows; at least 2 classes are needed")
@@ -607,9 +657,11 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
         if len(cls) < 2:
             note = ""
             if unl.any():
-                note = (f"; the {int(unl.sum())} rows labelled {est.unlabeled_label!r} "
-                        "count as unlabelled (set unlabeled_label=None if that is a "
-                        "class)")
+                note = (
+                    f"; the {int(unl.sum())} rows labelled {est.unlabeled_label!r} "
+                    "count as unlabelled (set unlabeled_label=None if that is a "
+                    "class)"
+                )
             raise ValueError(
                 f"{type(est).__name__} needs at least 2 classes in the labelled y; "
                 f"got 1 class ({cls[0]!r}){note}"
@@ -619,17 +671,20 @@ def prepare_fit_data(est, X, y, X_unlabeled, reset: bool, classes=None,
     y_enc = np.searchsorted(cls, y_l)
     bad = (y_enc >= len(cls)) | (cls[np.minimum(y_enc, len(cls) - 1)] != y_l)
     if bad.any():
-        raise ValueError(f"y has labels {np.unique(y_l[bad])!r} not seen in the first fit "
-                         f"(classes_ = {cls!r})")
+        raise ValueError(
+            f"y has labels {np.unique(y_l[bad])!r} not seen in the first fit (classes_ = {cls!r})"
+        )
     if reset:
         est._fit_normalization(X_l if U_all is None else np.concatenate([X_l, U_all]))
     return X_l, y_enc.astype(np.int64), U_all, w_l
 
 
-_AUGMENT_HINT = ("an augmentation is called as fn(batch, generator) and returns the batch "
-                 "augmented, a tensor of the same shape; to use a function of the batch "
-                 "alone, such as a torchvision transform, wrap it: lambda x, g: t(x) (it "
-                 "then draws from torch's global generator instead of random_state)")
+_AUGMENT_HINT = (
+    "an augmentation is called as fn(batch, generator) and returns the batch "
+    "augmented, a tensor of the same shape; to use a function of the batch "
+    "alone, such as a torchvision transform, wrap it: lambda x, g: t(x) (it "
+    "then draws from torch's global generator instead of random_state)"
+)
 
 
 def check_augment_signature(name: str, fn: Any) -> None:
@@ -647,10 +702,14 @@ def check_augment_signature(name: str, fn: Any) -> None:
 def check_augment_output(name: str, x: torch.Tensor, out: Any) -> torch.Tensor:
     """The augmented batch, once it is a tensor of the batch's shape (no device sync)."""
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        got = (f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
-               else f"a {type(out).__name__}")
-        raise TypeError(f"{name} returned {got} for a batch of shape {tuple(x.shape)}; "
-                        f"{_AUGMENT_HINT}")
+        got = (
+            f"a tensor of shape {tuple(out.shape)}"
+            if isinstance(out, torch.Tensor)
+            else f"a {type(out).__name__}"
+        )
+        raise TypeError(
+            f"{name} returned {got} for a batch of shape {tuple(x.shape)}; {_AUGMENT_HINT}"
+        )
     return out
 
 
@@ -661,7 +720,7 @@ def fit_normalization(est, X: np.ndarray) -> None:
         mean = np.zeros(X.shape[1])
         sq = np.zeros(X.shape[1])
         for start in range(0, len(X), 4096):  # chunked: uint8 images stay small
-            chunk = X[start:start + 4096].astype(np.float64) / scale
+            chunk = X[start : start + 4096].astype(np.float64) / scale
             mean += chunk.sum(axis=axes)
             sq += (chunk**2).sum(axis=axes)
         count = len(X) * (int(np.prod(X.shape[2:])) if X.ndim == 4 else 1)
@@ -680,8 +739,7 @@ def fit_normalization(est, X: np.ndarray) -> None:
         for arr in (mean, std):
             if arr.size not in (1, X.shape[1]):
                 raise ValueError(
-                    f"normalize needs 1 or {X.shape[1]} values for mean and std; "
-                    f"got {arr.size}"
+                    f"normalize needs 1 or {X.shape[1]} values for mean and std; got {arr.size}"
                 )
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             raise ValueError(f"normalize must hold finite values; got {est.normalize!r}")
@@ -693,6 +751,7 @@ def fit_normalization(est, X: np.ndarray) -> None:
             raise ValueError(
                 "normalize is applied to image pixels on the [0, 1] scale, so each mean "
                 f"must lie in [0, 1] and each std in (0, 1]; got mean {mean.tolist()} and "
-                f"std {std.tolist()} (statistics on the 0-255 scale: divide them by 255)")
+                f"std {std.tolist()} (statistics on the 0-255 scale: divide them by 255)"
+            )
         est.mean_ = np.broadcast_to(mean, (X.shape[1],)).copy()
         est.std_ = np.broadcast_to(std, (X.shape[1],)).copy()

@@ -153,9 +153,12 @@ def _check_strength(name: str, v: object, top: float = math.inf) -> None:
 
 
 def _check_range(name: str, v: object) -> None:
-    ok = (isinstance(v, tuple | list) and len(v) == 2
-          and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in v)
-          and 0.0 < v[0] <= v[1] < math.inf)
+    ok = (
+        isinstance(v, tuple | list)
+        and len(v) == 2
+        and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in v)
+        and 0.0 < v[0] <= v[1] < math.inf
+    )
     if not ok:
         raise ValueError(f"{name} must be a pair (low, high) with 0 < low <= high; got {v!r}")
 
@@ -197,8 +200,11 @@ class WeakAugment:
         """The padding in pixels used for images of size ``height`` x ``width``."""
         if isinstance(self.padding, str) and self.padding == "auto":
             return max(1, int(min(height, width) / 8 + 0.5))
-        if isinstance(self.padding, bool) or not isinstance(self.padding, numbers.Integral) \
-                or self.padding < 0:
+        if (
+            isinstance(self.padding, bool)
+            or not isinstance(self.padding, numbers.Integral)
+            or self.padding < 0
+        ):
             raise ValueError(f"padding must be 'auto' or an int >= 0; got {self.padding!r}")
         return int(self.padding)
 

@@ -53,7 +53,24 @@ class VGG16(nn.Module):
     """
 
     _cfg: Sequence[int | str] = (
-        64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
     )
 
     def __init__(self, in_channels: int = 3) -> None:
@@ -64,8 +81,11 @@ class VGG16(nn.Module):
             if v == "M":
                 layers.append(_Pool())
             else:
-                layers += [nn.Conv2d(c, int(v), 3, padding=1, bias=False),
-                           nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(c, int(v), 3, padding=1, bias=False),
+                    nn.BatchNorm2d(int(v)),
+                    nn.ReLU(inplace=True),
+                ]
                 c = int(v)
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.feature_dim = 512
@@ -244,8 +264,11 @@ class CNN(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate((width, 2 * width, 4 * width)):
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+            ]
             if i < 2:
                 layers.append(_Pool())
             c = w
@@ -277,8 +300,12 @@ class MLP(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
         )
         self.feature_dim = hidden
 
@@ -344,8 +371,9 @@ def make_backbone(name: str, sample_shape: tuple[int, ...]) -> nn.Module:
     return BACKBONES[name](tuple(sample_shape))
 
 
-def build_encoder(backbone: str | nn.Module, sample_shape: tuple[int, ...]
-                  ) -> tuple[nn.Module, int]:
+def build_encoder(
+    backbone: str | nn.Module, sample_shape: tuple[int, ...]
+) -> tuple[nn.Module, int]:
     """The query encoder for ``backbone`` and its feature size.
 
     A module is deep-copied (the caller's stays untouched); its feature size is its
@@ -378,8 +406,7 @@ def build_encoder(backbone: str | nn.Module, sample_shape: tuple[int, ...]
         was_training = encoder.training
         encoder.eval()
         first = next(encoder.parameters(), None)
-        probe = torch.zeros((2, *sample_shape),
-                            device=first.device if first is not None else "cpu")
+        probe = torch.zeros((2, *sample_shape), device=first.device if first is not None else "cpu")
         with torch.no_grad():
             out = encoder(probe)
         encoder.train(was_training)

@@ -41,11 +41,16 @@ from .network import MoBYv2Network
 # ActiveLearner.teach works. See skmoby/_modal_compat.py.
 patch_modal()
 
-__all__ = ["MilestoneLR", "MoBYv2Classifier", "UnlabeledData", "expected_failed_checks",
-           "stack_unlabeled"]
+__all__ = [
+    "MilestoneLR",
+    "MoBYv2Classifier",
+    "UnlabeledData",
+    "expected_failed_checks",
+    "stack_unlabeled",
+]
 
-class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
-                       NeuralNetClassifier):
+
+class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetClassifier):
     """MoBYv2AL's self-supervised classifier (Caramalau et al., BMVC 2022).
 
     A backbone ``f_q`` is trained jointly with a linear classifier on the weak view of
@@ -369,8 +374,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         super().initialize_callbacks()
         schedule = [(n, cb) for n, cb in self.callbacks_ if n == "lr_scheduler"]
         rest = [(n, cb) for n, cb in self.callbacks_ if n != "lr_scheduler"]
-        at = next((i for i, (_, cb) in enumerate(rest) if isinstance(cb, PrintLog)),
-                  len(rest))
+        at = next((i for i, (_, cb) in enumerate(rest) if isinstance(cb, PrintLog)), len(rest))
         self.callbacks_ = rest[:at] + schedule + rest[at:]
         return self
 
@@ -418,13 +422,22 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         ``foreach`` or ``fused`` is set explicitly. ``optimizer__momentum`` is left out
         when it is ``None``, or the default and the optimizer takes no momentum."""
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
-        if prefix == "optimizer" and "momentum" in kwargs and (
+        if (
+            prefix == "optimizer"
+            and "momentum" in kwargs
+            and (
                 kwargs["momentum"] is None
-                or not _validation.takes_argument(self.optimizer, "momentum")):
+                or not _validation.takes_argument(self.optimizer, "momentum")
+            )
+        ):
             del kwargs["momentum"]
-        if (prefix == "optimizer" and self.optimizer is torch.optim.SGD
-                and torch.device(self.device_).type == "cuda"
-                and "fused" not in kwargs and "foreach" not in kwargs):
+        if (
+            prefix == "optimizer"
+            and self.optimizer is torch.optim.SGD
+            and torch.device(self.device_).type == "cuda"
+            and "fused" not in kwargs
+            and "foreach" not in kwargs
+        ):
             kwargs["fused"] = True
         return args, kwargs
 
@@ -444,9 +457,11 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
                 if "__" in key:  # component and callback arguments: checked by initialize()
                     self._params_to_validate.add(key)
                 elif key not in valid:
-                    raise ValueError(f"Invalid parameter {key!r} for estimator "
-                                     f"{type(self).__name__}. Valid parameters are: "
-                                     f"{sorted(valid)!r}.")
+                    raise ValueError(
+                        f"Invalid parameter {key!r} for estimator "
+                        f"{type(self).__name__}. Valid parameters are: "
+                        f"{sorted(valid)!r}."
+                    )
                 setattr(self, key, value)
             return self
         device = params.pop("device", self.device)
@@ -465,14 +480,17 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
             encoder, dim = build_encoder(self.backbone, self.sample_shape_)
             kwargs = self.get_params_for("module")
             self.module_ = self.module(
-                encoder, dim, len(self.classes_), projection_dim=self.projection_dim,
-                queue_size=self.queue_size, **kwargs,
+                encoder,
+                dim,
+                len(self.classes_),
+                projection_dim=self.projection_dim,
+                queue_size=self.queue_size,
+                **kwargs,
             )
         self.feature_dim_ = dim
         # The normalisation travels with the weights (save_params, Checkpoint).
         n = self.sample_shape_[0]
-        for name, stats, fill in (("input_mean", self.mean_, 0.0),
-                                  ("input_std", self.std_, 1.0)):
+        for name, stats, fill in (("input_mean", self.mean_, 0.0), ("input_std", self.std_, 1.0)):
             value = torch.full((n,), fill) if stats is None else torch.as_tensor(stats)
             self.module_.register_buffer(name, value.float())
         if self.channels_last_:
@@ -494,8 +512,9 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
     def check_data(self, X, y):
         """Data is validated by :meth:`fit`; classes are kept in the user's label type."""
 
-    def fit_loop(self, X, y=None, epochs=None, *, X_unlabeled=None, sample_weight=None,
-                 **fit_params):
+    def fit_loop(
+        self, X, y=None, epochs=None, *, X_unlabeled=None, sample_weight=None, **fit_params
+    ):
         """skorch's fit loop over the epochs left in the training run (see
         :meth:`partial_fit`), with the unlabelled data and the weights taken out of the
         fit parameters."""
@@ -503,8 +522,9 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         self.interrupted_ = False
         remaining = self._start_run()
         try:
-            return super().fit_loop(X, y, epochs=remaining if epochs is None else epochs,
-                                    **fit_params)
+            return super().fit_loop(
+                X, y, epochs=remaining if epochs is None else epochs, **fit_params
+            )
         except KeyboardInterrupt:
             self.interrupted_ = True
             if self.history and not self.history[-1]["batches"]:
@@ -517,8 +537,9 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """skorch's new history row, plus the epoch's position in the training run
         (``run_epoch``, from 1)."""
-        super().on_epoch_begin(net, dataset_train=dataset_train,
-                               dataset_valid=dataset_valid, **kwargs)
+        super().on_epoch_begin(
+            net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs
+        )
         self._run_epoch_ += 1
         self.history.record("run_epoch", self._run_epoch_)
 
@@ -538,8 +559,15 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
         step = getattr(self, "_steps_before_", 0)  # a new stream for every call
         device = torch.device(self.device_)
         batches = TrainingBatches(
-            X, np.asarray(y, dtype=np.int64), getattr(self, "_unlabeled_", None),
-            self.batch_size, device, self.resident_data, self._seed_for(step, 1), w=w)
+            X,
+            np.asarray(y, dtype=np.int64),
+            getattr(self, "_unlabeled_", None),
+            self.batch_size,
+            device,
+            self.resident_data,
+            self._seed_for(step, 1),
+            w=w,
+        )
         self.resident_data_ = batches.resident
         self.steps_per_epoch_ = len(batches)
         self.total_steps_ = max(1, self.steps_per_epoch_ * self.max_epochs)
@@ -569,8 +597,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps,
                 n_batches += 1
                 self.notify("on_batch_end", batch=batch, training=training, **step)
         finally:
-            rows = [b for b in self.history[-1]["batches"]
-                    if isinstance(b.get(key), torch.Tensor)]
+            rows = [b for b in self.history[-1]["batches"] if isinstance(b.get(key), torch.Tensor)]
             if rows:
                 values = torch.stack([b[key] for b in rows]).float().tolist()  # one sync
                 for row, value in zip(rows, values, strict=True):

@@ -54,8 +54,10 @@ def _trials_note(trials) -> str:
     if not counts:
         return "no finished cycle"
     if len(counts) > 1:
-        return (f"mean over the trials finished so far: {counts[0]} to {counts[-1]} per "
-                "cell, the run is incomplete")
+        return (
+            f"mean over the trials finished so far: {counts[0]} to {counts[-1]} per "
+            "cell, the run is incomplete"
+        )
     return "a single trial" if counts[0] == 1 else f"mean over {counts[0]} trials"
 
 
@@ -118,8 +120,10 @@ def _prepare_output(quiet: bool) -> None:
 _CLI_WORDS = [
     (r"or pass download=True", "or add --download"),
     (r"download=True", "--download"),
-    (r"resume it with resume_experiment\(\) or use another folder",
-     "resume it with `skmoby resume {out}` or choose another --out"),
+    (
+        r"resume it with resume_experiment\(\) or use another folder",
+        "resume it with `skmoby resume {out}` or choose another --out",
+    ),
     (r"use resume_experiment\(\)", "use `skmoby resume {out}`"),
     (r"resuming (\S+) redoes", r"`skmoby resume \1` redoes"),
     (r"jobs_per_gpu \(", "--jobs-per-gpu ("),
@@ -164,11 +168,13 @@ class CallbackSpecs:
         self.specs = list(specs)
         for spec in self.specs:
             obj = self._resolve(spec)
-            ok = (isinstance(obj, Callback)
-                  or (issubclass(obj, Callback) if isinstance(obj, type) else callable(obj)))
+            ok = isinstance(obj, Callback) or (
+                issubclass(obj, Callback) if isinstance(obj, type) else callable(obj)
+            )
             if not ok:
-                raise ValueError(f"--callback {spec}: not a skorch callback or a function; "
-                                 f"got {obj!r}")
+                raise ValueError(
+                    f"--callback {spec}: not a skorch callback or a function; got {obj!r}"
+                )
 
     @staticmethod
     def _resolve(spec: str) -> Any:
@@ -207,9 +213,14 @@ class CallbackSpecs:
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     callbacks = CallbackSpecs(args.callback) if args.callback else None
-    return dict(jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu, backend=args.backend,
-                ray_address=args.ray_address, callbacks=callbacks,
-                save_models=args.save_models)
+    return dict(
+        jobs=args.jobs,
+        jobs_per_gpu=args.jobs_per_gpu,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        callbacks=callbacks,
+        save_models=args.save_models,
+    )
 
 
 def _usage(message: str) -> SystemExit:
@@ -228,8 +239,11 @@ def _execute(command: str, out: Path, start, title: str | None = None) -> int:
     except BrokenPipeError:
         raise  # the reader of stdout is gone: main ends quietly
     except KeyboardInterrupt:
-        print(f"\nskmoby {command}: interrupted; the cycles in progress were not saved. "
-              + _next_step(out), file=sys.stderr)
+        print(
+            f"\nskmoby {command}: interrupted; the cycles in progress were not saved. "
+            + _next_step(out),
+            file=sys.stderr,
+        )
         return 130
     except (JobsFailedError, WorkerStartError) as exc:
         print(f"skmoby {command}: error: {_cli_message(exc, out)}", file=sys.stderr)
@@ -269,9 +283,11 @@ def _os_message(exc: OSError, out: Path) -> str:
     where = f": {exc.filename}" if exc.filename else ""
     if not _started(out):
         return f"{what}{where}. Nothing was written; fix this or choose another --out"
-    return (f"{what}{where}. Every file of the run folder is replaced whole, so the cycles "
-            f"saved before are intact; once this is fixed, `skmoby resume {out}` continues "
-            "(or choose another --out)")
+    return (
+        f"{what}{where}. Every file of the run folder is replaced whole, so the cycles "
+        f"saved before are intact; once this is fixed, `skmoby resume {out}` continues "
+        "(or choose another --out)"
+    )
 
 
 def _demo_jobs(cfg) -> int:
@@ -285,16 +301,20 @@ def _demo_jobs(cfg) -> int:
 
 
 #: The files a run writes into its folder; ``demo --overwrite`` replaces only these.
-_RUN_FILES = ("config.json", "results.csv", "selections.json", "learning_curve.png",
-              "learning_curve.svg")
+_RUN_FILES = (
+    "config.json",
+    "results.csv",
+    "selections.json",
+    "learning_curve.png",
+    "learning_curve.svg",
+)
 
 
 def _demo_folder(base: Path, overwrite: bool) -> Path:
     """``base/demo``; with an earlier run there (and no ``overwrite``), the first free
     ``base/demo-N``, so that nothing an earlier run or a user wrote is touched."""
     folder, n = base / "demo", 1
-    while not overwrite and folder.exists() and (not folder.is_dir()
-                                                 or any(folder.iterdir())):
+    while not overwrite and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         n += 1
         folder = base / f"demo-{n}"
     return folder
@@ -318,18 +338,24 @@ def _demo(args: argparse.Namespace) -> int:
         raise _usage(f"skmoby demo: error: {_cli_message(exc)}") from None
     base = _out_argument("demo", args.out)
     if base.exists() and not base.is_dir():
-        raise _usage(f"skmoby demo: error: --out {base} is a file, not a folder; the demo "
-                     "writes a folder inside --out")
+        raise _usage(
+            f"skmoby demo: error: --out {base} is a file, not a folder; the demo "
+            "writes a folder inside --out"
+        )
     out = _demo_folder(base, args.overwrite)
     if out.name != "demo":
-        print(f"{base / 'demo'} holds an earlier run (kept); this demo writes {out}. "
-              f"`skmoby demo --overwrite` replaces the run files in {base / 'demo'} "
-              "instead.")
-    print(f"MoBYv2AL against random selection on scikit-learn's digits: "
-          f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
-          f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
-          "also learns from the unlabelled pool, so its epochs take many more steps; "
-          "random selection trains on the labels alone.")
+        print(
+            f"{base / 'demo'} holds an earlier run (kept); this demo writes {out}. "
+            f"`skmoby demo --overwrite` replaces the run files in {base / 'demo'} "
+            "instead."
+        )
+    print(
+        f"MoBYv2AL against random selection on scikit-learn's digits: "
+        f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
+        f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
+        "also learns from the unlabelled pool, so its epochs take many more steps; "
+        "random selection trains on the labels alone."
+    )
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
 
     def start():
@@ -340,8 +366,9 @@ def _demo(args: argparse.Namespace) -> int:
                 _remove_run_files(out)
             ds, _ = _plan(cfg, out)
             _prepare_output(args.quiet)
-            return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
-                                  log=_print_cycle, jobs=jobs)
+            return run_experiment(
+                cfg, out, dataset=ds, progress=not args.quiet, log=_print_cycle, jobs=jobs
+            )
 
     return _execute("demo", out, start)
 
@@ -349,8 +376,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _out_argument(command: str, text: str) -> Path:
     """``--out`` as a path; an empty value (an unset shell variable) is refused."""
     if not text.strip():
-        raise _usage(f"skmoby {command}: error: --out must name a folder; got {text!r} "
-                     "(an unset shell variable?)")
+        raise _usage(
+            f"skmoby {command}: error: --out must name a folder; got {text!r} "
+            "(an unset shell variable?)"
+        )
     return Path(text)
 
 
@@ -360,10 +389,27 @@ def _config_from_args(args: argparse.Namespace):
     base = dict(PRESETS[args.preset]) if args.preset else {}
     if not args.preset and not args.dataset:
         raise _usage("skmoby run: error: give --preset or --dataset")
-    overrides = {k: getattr(args, k) for k in (
-        "dataset", "backbone", "initial", "budget", "cycles", "trials", "epochs",
-        "batch_size", "lr", "unlabeled", "pool_subset", "seed", "device", "data_root",
-        "download") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "dataset",
+            "backbone",
+            "initial",
+            "budget",
+            "cycles",
+            "trials",
+            "epochs",
+            "batch_size",
+            "lr",
+            "unlabeled",
+            "pool_subset",
+            "seed",
+            "device",
+            "data_root",
+            "download",
+        )
+        if getattr(args, k) is not None
+    }
     if args.methods:
         overrides["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     cfg = ExperimentConfig(**{**base, **overrides})
@@ -420,8 +466,9 @@ def _run(args: argparse.Namespace) -> int:
         with lock_folder(out):  # refused at once while another process writes it
             ds, _ = _plan(cfg, out)
             _prepare_output(args.quiet)
-            return run_experiment(cfg, out, dataset=ds, progress=not args.quiet,
-                                  log=_print_cycle, **options)
+            return run_experiment(
+                cfg, out, dataset=ds, progress=not args.quiet, log=_print_cycle, **options
+            )
 
     return _execute("run", out, start)
 
@@ -448,17 +495,26 @@ def _resume(args: argparse.Namespace) -> int:
         from ._runstore import RunFolder
 
         cfg = _read_config(RunFolder(out))
-        changes = {k: v for k, v in (("device", args.device), ("data_root", args.data_root))
-                   if v is not None}
+        changes = {
+            k: v
+            for k, v in (("device", args.device), ("data_root", args.data_root))
+            if v is not None
+        }
         cfg = dataclasses.replace(cfg, **changes)
         cfg.validate()
         ds, plan = _plan(cfg, out)
         if not plan.fits:
             print("the table and plot below are rewritten from the saved rows")
         _prepare_output(args.quiet)
-        return resume_experiment(out, dataset=ds, progress=not args.quiet,
-                                 log=_print_cycle, device=args.device,
-                                 data_root=args.data_root, **options)
+        return resume_experiment(
+            out,
+            dataset=ds,
+            progress=not args.quiet,
+            log=_print_cycle,
+            device=args.device,
+            data_root=args.data_root,
+            **options,
+        )
 
     return _execute("resume", out, start)
 
@@ -478,11 +534,16 @@ def _plot(args: argparse.Namespace) -> int:
             print(f"skmoby plot: error: {_cli_message(exc, out)}", file=sys.stderr)
             return 2
     for w in caught:
-        print(f"skmoby plot: warning: {w.message}; `skmoby resume {out}` recomputes it",
-              file=sys.stderr)
+        print(
+            f"skmoby plot: warning: {w.message}; `skmoby resume {out}` recomputes it",
+            file=sys.stderr,
+        )
     if results.empty:
-        print(f"skmoby plot: error: {out / 'results.csv'} holds no finished cycle yet; "
-              f"`skmoby resume {out}` runs them", file=sys.stderr)
+        print(
+            f"skmoby plot: error: {out / 'results.csv'} holds no finished cycle yet; "
+            f"`skmoby resume {out}` runs them",
+            file=sys.stderr,
+        )
         return 2
     try:
         _report(results, out, out.name)
@@ -502,7 +563,8 @@ def _presets_epilog(presets: dict[str, dict[str, Any]]) -> str:
             f" x {p['cycles'] - 1}, {p['trials']} trials, {p['epochs']} epochs, batch "
             f"{p['batch_size']}, lr {p['lr']}, methods {','.join(p['methods'])}"
             + (f", pool subset {p['pool_subset']}" if p.get("pool_subset") else "")
-            + (f", unlabeled {p['unlabeled']}" if p.get("unlabeled") else ""))
+            + (f", unlabeled {p['unlabeled']}" if p.get("unlabeled") else "")
+        )
     return "\n".join(lines)
 
 
@@ -533,96 +595,153 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def parallel(p):
-        g = p.add_argument_group("where the jobs run (see the docs: Running on several GPUs "
-                                 "or a cluster)")
-        g.add_argument("--jobs", type=_positive_int, default=1,
-                       help="(method, trial) jobs run at once, in worker processes; GPUs "
-                       "are assigned round-robin, CPU threads split (1)")
-        g.add_argument("--jobs-per-gpu", type=_positive_int,
-                       help="jobs sharing one GPU; without --jobs, runs this many on every "
-                       "GPU")
-        g.add_argument("--backend", choices=["local", "ray"], default="local",
-                       help="'ray' runs each job as a Ray task (pip install 'skmoby[ray]')")
-        g.add_argument("--ray-address",
-                       help="join this Ray cluster ('auto', HOST:6379, ray://HOST:10001) "
-                       "instead of starting a local Ray")
-        g.add_argument("--callback", action="append", metavar="MODULE:NAME",
-                       help="a skorch callback (instance, class or function f(method, trial,"
-                       " cycle)) added to every estimator; repeatable")
-        g.add_argument("--save-models", action="store_true",
-                       help="write each cycle's fitted estimator to DIR/models/")
+        g = p.add_argument_group(
+            "where the jobs run (see the docs: Running on several GPUs or a cluster)"
+        )
+        g.add_argument(
+            "--jobs",
+            type=_positive_int,
+            default=1,
+            help="(method, trial) jobs run at once, in worker processes; GPUs "
+            "are assigned round-robin, CPU threads split (1)",
+        )
+        g.add_argument(
+            "--jobs-per-gpu",
+            type=_positive_int,
+            help="jobs sharing one GPU; without --jobs, runs this many on every GPU",
+        )
+        g.add_argument(
+            "--backend",
+            choices=["local", "ray"],
+            default="local",
+            help="'ray' runs each job as a Ray task (pip install 'skmoby[ray]')",
+        )
+        g.add_argument(
+            "--ray-address",
+            help="join this Ray cluster ('auto', HOST:6379, ray://HOST:10001) "
+            "instead of starting a local Ray",
+        )
+        g.add_argument(
+            "--callback",
+            action="append",
+            metavar="MODULE:NAME",
+            help="a skorch callback (instance, class or function f(method, trial,"
+            " cycle)) added to every estimator; repeatable",
+        )
+        g.add_argument(
+            "--save-models",
+            action="store_true",
+            help="write each cycle's fitted estimator to DIR/models/",
+        )
 
     demo = sub.add_parser(
-        "demo", help="MoBYv2AL vs random selection on scikit-learn's digits (a few minutes)",
+        "demo",
+        help="MoBYv2AL vs random selection on scikit-learn's digits (a few minutes)",
         description="Run a short active-learning comparison of MoBYv2AL and random "
         "selection on scikit-learn's digits (no download needed), print the per-cycle "
         "table and write results and a learning-curve plot.",
     )
-    demo.add_argument("--out", default=DEFAULT_OUT,
-                      help=f"results folder; the demo writes OUT/demo, or OUT/demo-N when "
-                      f"OUT/demo holds an earlier run ({DEFAULT_OUT})")
+    demo.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"results folder; the demo writes OUT/demo, or OUT/demo-N when "
+        f"OUT/demo holds an earlier run ({DEFAULT_OUT})",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the first trial (0)")
     demo.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (auto)")
-    demo.add_argument("--overwrite", action="store_true",
-                      help="reuse OUT/demo, replacing the run files an earlier run wrote "
-                      "there (other files are kept); without it an earlier run is kept "
-                      "and the demo writes OUT/demo-2, demo-3, ...")
-    demo.add_argument("--jobs", type=_positive_int,
-                      help="jobs run at once in worker processes (default: one per CPU "
-                      "on the CPU, 1 on a GPU; the table is the same)")
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="reuse OUT/demo, replacing the run files an earlier run wrote "
+        "there (other files are kept); without it an earlier run is kept "
+        "and the demo writes OUT/demo-2, demo-3, ...",
+    )
+    demo.add_argument(
+        "--jobs",
+        type=_positive_int,
+        help="jobs run at once in worker processes (default: one per CPU "
+        "on the CPU, 1 on a GPU; the table is the same)",
+    )
     common(demo)
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser(
-        "run", help="run a preset or a custom protocol",
+        "run",
+        help="run a preset or a custom protocol",
         description="Run the active-learning protocol. Start from a --preset (the paper's "
         f"protocols: {', '.join(PRESETS)}) and override any value, or describe a run "
         "from scratch with --dataset (unset values then take the defaults of "
         "skmoby.experiment.ExperimentConfig). Before training, the command prints the "
         "run's training steps and an estimate of its time measured on this machine.",
-        epilog=_presets_epilog(PRESETS), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_presets_epilog(PRESETS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol")
     run.add_argument("--dataset", choices=DATASETS, help="dataset (or from --preset)")
-    run.add_argument("--methods", help="comma-separated, of: mobyv2al, coreset, random, entropy, "
-                     "mobyv2al-typiclust, mobyv2al-probcover")
-    run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn",
-                                            "mlp"])
+    run.add_argument(
+        "--methods",
+        help="comma-separated, of: mobyv2al, coreset, random, entropy, "
+        "mobyv2al-typiclust, mobyv2al-probcover",
+    )
+    run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn", "mlp"])
     run.add_argument("--initial", type=_positive_int, help="initial labelled images")
     run.add_argument("--budget", type=_positive_int, help="images labelled per cycle")
-    run.add_argument("--cycles", type=_positive_int,
-                     help="train/evaluate cycles; the first starts from --initial labels "
-                     "and each later one adds --budget")
-    run.add_argument("--trials", type=_positive_int,
-                     help="repetitions with seeds SEED, SEED+1, ...")
+    run.add_argument(
+        "--cycles",
+        type=_positive_int,
+        help="train/evaluate cycles; the first starts from --initial labels "
+        "and each later one adds --budget",
+    )
+    run.add_argument(
+        "--trials", type=_positive_int, help="repetitions with seeds SEED, SEED+1, ..."
+    )
     run.add_argument("--epochs", type=_positive_int, help="training epochs per cycle")
     run.add_argument("--batch-size", type=_positive_int, help="images per SGD step")
     run.add_argument("--lr", type=_positive_float, help="SGD learning rate")
-    run.add_argument("--unlabeled", choices=["lowest_loss", "random", "all"],
-                     help="unlabelled training data of mobyv2al (lowest_loss)")
-    run.add_argument("--pool-subset", type=_positive_int,
-                     help="random pool subset scanned per cycle (default: whole pool)")
+    run.add_argument(
+        "--unlabeled",
+        choices=["lowest_loss", "random", "all"],
+        help="unlabelled training data of mobyv2al (lowest_loss)",
+    )
+    run.add_argument(
+        "--pool-subset",
+        type=_positive_int,
+        help="random pool subset scanned per cycle (default: whole pool)",
+    )
     run.add_argument("--seed", type=int, help="seed of the first trial")
     run.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    run.add_argument("--data-root", help="folder of the dataset files (FashionMNIST: the "
-                     "four .gz files, flat or in FashionMNIST/raw/)")
-    run.add_argument("--download", action="store_true", default=None,
-                     help="download missing dataset files")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the plan (fits, training steps, the time per step measured "
-                     "here and the estimated total) and stop; nothing is written")
-    run.add_argument("--out", default=DEFAULT_OUT,
-                     help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)")
+    run.add_argument(
+        "--data-root",
+        help="folder of the dataset files (FashionMNIST: the "
+        "four .gz files, flat or in FashionMNIST/raw/)",
+    )
+    run.add_argument(
+        "--download", action="store_true", default=None, help="download missing dataset files"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (fits, training steps, the time per step measured "
+        "here and the estimated total) and stop; nothing is written",
+    )
+    run.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)",
+    )
     common(run)
     parallel(run)
     run.set_defaults(func=_run)
 
-    resume = sub.add_parser("resume", help="continue an interrupted run",
-                            description="Continue the run stored in DIR from its last "
-                            "finished cycles. The folder is checked first: an edited "
-                            "config.json or a damaged results.csv is refused, naming the "
-                            "file and line; a last row cut mid-write is recomputed. "
-                            "--jobs and --backend may differ from the first run's.")
+    resume = sub.add_parser(
+        "resume",
+        help="continue an interrupted run",
+        description="Continue the run stored in DIR from its last "
+        "finished cycles. The folder is checked first: an edited "
+        "config.json or a damaged results.csv is refused, naming the "
+        "file and line; a last row cut mid-write is recomputed. "
+        "--jobs and --backend may differ from the first run's.",
+    )
     resume.add_argument("dir", help="results folder of the run")
     resume.add_argument("--device", help="run on this device instead of config.json's")
     resume.add_argument("--data-root", help="read the dataset from this folder instead")
@@ -630,9 +749,12 @@ def build_parser() -> argparse.ArgumentParser:
     parallel(resume)
     resume.set_defaults(func=_resume)
 
-    plot = sub.add_parser("plot", help="summary table and learning curves of a run",
-                          description="Print the summary table of the run in DIR and "
-                          "write DIR/learning_curve.png and .svg.")
+    plot = sub.add_parser(
+        "plot",
+        help="summary table and learning curves of a run",
+        description="Print the summary table of the run in DIR and "
+        "write DIR/learning_curve.png and .svg.",
+    )
     plot.add_argument("dir", help="results folder of the run")
     plot.set_defaults(func=_plot)
     return parser

@@ -83,8 +83,10 @@ class ImageDataset:
     normalize: tuple | str = "auto"
 
     def __repr__(self) -> str:
-        return (f"ImageDataset({self.name!r}, train={self.X_train.shape}, "
-                f"test={self.X_test.shape}, classes={len(self.classes)})")
+        return (
+            f"ImageDataset({self.name!r}, train={self.X_train.shape}, "
+            f"test={self.X_test.shape}, classes={len(self.classes)})"
+        )
 
 
 def _missing(name: str, root: Path, files: list[Path], note: str = "") -> FileNotFoundError:
@@ -95,8 +97,9 @@ def _missing(name: str, root: Path, files: list[Path], note: str = "") -> FileNo
     )
 
 
-def _corrupted(name: str, root: Path, exc: BaseException,
-               how: str = "torchvision checks their MD5 sums") -> ValueError:
+def _corrupted(
+    name: str, root: Path, exc: BaseException, how: str = "torchvision checks their MD5 sums"
+) -> ValueError:
     return ValueError(
         f"{name} files under {root} do not match the official release ({how}): {exc}. "
         f"Replace them, or delete them and pass download=True."
@@ -111,8 +114,13 @@ def _network_errors(title: str, url: str, by_hand: str) -> Iterator[None]:
     """
     try:
         yield
-    except (urllib.error.URLError, socket.gaierror, ConnectionError, TimeoutError,
-            http.client.HTTPException) as exc:
+    except (
+        urllib.error.URLError,
+        socket.gaierror,
+        ConnectionError,
+        TimeoutError,
+        http.client.HTTPException,
+    ) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise ConnectionError(
             f"could not download {title} from {urlsplit(url).netloc}: {reason}. "
@@ -121,23 +129,40 @@ def _network_errors(title: str, url: str, by_hand: str) -> Iterator[None]:
         ) from exc
 
 
-_FASHIONMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_FASHIONMNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 # The names of labels 0-9 in the official release (and in torchvision).
-_FASHIONMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                         "Shirt", "Sneaker", "Bag", "Ankle boot"]
+_FASHIONMNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def _fashionmnist_layouts(root: Path) -> list[tuple[str, Path]]:
-    return [("torchvision's layout", root / "FashionMNIST" / "raw"),
-            ("flat, as downloaded", root)]
+    return [("torchvision's layout", root / "FashionMNIST" / "raw"), ("flat, as downloaded", root)]
 
 
 def _fashionmnist_files(root: Path) -> list[Path] | None:
     """The four files of the first layout holding all of them (each as is or .gz)."""
     for _, folder in _fashionmnist_layouts(root):
-        found = [next((folder / name for name in (stem, f"{stem}.gz")
-                       if (folder / name).is_file()), None) for stem in _FASHIONMNIST_FILES]
+        found = [
+            next(
+                (folder / name for name in (stem, f"{stem}.gz") if (folder / name).is_file()), None
+            )
+            for stem in _FASHIONMNIST_FILES
+        ]
         if None not in found:
             return found
     return None
@@ -146,7 +171,8 @@ def _fashionmnist_files(root: Path) -> list[Path] | None:
 def _fashionmnist_missing(root: Path) -> FileNotFoundError:
     layouts = "".join(
         f"\n {how}:" + "".join(f"\n  {folder / stem}.gz" for stem in _FASHIONMNIST_FILES)
-        for how, folder in reversed(_fashionmnist_layouts(root)))
+        for how, folder in reversed(_fashionmnist_layouts(root))
+    )
     return FileNotFoundError(
         f"FashionMNIST files not found under {root}. Put them here, gzipped or not "
         f"(with or without .gz), in one of two layouts:{layouts}\n"
@@ -179,8 +205,11 @@ def _read_idx(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if dims[1:] != shape[1:]:
         raise _damaged_idx(path, f"images of {dims[1:]} pixels, not {shape[1:]}")
     if len(data) != header + int(np.prod(dims)):
-        raise _damaged_idx(path, f"{len(data) - header} bytes of data where its header "
-                                 f"announces {int(np.prod(dims))}, cut short or padded")
+        raise _damaged_idx(
+            path,
+            f"{len(data) - header} bytes of data where its header "
+            f"announces {int(np.prod(dims))}, cut short or padded",
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
 
 
@@ -190,9 +219,11 @@ def _download_fashionmnist(root: Path) -> None:
     from torchvision.datasets.utils import download_url
 
     raw = root / "FashionMNIST" / "raw"
-    by_hand = (f"{', '.join(f'{stem}.gz' for stem in _FASHIONMNIST_FILES)} (from "
-               f"https://github.com/zalandoresearch/fashion-mnist), directly in {root} or "
-               f"in {raw}.")
+    by_hand = (
+        f"{', '.join(f'{stem}.gz' for stem in _FASHIONMNIST_FILES)} (from "
+        f"https://github.com/zalandoresearch/fashion-mnist), directly in {root} or "
+        f"in {raw}."
+    )
     for filename, md5 in FashionMNIST.resources:
         target = raw / filename
         if target.is_file():
@@ -214,33 +245,46 @@ def _fashionmnist(root: Path, download: bool) -> ImageDataset:
     if files is None:
         raise _fashionmnist_missing(root)
     X_train, y_train, X_test, y_test = (
-        _read_idx(path, shape) for path, shape in zip(files, [(0, 28, 28), (0,)] * 2,
-                                                      strict=True))
+        _read_idx(path, shape) for path, shape in zip(files, [(0, 28, 28), (0,)] * 2, strict=True)
+    )
     n_classes = len(_FASHIONMNIST_CLASSES)
     for images, labels, X, y in ((*files[:2], X_train, y_train), (*files[2:], X_test, y_test)):
         if len(X) != len(y):
-            raise ValueError(f"FashionMNIST files {images} and {labels} hold {len(X)} images "
-                             f"but {len(y)} labels; they do not match the official release")
+            raise ValueError(
+                f"FashionMNIST files {images} and {labels} hold {len(X)} images "
+                f"but {len(y)} labels; they do not match the official release"
+            )
         if len(y) and y.max() >= n_classes:
             i = int(np.argmax(y >= n_classes))
-            raise _damaged_idx(labels, f"label {y[i]} at position {i}; the labels are 0 to "
-                                       f"{n_classes - 1}, one per class")
-    return ImageDataset("fashionmnist", X_train[:, None], y_train.astype(np.int64),
-                        X_test[:, None], y_test.astype(np.int64), list(_FASHIONMNIST_CLASSES),
-                        _NORMALIZE["fashionmnist"])
+            raise _damaged_idx(
+                labels,
+                f"label {y[i]} at position {i}; the labels are 0 to {n_classes - 1}, one per class",
+            )
+    return ImageDataset(
+        "fashionmnist",
+        X_train[:, None],
+        y_train.astype(np.int64),
+        X_test[:, None],
+        y_test.astype(np.int64),
+        list(_FASHIONMNIST_CLASSES),
+        _NORMALIZE["fashionmnist"],
+    )
 
 
 def _cifar(root: Path, download: bool, n_classes: int) -> ImageDataset:
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    cls, name, title = ((CIFAR10, "cifar10", "CIFAR-10") if n_classes == 10
-                        else (CIFAR100, "cifar100", "CIFAR-100"))
+    cls, name, title = (
+        (CIFAR10, "cifar10", "CIFAR-10") if n_classes == 10 else (CIFAR100, "cifar100", "CIFAR-100")
+    )
     base = root / cls.base_folder
     files = [base / f for f, _ in cls.train_list + cls.test_list] + [base / cls.meta["filename"]]
     if not download and not all(f.exists() for f in files):
         raise _missing(title, root, files)
-    by_hand = (f"extract {cls.filename} (from {cls.url}) in {root}, which gives {base} "
-               f"holding {', '.join(f.name for f in files)}.")
+    by_hand = (
+        f"extract {cls.filename} (from {cls.url}) in {root}, which gives {base} "
+        f"holding {', '.join(f.name for f in files)}."
+    )
     try:
         with _network_errors(title, cls.url, by_hand):
             train, test = [cls(str(root), train=t, download=download) for t in (True, False)]
@@ -278,8 +322,7 @@ def _svhn(root: Path, download: bool) -> ImageDataset:
         return X, np.asarray(part.labels, dtype=np.int64).reshape(-1)
 
     (Xtr, ytr), (Xte, yte) = arrays(train), arrays(test)
-    return ImageDataset("svhn", Xtr, ytr, Xte, yte, [str(i) for i in range(10)],
-                        _NORMALIZE["svhn"])
+    return ImageDataset("svhn", Xtr, ytr, Xte, yte, [str(i) for i in range(10)], _NORMALIZE["svhn"])
 
 
 def _digits() -> ImageDataset:
@@ -288,8 +331,9 @@ def _digits() -> ImageDataset:
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    Xtr, Xte, ytr, yte = train_test_split(X, y.astype(np.int64), test_size=0.3,
-                                          random_state=0, stratify=y)
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y.astype(np.int64), test_size=0.3, random_state=0, stratify=y
+    )
     return ImageDataset("digits", Xtr, ytr, Xte, yte, [str(i) for i in range(10)], "auto")
 
 
@@ -308,16 +352,24 @@ def _imbalance(ds: ImageDataset, classes=(0, 2, 4, 6, 8), keep: int = 500) -> Im
             members = members[:keep]
         idx.append(members)
     idx = np.sort(np.concatenate(idx))
-    return ImageDataset(f"{ds.name}-imbalanced", ds.X_train[idx], ds.y_train[idx], ds.X_test,
-                        ds.y_test, ds.classes, ds.normalize)
+    return ImageDataset(
+        f"{ds.name}-imbalanced",
+        ds.X_train[idx],
+        ds.y_train[idx],
+        ds.X_test,
+        ds.y_test,
+        ds.classes,
+        ds.normalize,
+    )
 
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS = ("digits", "fashionmnist", "cifar10", "cifar100", "svhn", "cifar10-imbalanced")
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None,
-                 download: bool = False) -> ImageDataset:
+def load_dataset(
+    name: str, root: str | os.PathLike | None = None, download: bool = False
+) -> ImageDataset:
     """Load one of the paper's datasets (or the embedded digits).
 
     Parameters

@@ -76,6 +76,7 @@ __all__ = [
     "summarize",
 ]
 
+
 class JobsFailedError(RuntimeError):
     """Some (method, trial) jobs of a run failed; the others finished and were saved.
 
@@ -93,14 +94,17 @@ class JobsFailedError(RuntimeError):
     ('random', 1)
     """
 
-    def __init__(self, failures: list[tuple[str, int, str]], results: Any,
-                 out: str | os.PathLike) -> None:
+    def __init__(
+        self, failures: list[tuple[str, int, str]], results: Any, out: str | os.PathLike
+    ) -> None:
         self.failures = failures
         self.results = results
         names = ", ".join(f"({m}, trial {t})" for m, t, _ in failures)
-        super().__init__(f"{len(failures)} job(s) failed: {names}. The other jobs finished "
-                         f"and their cycles are saved; resuming {out} redoes only what is "
-                         "missing. First traceback:\n" + failures[0][2])
+        super().__init__(
+            f"{len(failures)} job(s) failed: {names}. The other jobs finished "
+            f"and their cycles are saved; resuming {out} redoes only what is "
+            "missing. First traceback:\n" + failures[0][2]
+        )
 
 
 class _EpochProgress(Callback):
@@ -116,8 +120,9 @@ class _EpochProgress(Callback):
     def on_train_begin(self, net, **kwargs):
         from tqdm.auto import tqdm
 
-        self.bar_ = tqdm(total=net.max_epochs, desc=self.desc, unit="epoch", leave=False,
-                         position=1)
+        self.bar_ = tqdm(
+            total=net.max_epochs, desc=self.desc, unit="epoch", leave=False, position=1
+        )
 
     def on_epoch_end(self, net, **kwargs):
         self.bar_.update(1)
@@ -143,16 +148,20 @@ class _FitGuard(Callback):
     def cut_short(self, net) -> bool:
         if getattr(self, "epochs_", 0) >= net.max_epochs:
             return False
-        return not any(isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
-                       for _, cb in getattr(net, "callbacks_", []))
+        return not any(
+            isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+            for _, cb in getattr(net, "callbacks_", [])
+        )
 
 
 @contextlib.contextmanager
 def _sigint_seen() -> Iterator[Callable[[], bool]]:
     """Note a SIGINT (Ctrl-C) that arrives inside the block, then let it act as usual."""
     seen = [False]
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield lambda: seen[0]
         return
 
@@ -170,9 +179,11 @@ def _sigint_seen() -> Iterator[Callable[[], bool]]:
 def _user_callbacks(callbacks: Any, method: str, trial: int, cycle: int) -> list[Any]:
     if callbacks is None:
         return []
-    got = (callbacks(method=method, trial=trial, cycle=cycle)
-           if callable(callbacks) and not isinstance(callbacks, Callback | type)
-           else callbacks)
+    got = (
+        callbacks(method=method, trial=trial, cycle=cycle)
+        if callable(callbacks) and not isinstance(callbacks, Callback | type)
+        else callbacks
+    )
     if got is None:
         return []
     return list(got) if isinstance(got, list | tuple) else [got]
@@ -180,25 +191,47 @@ def _user_callbacks(callbacks: Any, method: str, trial: int, cycle: int) -> list
 
 def _check_callbacks(callbacks: Any) -> None:
     if callbacks is None or isinstance(callbacks, list | tuple):
-        bad = [cb for cb in callbacks or ()
-               if not (isinstance(cb, Callback) or (isinstance(cb, tuple) and len(cb) == 2
-                                                    and isinstance(cb[1], Callback)))]
+        bad = [
+            cb
+            for cb in callbacks or ()
+            if not (
+                isinstance(cb, Callback)
+                or (isinstance(cb, tuple) and len(cb) == 2 and isinstance(cb[1], Callback))
+            )
+        ]
         if bad:
-            raise TypeError("callbacks must hold skorch Callback instances or (name, "
-                            f"callback) pairs; got {bad[0]!r}")
+            raise TypeError(
+                "callbacks must hold skorch Callback instances or (name, "
+                f"callback) pairs; got {bad[0]!r}"
+            )
         return
     if not callable(callbacks) or isinstance(callbacks, Callback | type):
-        raise TypeError("callbacks must be a list of skorch callbacks or a function "
-                        "f(method, trial, cycle) returning them; got "
-                        f"{type(callbacks).__name__}")
+        raise TypeError(
+            "callbacks must be a list of skorch callbacks or a function "
+            "f(method, trial, cycle) returning them; got "
+            f"{type(callbacks).__name__}"
+        )
 
 
-def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: int,
-                    progress: bool = False, *, device: str | None = None,
-                    callbacks: Sequence[Any] = ()):
-    kw = dict(backbone=cfg.backbone, max_epochs=cfg.epochs, batch_size=cfg.batch_size,
-              lr=cfg.lr, normalize=ds.normalize, random_state=seed,
-              device=cfg.device if device is None else device)
+def _make_estimator(
+    cfg: ExperimentConfig,
+    method: str,
+    ds: ImageDataset,
+    seed: int,
+    progress: bool = False,
+    *,
+    device: str | None = None,
+    callbacks: Sequence[Any] = (),
+):
+    kw = dict(
+        backbone=cfg.backbone,
+        max_epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        normalize=ds.normalize,
+        random_state=seed,
+        device=cfg.device if device is None else device,
+    )
     cbs = list(callbacks)
     if progress:
         cbs.append(("epoch_progress", _EpochProgress(f"{method} epochs")))
@@ -210,16 +243,32 @@ def _make_estimator(cfg: ExperimentConfig, method: str, ds: ImageDataset, seed: 
 
 
 _STRATEGIES: dict[str, Callable[..., Any]] = {
-    "mobyv2al": coreset, "coreset": coreset, "random": random_sampling,
-    "entropy": max_entropy, "mobyv2al-typiclust": typiclust,
+    "mobyv2al": coreset,
+    "coreset": coreset,
+    "random": random_sampling,
+    "entropy": max_entropy,
+    "mobyv2al-typiclust": typiclust,
     "mobyv2al-probcover": probcover,
 }
 #: Strategies that draw at random: seeded per (trial, cycle) by the runner.
 _SEEDED = ("random", "mobyv2al-typiclust", "mobyv2al-probcover")
 
 
-def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress=False, *,
-               device=None, callbacks=None, save_models=False):
+def _one_cycle(
+    cfg,
+    ds,
+    method,
+    trial,
+    cycle,
+    labelled,
+    unl_train,
+    rng,
+    progress=False,
+    *,
+    device=None,
+    callbacks=None,
+    save_models=False,
+):
     """Train, evaluate and select.
 
     Returns the row, the selection, the next unlabelled set and the pickled estimator
@@ -238,23 +287,41 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
         strategy = functools.partial(strategy, random_state=seed * 1000 + cycle)
     # Ctrl-C during modAL's query stops it (its bare except would call the strategy again)
     strategy = guard_modal_retry(strategy)
-    estimator = _make_estimator(cfg, method, ds, seed * 1000 + cycle, progress, device=device,
-                                callbacks=_user_callbacks(callbacks, method, trial, cycle))
+    estimator = _make_estimator(
+        cfg,
+        method,
+        ds,
+        seed * 1000 + cycle,
+        progress,
+        device=device,
+        callbacks=_user_callbacks(callbacks, method, trial, cycle),
+    )
     t0 = time.perf_counter()
     with _sigint_seen() as interrupted:
         learner = ActiveLearner(
-            estimator=estimator, query_strategy=strategy, X_training=ds.X_train[labelled],
-            y_training=ds.y_train[labelled], **fit_kw,
+            estimator=estimator,
+            query_strategy=strategy,
+            X_training=ds.X_train[labelled],
+            y_training=ds.y_train[labelled],
+            **fit_kw,
         )
     fit_s = time.perf_counter() - t0
     guard = dict(learner.estimator.callbacks_)["fit_guard"]
     if interrupted() or guard.cut_short(learner.estimator):
         raise KeyboardInterrupt(
             f"the fit of {method} trial {trial} cycle {cycle} was interrupted after "
-            f"{getattr(guard, 'epochs_', 0)} of {cfg.epochs} epochs; the cycle is not saved")
+            f"{getattr(guard, 'epochs_', 0)} of {cfg.epochs} epochs; the cycle is not saved"
+        )
     acc = float(learner.estimator.score(ds.X_test, ds.y_test))
-    row = dict(method=method, trial=trial, cycle=cycle, n_labelled=len(labelled),
-               accuracy=acc, fit_seconds=fit_s, query_seconds=0.0)
+    row = dict(
+        method=method,
+        trial=trial,
+        cycle=cycle,
+        n_labelled=len(labelled),
+        accuracy=acc,
+        fit_seconds=fit_s,
+        query_seconds=0.0,
+    )
     model = pickle.dumps(learner.estimator) if save_models else None
     if cycle == cfg.cycles - 1:
         return row, [], None, model
@@ -279,8 +346,10 @@ def _one_cycle(cfg, ds, method, trial, cycle, labelled, unl_train, rng, progress
                 cand = np.sort(rng.choice(cand, cfg.pool_subset, replace=False))
             if len(cand):
                 sub, _ = lowest_contrastive_subset(
-                    learner.estimator, ds.X_train[cand],
-                    min(len(labelled) + len(selected), len(cand)))
+                    learner.estimator,
+                    ds.X_train[cand],
+                    min(len(labelled) + len(selected), len(cand)),
+                )
                 next_unl = cand[sub]
             else:  # the whole pool is labelled: nothing unlabelled is left to train on
                 next_unl = cand
@@ -297,10 +366,18 @@ def _unlabelled_subset(cfg, labelled, n_pool, rng):
     return np.sort(rng.choice(rest, min(len(labelled), len(rest)), replace=False))
 
 
-def _job_cycles(cfg: ExperimentConfig, ds: ImageDataset, method: str, trial: int,
-                done: dict[int, dict[str, Any]], *, progress: bool = False,
-                device: str | None = None, callbacks: Any = None,
-                save_models: bool = False) -> Iterator[tuple[int, dict, dict, bytes | None]]:
+def _job_cycles(
+    cfg: ExperimentConfig,
+    ds: ImageDataset,
+    method: str,
+    trial: int,
+    done: dict[int, dict[str, Any]],
+    *,
+    progress: bool = False,
+    device: str | None = None,
+    callbacks: Any = None,
+    save_models: bool = False,
+) -> Iterator[tuple[int, dict, dict, bytes | None]]:
     """Run one (method, trial): replay the cycles in ``done``, yield each new one.
 
     Yields ``(cycle, row, selection entry, pickled model or None)``. Every random draw
@@ -318,11 +395,23 @@ def _job_cycles(cfg: ExperimentConfig, ds: ImageDataset, method: str, trial: int
             next_unl = done[cycle].get("next_unlabeled")
         else:
             row, selected, next_unl, model = _one_cycle(
-                cfg, ds, method, trial, cycle, labelled, unl, rng, progress, device=device,
-                callbacks=callbacks, save_models=save_models)
-            entry = {"selected": [int(i) for i in selected],
-                     "next_unlabeled": (None if next_unl is None
-                                        else [int(i) for i in next_unl])}
+                cfg,
+                ds,
+                method,
+                trial,
+                cycle,
+                labelled,
+                unl,
+                rng,
+                progress,
+                device=device,
+                callbacks=callbacks,
+                save_models=save_models,
+            )
+            entry = {
+                "selected": [int(i) for i in selected],
+                "next_unlabeled": (None if next_unl is None else [int(i) for i in next_unl]),
+            }
             yield cycle, row, entry, model
         labelled = np.union1d(labelled, selected)
         if next_unl is not None:
@@ -339,17 +428,22 @@ def _check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got "
-                         f"{device!r}") from None
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}"
+        ) from None
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise ValueError(f"device {device!r} was asked for, but this machine has no "
-                             "usable CUDA GPU (torch.cuda.is_available() is False); use "
-                             "device 'cpu' or 'auto'")
+            raise ValueError(
+                f"device {device!r} was asked for, but this machine has no "
+                "usable CUDA GPU (torch.cuda.is_available() is False); use "
+                "device 'cpu' or 'auto'"
+            )
         if dev.index is not None and dev.index >= n:
-            raise ValueError(f"device {device!r} was asked for, but this machine has {n} "
-                             f"CUDA GPU(s): cuda:0..cuda:{n - 1}")
+            raise ValueError(
+                f"device {device!r} was asked for, but this machine has {n} "
+                f"CUDA GPU(s): cuda:0..cuda:{n - 1}"
+            )
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise ValueError(f"device {device!r} was asked for, but MPS is not available")
@@ -369,25 +463,30 @@ def _checked_dataset(cfg: ExperimentConfig, ds: ImageDataset | None) -> ImageDat
     n_pool = len(ds.X_train)
     need = cfg.initial + cfg.budget * (cfg.cycles - 1)
     if need > n_pool:
-        raise ValueError(f"initial + budget * (cycles - 1) = {need} exceeds the pool of "
-                         f"{n_pool} {cfg.dataset} training images")
+        raise ValueError(
+            f"initial + budget * (cycles - 1) = {need} exceeds the pool of "
+            f"{n_pool} {cfg.dataset} training images"
+        )
     for trial in range(cfg.trials):
         classes = np.unique(np.asarray(ds.y_train)[_initial_labels(cfg, n_pool, trial)])
         if len(classes) < 2:
             raise ValueError(
                 f"initial = {cfg.initial}: the initial labels of trial {trial} hold a single "
-                f"class ({classes[0]}), and a classifier needs at least 2; raise initial")
+                f"class ({classes[0]}), and a classifier needs at least 2; raise initial"
+            )
     return ds
 
 
 def _initial_labels(cfg: ExperimentConfig, n_pool: int, trial: int) -> np.ndarray:
     """The sorted indices trial ``trial`` starts with labelled (seeded by the trial)."""
-    return np.sort(np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial,
-                                                                   replace=False))
+    return np.sort(
+        np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial, replace=False)
+    )
 
 
-def _checked_folder(cfg: ExperimentConfig, store: RunFolder, ds: ImageDataset
-                    ) -> tuple[pd.DataFrame, dict[str, Any], set[tuple[str, int, int]]]:
+def _checked_folder(
+    cfg: ExperimentConfig, store: RunFolder, ds: ImageDataset
+) -> tuple[pd.DataFrame, dict[str, Any], set[tuple[str, int, int]]]:
     """The folder's rows, selections and finished cycles, once every check passed."""
     rows, sel = store.load(cfg.to_dict(), cfg.n_labelled())
     done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
@@ -395,8 +494,13 @@ def _checked_folder(cfg: ExperimentConfig, store: RunFolder, ds: ImageDataset
     return rows, sel, done
 
 
-def _check_replay(cfg: ExperimentConfig, n_pool: int, sel: dict[str, Any],
-                  done: set[tuple[str, int, int]], store: RunFolder) -> None:
+def _check_replay(
+    cfg: ExperimentConfig,
+    n_pool: int,
+    sel: dict[str, Any],
+    done: set[tuple[str, int, int]],
+    store: RunFolder,
+) -> None:
     """Refuse stored selections that a resumed run could not replay as they were made:
     indices outside the pool, images already labelled, or another count than the
     protocol picks (``budget`` per cycle, none after the last)."""
@@ -419,15 +523,28 @@ def _check_replay(cfg: ExperimentConfig, n_pool: int, sel: dict[str, Any],
             elif nxt is not None and len(nxt) and max(nxt) >= n_pool:
                 what = f"lists unlabelled image {max(nxt)} of a pool of {n_pool}"
             if what:
-                raise RunFolderError(f"{store.selections}: the entry {k!r} {what}; the "
-                                     "file was changed after the run wrote it")
+                raise RunFolderError(
+                    f"{store.selections}: the entry {k!r} {what}; the "
+                    "file was changed after the run wrote it"
+                )
             labelled = np.union1d(labelled, chosen)
 
 
-def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bool,
-         log: Callable[[str], None], *, jobs: int = 1, jobs_per_gpu: int | None = None,
-         backend: str = "local", ray_address: str | None = None, callbacks: Any = None,
-         save_models: bool = False, folder: tuple | None = None) -> pd.DataFrame:
+def _run(
+    cfg: ExperimentConfig,
+    out: Path,
+    ds: ImageDataset | None,
+    progress: bool,
+    log: Callable[[str], None],
+    *,
+    jobs: int = 1,
+    jobs_per_gpu: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    callbacks: Any = None,
+    save_models: bool = False,
+    folder: tuple | None = None,
+) -> pd.DataFrame:
     """Run what the folder lacks; ``folder``: its ``_checked_folder`` state, if the
     caller has already checked it."""
     from . import _parallel
@@ -439,24 +556,41 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
     todo = []
     for trial in range(cfg.trials):
         for method in cfg.methods:
-            finished = {c: sel[key(method, trial, c)] for c in range(cfg.cycles)
-                        if (method, trial, c) in done}
+            finished = {
+                c: sel[key(method, trial, c)]
+                for c in range(cfg.cycles)
+                if (method, trial, c) in done
+            }
             if len(finished) < cfg.cycles:
                 todo.append((method, trial, finished))
     if todo:
-        runner = _parallel.make_runner(cfg, ds, jobs=jobs, jobs_per_gpu=jobs_per_gpu,
-                                       backend=backend, ray_address=ray_address,
-                                       callbacks=callbacks, save_models=save_models,
-                                       progress=progress)
+        runner = _parallel.make_runner(
+            cfg,
+            ds,
+            jobs=jobs,
+            jobs_per_gpu=jobs_per_gpu,
+            backend=backend,
+            ray_address=ray_address,
+            callbacks=callbacks,
+            save_models=save_models,
+            progress=progress,
+        )
     else:  # nothing left: start no worker, no Ray
+
         def runner(todo):
             yield from ()
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.trials * len(cfg.methods) * cfg.cycles, initial=len(done),
-                   desc="cycles", unit="cycle", position=0)
+        bar = tqdm(
+            total=cfg.trials * len(cfg.methods) * cfg.cycles,
+            initial=len(done),
+            desc="cycles",
+            unit="cycle",
+            position=0,
+        )
     records = [rows] if len(rows) else []
     failures: list[tuple[str, int, str]] = []
     errors: list[BaseException] = []
@@ -481,8 +615,10 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
             records = [rows]
             store.save(rows, sel, config)
             done.add((method, trial, cycle))
-            log(f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} labels, "
-                f"accuracy {row['accuracy']:.4f}")
+            log(
+                f"{method:<9} trial {trial} cycle {cycle}: {row['n_labelled']} labels, "
+                f"accuracy {row['accuracy']:.4f}"
+            )
             if bar is not None:
                 bar.update(1)
     finally:
@@ -496,13 +632,16 @@ def _run(cfg: ExperimentConfig, out: Path, ds: ImageDataset | None, progress: bo
     return rows
 
 
-def _check_run_options(jobs: Any, jobs_per_gpu: Any, backend: Any, ray_address: Any,
-                       callbacks: Any, save_models: Any) -> None:
+def _check_run_options(
+    jobs: Any, jobs_per_gpu: Any, backend: Any, ray_address: Any, callbacks: Any, save_models: Any
+) -> None:
     if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or jobs < 1:
         raise ValueError(f"jobs must be a positive int; got {jobs!r}")
-    if jobs_per_gpu is not None and (isinstance(jobs_per_gpu, bool)
-                                     or not isinstance(jobs_per_gpu, int | np.integer)
-                                     or jobs_per_gpu < 1):
+    if jobs_per_gpu is not None and (
+        isinstance(jobs_per_gpu, bool)
+        or not isinstance(jobs_per_gpu, int | np.integer)
+        or jobs_per_gpu < 1
+    ):
         raise ValueError(f"jobs_per_gpu must be None or a positive int; got {jobs_per_gpu!r}")
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray'; got {backend!r}")
@@ -513,12 +652,20 @@ def _check_run_options(jobs: Any, jobs_per_gpu: Any, backend: Any, ray_address: 
     _check_callbacks(callbacks)
 
 
-def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
-                   dataset: ImageDataset | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = None, jobs: int = 1,
-                   jobs_per_gpu: int | None = None, backend: str = "local",
-                   ray_address: str | None = None, callbacks: Any = None,
-                   save_models: bool = False) -> pd.DataFrame:
+def run_experiment(
+    config: ExperimentConfig,
+    out: str | os.PathLike,
+    *,
+    dataset: ImageDataset | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    jobs_per_gpu: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    callbacks: Any = None,
+    save_models: bool = False,
+) -> pd.DataFrame:
     """Run the protocol into the folder ``out`` (created; must not hold another run).
 
     Parameters
@@ -617,9 +764,20 @@ def run_experiment(config: ExperimentConfig, out: str | os.PathLike, *,
         folder = _checked_folder(config, store, dataset) if store.config.exists() else None
         if not store.config.exists() or _read_config(store) != config:
             store.write_config(config.to_dict())
-        return _run(config, out, dataset, progress, log or (lambda s: None), jobs=jobs,
-                    jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
-                    callbacks=callbacks, save_models=save_models, folder=folder)
+        return _run(
+            config,
+            out,
+            dataset,
+            progress,
+            log or (lambda s: None),
+            jobs=jobs,
+            jobs_per_gpu=jobs_per_gpu,
+            backend=backend,
+            ray_address=ray_address,
+            callbacks=callbacks,
+            save_models=save_models,
+            folder=folder,
+        )
 
 
 def _out_path(out: Any) -> Path:
@@ -638,16 +796,21 @@ def _check_same_protocol(store: RunFolder, config: ExperimentConfig) -> None:
     """Refuse a folder that holds another run, or results without their config.json."""
     store.check_kinds()
     if not store.config.exists() and (store.results.exists() or store.selections.exists()):
-        raise RunFolderError(f"{store.config} is missing, but {store.out} holds results of a "
-                             "run; restore config.json, or use another folder")
+        raise RunFolderError(
+            f"{store.config} is missing, but {store.out} holds results of a "
+            "run; restore config.json, or use another folder"
+        )
     if store.config.exists():
         old = _read_config(store)
         if protocol_settings(old.to_dict()) != protocol_settings(config.to_dict()):
-            changed = describe_changes(protocol_settings(old.to_dict()),
-                                       protocol_settings(config.to_dict()))
-            raise RunFolderError(f"{store.out} holds a run with another configuration "
-                                 f"({changed}); resume it with resume_experiment() or use "
-                                 "another folder")
+            changed = describe_changes(
+                protocol_settings(old.to_dict()), protocol_settings(config.to_dict())
+            )
+            raise RunFolderError(
+                f"{store.out} holds a run with another configuration "
+                f"({changed}); resume it with resume_experiment() or use "
+                "another folder"
+            )
 
 
 def _read_config(store: RunFolder) -> ExperimentConfig:
@@ -660,13 +823,21 @@ def _read_config(store: RunFolder) -> ExperimentConfig:
     return cfg
 
 
-def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = None,
-                      progress: bool = True, log: Callable[[str], None] | None = None,
-                      jobs: int = 1, jobs_per_gpu: int | None = None,
-                      backend: str = "local", ray_address: str | None = None,
-                      callbacks: Any = None, save_models: bool = False,
-                      device: str | None = None,
-                      data_root: str | None = None) -> pd.DataFrame:
+def resume_experiment(
+    out: str | os.PathLike,
+    *,
+    dataset: ImageDataset | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    jobs_per_gpu: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    callbacks: Any = None,
+    save_models: bool = False,
+    device: str | None = None,
+    data_root: str | None = None,
+) -> pd.DataFrame:
     """Continue the run stored in ``out`` from its last finished cycles.
 
     The folder is checked first: a ``config.json`` edited since the first row was saved
@@ -705,8 +876,7 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
     _check_run_options(jobs, jobs_per_gpu, backend, ray_address, callbacks, save_models)
     with lock_folder(out, create=False):
         cfg = _read_config(store)
-        changes = {k: v for k, v in (("device", device), ("data_root", data_root))
-                   if v is not None}
+        changes = {k: v for k, v in (("device", device), ("data_root", data_root)) if v is not None}
         if changes:
             cfg = dataclasses.replace(cfg, **changes)
             cfg.validate()
@@ -720,9 +890,20 @@ def resume_experiment(out: str | os.PathLike, *, dataset: ImageDataset | None = 
             dataset = _checked_dataset(cfg, dataset)
             folder = _checked_folder(cfg, store, dataset)
             store.write_config(cfg.to_dict())
-        return _run(cfg, out, dataset, progress, log or (lambda s: None), jobs=jobs,
-                    jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address,
-                    callbacks=callbacks, save_models=save_models, folder=folder)
+        return _run(
+            cfg,
+            out,
+            dataset,
+            progress,
+            log or (lambda s: None),
+            jobs=jobs,
+            jobs_per_gpu=jobs_per_gpu,
+            backend=backend,
+            ray_address=ray_address,
+            callbacks=callbacks,
+            save_models=save_models,
+            folder=folder,
+        )
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
@@ -760,8 +941,10 @@ def load_results(out: str | os.PathLike) -> pd.DataFrame:
 
 def _check_unique_rows(results: pd.DataFrame) -> None:
     if "trial" not in results or "accuracy" not in results:
-        raise ValueError("results must have the columns method, trial, cycle, n_labelled "
-                         f"and accuracy; got {list(results.columns)}")
+        raise ValueError(
+            "results must have the columns method, trial, cycle, n_labelled "
+            f"and accuracy; got {list(results.columns)}"
+        )
     dup = results.duplicated(["method", "trial", "cycle"], keep=False)
     if dup.any():
         first = results[dup].iloc[0]
@@ -769,7 +952,8 @@ def _check_unique_rows(results: pd.DataFrame) -> None:
             f"results has {int(dup.sum())} rows that repeat a (method, trial, cycle), "
             f"e.g. ({first['method']}, {first['trial']}, {first['cycle']}); a repeated row "
             "is not another trial. Drop them first, e.g. "
-            "results.drop_duplicates(['method', 'trial', 'cycle'])")
+            "results.drop_duplicates(['method', 'trial', 'cycle'])"
+        )
     if results["accuracy"].isna().any():
         raise ValueError("results has rows without an accuracy")
 
@@ -797,14 +981,24 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """
     _check_unique_rows(results)
     g = results.groupby(["method", "cycle"])
-    table = g.agg(n_labelled=("n_labelled", "first"), mean=("accuracy", "mean"),
-                  std=("accuracy", "std"), trials=("trial", "nunique")).reset_index()
-    return table.pivot(index=["cycle", "n_labelled"], columns="method",
-                       values=["mean", "std", "trials"]).swaplevel(axis=1).sort_index(axis=1)
+    table = g.agg(
+        n_labelled=("n_labelled", "first"),
+        mean=("accuracy", "mean"),
+        std=("accuracy", "std"),
+        trials=("trial", "nunique"),
+    ).reset_index()
+    return (
+        table.pivot(
+            index=["cycle", "n_labelled"], columns="method", values=["mean", "std", "trials"]
+        )
+        .swaplevel(axis=1)
+        .sort_index(axis=1)
+    )
 
 
-def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
-                         title: str | None = None) -> list[Path]:
+def plot_learning_curves(
+    results: pd.DataFrame, out: str | os.PathLike, title: str | None = None
+) -> list[Path]:
     """Plot mean +- std test accuracy against the number of labels, one line per method.
 
     The legend gives the number of trials behind each line (a range while a run is
@@ -846,12 +1040,13 @@ def plot_learning_curves(results: pd.DataFrame, out: str | os.PathLike,
         g = df.groupby("n_labelled")["accuracy"]
         mean, std = g.mean(), g.std().fillna(0.0)
         counts = sorted(set(df.groupby("n_labelled")["trial"].nunique()))
-        n = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
+        n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         label = f"{method} ({n} trial{'s' if counts[-1] > 1 else ''})"
         ax.plot(mean.index, 100 * mean.values, marker="o", label=label)
         if counts[-1] > 1:  # one trial has no spread to show
-            ax.fill_between(mean.index, 100 * (mean - std).values,
-                            100 * (mean + std).values, alpha=0.2)
+            ax.fill_between(
+                mean.index, 100 * (mean - std).values, 100 * (mean + std).values, alpha=0.2
+            )
     ax.set_xlabel("number of labelled images")
     banded = results.groupby("method")["trial"].nunique().max() > 1
     ax.set_ylabel("test accuracy (%)" + (", mean ± 1 std over trials" if banded else ""))

@@ -63,9 +63,7 @@ def info_nce(query: Tensor, positive: Tensor, queue: Tensor, temperature: float)
             f"and {tuple(positive.shape)}"
         )
     if queue.ndim != 2 or queue.shape[1] != query.shape[1]:
-        raise ValueError(
-            f"queue must have shape (K, {query.shape[1]}); got {tuple(queue.shape)}"
-        )
+        raise ValueError(f"queue must have shape (K, {query.shape[1]}); got {tuple(queue.shape)}")
     pos = (query * positive).sum(dim=1, keepdim=True)
     neg = query @ queue.t()
     logits = torch.cat([pos, neg], dim=1) / temperature

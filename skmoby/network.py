@@ -120,8 +120,7 @@ class ProjectionHead(nn.Module):
             if i == len(pairs) - 1 and end == "linear":
                 blocks.append(nn.Linear(d_in, d_out))
             else:
-                blocks += [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out),
-                           nn.ReLU(True)]
+                blocks += [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(True)]
         self.layers = nn.Sequential(*blocks)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -174,8 +173,9 @@ class MoBYv2Network(nn.Module):
     ) -> None:
         super().__init__()
         if projection_head not in HEAD_ENDINGS:
-            raise ValueError(f"projection_head must be one of {list(HEAD_ENDINGS)}; "
-                             f"got {projection_head!r}")
+            raise ValueError(
+                f"projection_head must be one of {list(HEAD_ENDINGS)}; got {projection_head!r}"
+            )
         self.encoder = encoder
         self.projector = ProjectionHead((feature_dim, projection_dim), end=projection_head)
         self.predictor = ProjectionHead((projection_dim, projection_dim), end=projection_head)
@@ -240,8 +240,13 @@ class MoBYv2Network(nn.Module):
         _, q_strong = self.query(strong)
         k_weak, k_strong = self.key(weak), self.key(strong)
         loss = symmetric_info_nce(
-            q_weak, q_strong, k_weak, k_strong,
-            self.queue_weak.clone(), self.queue_strong.clone(), temperature,
+            q_weak,
+            q_strong,
+            k_weak,
+            k_strong,
+            self.queue_weak.clone(),
+            self.queue_strong.clone(),
+            temperature,
         )
         return loss, f_weak, k_weak, k_strong
 

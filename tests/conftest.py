@@ -26,8 +26,9 @@ def digits():
 def small_clf(**kwargs):
     from skmoby import MoBYv2Classifier
 
-    params = dict(backbone="cnn", max_epochs=2, batch_size=32, queue_size=64,
-                  random_state=0, device="cpu")
+    params = dict(
+        backbone="cnn", max_epochs=2, batch_size=32, queue_size=64, random_state=0, device="cpu"
+    )
     params.update(kwargs)
     return MoBYv2Classifier(**params)
 

@@ -37,11 +37,15 @@ def test_each_sample_gets_its_own_parameters(aug):
     assert len(distinct) > 8
 
 
-@pytest.mark.parametrize("aug", [WeakAugment(), StrongAugment(), TabularWeakAugment(),
-                                 TabularStrongAugment()])
+@pytest.mark.parametrize(
+    "aug", [WeakAugment(), StrongAugment(), TabularWeakAugment(), TabularStrongAugment()]
+)
 def test_deterministic_under_seed(aug):
-    x = torch.rand(8, 3, 16, 16) if isinstance(aug, WeakAugment | StrongAugment) \
+    x = (
+        torch.rand(8, 3, 16, 16)
+        if isinstance(aug, WeakAugment | StrongAugment)
         else torch.randn(8, 5)
+    )
     a, b, c = aug(x, _gen(1)), aug(x, _gen(1)), aug(x, _gen(2))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
@@ -56,16 +60,25 @@ def test_weak_is_integer_shift_and_flip_with_zero_padding():
             padded = torch.nn.functional.pad(src, (4, 4, 4, 4))
             for dy in range(9):
                 for dx in range(9):
-                    if torch.allclose(padded[dy:dy + 12, dx:dx + 12], oi, atol=1e-5):
+                    if torch.allclose(padded[dy : dy + 12, dx : dx + 12], oi, atol=1e-5):
                         found = True
         assert found
     # Over many samples both flips and several offsets occur.
     assert not torch.allclose(out, x)
 
 
-@pytest.mark.parametrize("size, pad", [((8, 8), 1), ((12, 12), 2), ((16, 16), 2),
-                                       ((28, 28), 4), ((32, 32), 4), ((32, 20), 3),
-                                       ((64, 64), 8)])
+@pytest.mark.parametrize(
+    "size, pad",
+    [
+        ((8, 8), 1),
+        ((12, 12), 2),
+        ((16, 16), 2),
+        ((28, 28), 4),
+        ((32, 32), 4),
+        ((32, 20), 3),
+        ((64, 64), 8),
+    ],
+)
 def test_auto_padding_is_one_eighth_of_the_shorter_side(size, pad):
     aug = WeakAugment(flip_p=0.0)
     assert aug.padding_for(*size) == pad
@@ -87,24 +100,28 @@ def test_weak_rejects_bad_padding(padding):
 
 def test_weak_takes_a_numpy_integer_padding():
     x = torch.rand(2, 1, 16, 16)
-    torch.testing.assert_close(WeakAugment(padding=np.int64(2))(x, _gen()),
-                               WeakAugment(padding=2)(x, _gen()))
+    torch.testing.assert_close(
+        WeakAugment(padding=np.int64(2))(x, _gen()), WeakAugment(padding=2)(x, _gen())
+    )
 
 
-@pytest.mark.parametrize(("cls", "params", "match"), [
-    (WeakAugment, {"flip_p": 2.0}, r"flip_p must be a probability in \[0, 1\]"),
-    (StrongAugment, {"jitter_p": 1.5}, "jitter_p must be a probability"),
-    (StrongAugment, {"solarize_p": -0.1}, "solarize_p must be a probability"),
-    (StrongAugment, {"scale": (1.0, 0.2)}, r"scale must be a pair \(low, high\)"),
-    (StrongAugment, {"ratio": (0.0, 1.0)}, "ratio must be a pair"),
-    (StrongAugment, {"blur_sigma": 1.0}, "blur_sigma must be a pair"),
-    (StrongAugment, {"hue": 0.7}, r"hue must be a number in \[0, 0.5\]"),
-    (StrongAugment, {"contrast": -1}, "contrast must be a number >= 0"),
-    (StrongAugment, {"brightness": True}, "brightness must be a number"),
-    (StrongAugment, {"solarize_threshold": 2}, "solarize_threshold must be a number in"),
-    (TabularWeakAugment, {"noise": -0.1}, "noise must be a number >= 0"),
-    (TabularStrongAugment, {"mask_p": 1.2}, "mask_p must be a probability"),
-])
+@pytest.mark.parametrize(
+    ("cls", "params", "match"),
+    [
+        (WeakAugment, {"flip_p": 2.0}, r"flip_p must be a probability in \[0, 1\]"),
+        (StrongAugment, {"jitter_p": 1.5}, "jitter_p must be a probability"),
+        (StrongAugment, {"solarize_p": -0.1}, "solarize_p must be a probability"),
+        (StrongAugment, {"scale": (1.0, 0.2)}, r"scale must be a pair \(low, high\)"),
+        (StrongAugment, {"ratio": (0.0, 1.0)}, "ratio must be a pair"),
+        (StrongAugment, {"blur_sigma": 1.0}, "blur_sigma must be a pair"),
+        (StrongAugment, {"hue": 0.7}, r"hue must be a number in \[0, 0.5\]"),
+        (StrongAugment, {"contrast": -1}, "contrast must be a number >= 0"),
+        (StrongAugment, {"brightness": True}, "brightness must be a number"),
+        (StrongAugment, {"solarize_threshold": 2}, "solarize_threshold must be a number in"),
+        (TabularWeakAugment, {"noise": -0.1}, "noise must be a number >= 0"),
+        (TabularStrongAugment, {"mask_p": 1.2}, "mask_p must be a probability"),
+    ],
+)
 def test_bad_augmentation_parameters_are_named(cls, params, match):
     with pytest.raises(ValueError, match=match):
         cls(**params)
@@ -114,9 +131,17 @@ def test_strong_jitter_never_inverts_the_image():
     # factors are drawn from [max(0, 1 - s), 1 + s] as in torchvision: a strength above 1
     # must not give negative contrast (an image anti-correlated with its input)
     x = torch.rand(64, 1, 8, 8)
-    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=1.0,
-                        brightness=0.0, contrast=1.5, grayscale_p=0.0, blur_p=0.0,
-                        solarize_p=0.0)
+    aug = StrongAugment(
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        flip_p=0.0,
+        jitter_p=1.0,
+        brightness=0.0,
+        contrast=1.5,
+        grayscale_p=0.0,
+        blur_p=0.0,
+        solarize_p=0.0,
+    )
     y = aug(x, _gen())
     xc = x.flatten(1) - x.flatten(1).mean(1, keepdim=True)
     yc = y.flatten(1) - y.flatten(1).mean(1, keepdim=True)
@@ -130,15 +155,29 @@ def test_weak_with_no_padding_and_no_flip_is_identity():
 
 
 def test_strong_ops_switched_off_reduce_to_resized_crop_of_whole_image():
-    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                        grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
+    aug = StrongAugment(
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        flip_p=0.0,
+        jitter_p=0.0,
+        grayscale_p=0.0,
+        blur_p=0.0,
+        solarize_p=0.0,
+    )
     x = torch.rand(4, 3, 10, 10)
     torch.testing.assert_close(aug(x, _gen()), x, atol=1e-5, rtol=0)
 
 
 def test_solarize_and_grayscale_always_on():
-    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                        grayscale_p=1.0, blur_p=0.0, solarize_p=1.0)
+    aug = StrongAugment(
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        flip_p=0.0,
+        jitter_p=0.0,
+        grayscale_p=1.0,
+        blur_p=0.0,
+        solarize_p=1.0,
+    )
     x = torch.rand(3, 3, 8, 8)
     gray = rgb_to_grayscale(x).expand_as(x)
     want = torch.where(gray >= 0.5, 1 - gray, gray)
@@ -146,8 +185,16 @@ def test_solarize_and_grayscale_always_on():
 
 
 def test_blur_preserves_mean_of_constant_image_and_smooths():
-    aug = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                        grayscale_p=0.0, blur_p=1.0, blur_sigma=(1.5, 2.0), solarize_p=0.0)
+    aug = StrongAugment(
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        flip_p=0.0,
+        jitter_p=0.0,
+        grayscale_p=0.0,
+        blur_p=1.0,
+        blur_sigma=(1.5, 2.0),
+        solarize_p=0.0,
+    )
     const = torch.full((2, 1, 16, 16), 0.3)
     torch.testing.assert_close(aug(const, _gen()), const)
     noise = torch.rand(2, 1, 16, 16)
@@ -158,10 +205,8 @@ def test_hue_rotation_by_thirds_permutes_primaries():
     red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
     green = adjust_hue(red, torch.tensor([1 / 3]))
     blue = adjust_hue(red, torch.tensor([2 / 3]))
-    torch.testing.assert_close(green.flatten(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-5,
-                               rtol=0)
-    torch.testing.assert_close(blue.flatten(), torch.tensor([0.0, 0.0, 1.0]), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(green.flatten(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(blue.flatten(), torch.tensor([0.0, 0.0, 1.0]), atol=1e-5, rtol=0)
     x = torch.rand(5, 3, 4, 4)
     torch.testing.assert_close(adjust_hue(x, torch.zeros(5)), x, atol=1e-5, rtol=0)
 
@@ -206,11 +251,14 @@ def test_runs_on_gpu_with_device_generator():
 
 
 @pytest.mark.parametrize("name", ["weak_augment", "strong_augment"])
-@pytest.mark.parametrize(("fn", "match"), [
-    (lambda x: x.flip(-1), r"takes \(x\); an augmentation is called as fn\(batch, generator\)"),
-    (lambda x, g: (x, g), "returned a tuple for a batch of shape"),
-    (lambda x, g: x[:, :, :4], "returned a tensor of shape"),
-])
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda x: x.flip(-1), r"takes \(x\); an augmentation is called as fn\(batch, generator\)"),
+        (lambda x, g: (x, g), "returned a tuple for a batch of shape"),
+        (lambda x, g: x[:, :, :4], "returned a tensor of shape"),
+    ],
+)
 def test_an_augmentation_of_the_wrong_form_is_named(digits, name, fn, match):
     X, y = digits
     with pytest.raises(TypeError, match=f"{name}.*{match}"):

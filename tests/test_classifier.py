@@ -35,10 +35,19 @@ def test_paper_defaults():
     clf = MoBYv2Classifier()
     p = clf.get_params()
     assert (p["batch_size"], p["lr"], p["optimizer"], p["max_epochs"]) == (
-        128, 0.01, torch.optim.SGD, 200)
+        128,
+        0.01,
+        torch.optim.SGD,
+        200,
+    )
     assert (p["optimizer__momentum"], p["optimizer__weight_decay"]) == (0.9, 5e-4)
-    assert (p["queue_size"], p["temperature"], p["key_momentum"], p["lambda_c"],
-            p["projection_dim"]) == (4096, 0.2, 0.99, 0.5, 128)
+    assert (
+        p["queue_size"],
+        p["temperature"],
+        p["key_momentum"],
+        p["lambda_c"],
+        p["projection_dim"],
+    ) == (4096, 0.2, 0.99, 0.5, 128)
     assert p["lr_milestones"] == (0.6, 0.8) and p["lr_gamma"] == 0.1
     assert p["backbone"] == "resnet18" and p["device"] == "auto"
 
@@ -126,8 +135,9 @@ def test_supervised_only_skips_the_contrastive_branch(digits, monkeypatch):
 
 def test_string_labels_are_kept(digits):
     X, y = digits
-    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
-                      "eight", "nine"])
+    names = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
     clf = small_clf(max_epochs=1).fit(X[:100], names[y[:100]])
     assert clf.classes_.dtype.kind == "U"
     assert set(clf.predict(X[:20])) <= set(names)
@@ -292,8 +302,9 @@ class _RecordingClf(MoBYv2Classifier):
 def test_gridsearch_passes_wrapped_unlabelled_data_whole(digits):
     X, y = digits
     _RecordingClf.seen = []
-    base = _RecordingClf(backbone="cnn", max_epochs=1, batch_size=32, queue_size=32,
-                         random_state=0, device="cpu")
+    base = _RecordingClf(
+        backbone="cnn", max_epochs=1, batch_size=32, queue_size=32, random_state=0, device="cpu"
+    )
     gs = GridSearchCV(base, {"lambda_c": [0.5, 1.0]}, cv=KFold(2))
     U = X[100:200]  # same length as X: a raw array would be sliced per fold
     gs.fit(X[:100], y[:100], X_unlabeled=UnlabeledData(U))
@@ -335,17 +346,26 @@ def test_unfitted_raises(digits):
 @pytest.mark.parametrize(
     ("mutate", "err", "match"),
     [
-        (lambda X, y, U: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y, U),
-         ValueError, "NaN"),
+        (
+            lambda X, y, U: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y, U),
+            ValueError,
+            "NaN",
+        ),
         (lambda X, y, U: (X, y, np.full_like(U, np.inf)), ValueError, "X_unlabeled.*infinity"),
         (lambda X, y, U: (X, y[:-1], U), ValueError, "different lengths"),
-        (lambda X, y, U: (X, y, np.zeros((5, 10, 10))), ValueError,
-         r"X_unlabeled has samples of shape \(1, 10, 10\) but X has \(1, 8, 8\)"),
+        (
+            lambda X, y, U: (X, y, np.zeros((5, 10, 10))),
+            ValueError,
+            r"X_unlabeled has samples of shape \(1, 10, 10\) but X has \(1, 8, 8\)",
+        ),
         (lambda X, y, U: (X, np.zeros_like(y), U), ValueError, "at least 2 classes"),
         (lambda X, y, U: (X[:0], y[:0], U), ValueError, "0 sample"),
         (lambda X, y, U: (X * 3, y, U), ValueError, r"floats in \[0, 1\]"),
-        (lambda X, y, U: (np.moveaxis(np.repeat(X[:, None], 3, 1), 1, -1), y, U[:, None]),
-         ValueError, "channels-last"),
+        (
+            lambda X, y, U: (np.moveaxis(np.repeat(X[:, None], 3, 1), 1, -1), y, U[:, None]),
+            ValueError,
+            "channels-last",
+        ),
         (lambda X, y, U: (X[:, :4, :4], y, None), ValueError, "at least 8x8"),
         (lambda X, y, U: (X, None, U), ValueError, "requires y"),
         (lambda X, y, U: (X, y.astype(float) + 0.5, U), ValueError, "Unknown label type"),
@@ -394,8 +414,11 @@ def test_minus_one_as_a_real_class_is_explained(digits):
         ({"lr_milestones": 0.5}, ValueError, "lr_milestones must be None or a sequence"),
         ({"lr_milestones": "ab"}, ValueError, "lr_milestones must be None or a sequence"),
         ({"optimizer__momentum": 1.0}, ValueError, "optimizer__momentum must be in"),
-        ({"optimizer": torch.optim.AdamW, "optimizer__momentum": 0.5}, ValueError,
-         "optimizer__momentum=0.5 but the optimizer AdamW takes no momentum"),
+        (
+            {"optimizer": torch.optim.AdamW, "optimizer__momentum": 0.5},
+            ValueError,
+            "optimizer__momentum=0.5 but the optimizer AdamW takes no momentum",
+        ),
     ],
 )
 def test_bad_hyperparameters(digits, params, err, match):
@@ -406,8 +429,13 @@ def test_bad_hyperparameters(digits, params, err, match):
 
 @pytest.mark.parametrize(
     ("optimizer", "momentum", "want"),
-    [(torch.optim.Adam, 0.9, None), (torch.optim.AdamW, None, None),
-     (torch.optim.SGD, None, 0), (torch.optim.RMSprop, 0.5, 0.5), (torch.optim.SGD, 0.9, 0.9)],
+    [
+        (torch.optim.Adam, 0.9, None),
+        (torch.optim.AdamW, None, None),
+        (torch.optim.SGD, None, 0),
+        (torch.optim.RMSprop, 0.5, 0.5),
+        (torch.optim.SGD, 0.9, 0.9),
+    ],
 )
 def test_optimizers_with_and_without_momentum(digits, optimizer, momentum, want):
     # The default momentum reaches only optimizers that take one; None passes none.

@@ -6,8 +6,13 @@ from skmoby import cli
 
 
 def test_help_everywhere(capsys):
-    for argv in (["--help"], ["demo", "--help"], ["run", "--help"], ["resume", "--help"],
-                 ["plot", "--help"]):
+    for argv in (
+        ["--help"],
+        ["demo", "--help"],
+        ["run", "--help"],
+        ["resume", "--help"],
+        ["plot", "--help"],
+    ):
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 0
@@ -46,8 +51,19 @@ def test_bad_arguments(argv, message, capsys):
 )
 def test_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, extra, message):
     out = tmp_path / "run"
-    argv = ["run", "--dataset", "digits", "--epochs", "1", "--device", "cpu", "--quiet",
-            "--out", str(out), *extra]
+    argv = [
+        "run",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
     try:
         code = cli.main(argv)
     except SystemExit as e:
@@ -60,8 +76,22 @@ def test_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, extra, mes
 
 def test_a_run_refused_for_its_pool_leaves_the_folder_usable(tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["run", "--dataset", "digits", "--methods", "random", "--trials", "1",
-              "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(out)]
+    common = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main([*common, "--initial", "1000", "--budget", "1000", "--cycles", "3"]) == 2
     assert cli.main([*common, "--initial", "20", "--budget", "10", "--cycles", "2"]) == 0
     assert json.loads((out / "config.json").read_text())["initial"] == 20
@@ -89,14 +119,23 @@ def test_missing_run_folder(tmp_path, capsys):
 
 
 def test_missing_dataset_files(tmp_path, capsys):
-    code = cli.main(["run", "--dataset", "cifar10", "--data-root", str(tmp_path),
-                     "--out", str(tmp_path / "out"), "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "Put them here" in capsys.readouterr().err
 
 
-def test_download_without_network_is_one_line_naming_the_files(tmp_path, capsys,
-                                                               monkeypatch):
+def test_download_without_network_is_one_line_naming_the_files(tmp_path, capsys, monkeypatch):
     import socket
     import urllib.error
     import urllib.request
@@ -105,8 +144,19 @@ def test_download_without_network_is_one_line_naming_the_files(tmp_path, capsys,
         raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    code = cli.main(["run", "--dataset", "fashionmnist", "--data-root", str(tmp_path),
-                     "--download", "--out", str(tmp_path / "out"), "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "fashionmnist",
+            "--data-root",
+            str(tmp_path),
+            "--download",
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "could not download FashionMNIST" in err and "train-images-idx3-ubyte.gz" in err
@@ -114,9 +164,30 @@ def test_download_without_network_is_one_line_naming_the_files(tmp_path, capsys,
 
 def test_run_resume_plot_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["run", "--dataset", "digits", "--methods", "random,coreset", "--backbone", "cnn",
-            "--initial", "20", "--budget", "10", "--cycles", "2", "--trials", "1",
-            "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet"]
+    argv = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random,coreset",
+        "--backbone",
+        "cnn",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--cycles",
+        "2",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "learning_curve.png" in text and "results.csv" in text
@@ -137,25 +208,50 @@ def test_callbacks_from_the_command_line(tmp_path, monkeypatch):
         "    def on_train_end(self, net, **kwargs):\n"
         "        open(self.name, 'w').close()\n"
         "def mark(method, trial, cycle):\n"
-        f"    return Mark(os.path.join({str(tmp_path)!r}, f'{{method}}-{{trial}}-{{cycle}}'))\n")
+        f"    return Mark(os.path.join({str(tmp_path)!r}, f'{{method}}-{{trial}}-{{cycle}}'))\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
-    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
-            "--device", "cpu", "--out", str(out), "--quiet", "--callback", "mycallbacks:mark",
-            "--save-models"]
+    argv = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--cycles",
+        "2",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--quiet",
+        "--callback",
+        "mycallbacks:mark",
+        "--save-models",
+    ]
     assert cli.main(argv) == 0
     assert (tmp_path / "random-0-0").exists() and (tmp_path / "random-0-1").exists()
     assert len(list((out / "models").glob("*.pkl"))) == 2
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("nocolon", "MODULE:NAME"),
-    ("no_such_module_xyz:f", "cannot import"),
-    ("skorch.callbacks:Nope", "has no 'Nope'"),
-    ("math:pi", "not a skorch callback or a function"),
-    ("collections:OrderedDict", "not a skorch callback or a function"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nocolon", "MODULE:NAME"),
+        ("no_such_module_xyz:f", "cannot import"),
+        ("skorch.callbacks:Nope", "has no 'Nope'"),
+        ("math:pi", "not a skorch callback or a function"),
+        ("collections:OrderedDict", "not a skorch callback or a function"),
+    ],
+)
 def test_bad_callback_spec(spec, message, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "--dataset", "digits", "--callback", spec])
@@ -180,9 +276,33 @@ def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):
 
 def test_plot_of_a_run_without_finished_cycles(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-                     "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
-                     "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--methods",
+                "random",
+                "--initial",
+                "20",
+                "--budget",
+                "10",
+                "--cycles",
+                "2",
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (out / "learning_curve.png").unlink()
     header = (out / "results.csv").read_text().splitlines(keepends=True)[0]
     (out / "results.csv").write_text(header)  # no cycle finished yet
@@ -193,9 +313,33 @@ def test_plot_of_a_run_without_finished_cycles(tmp_path, capsys):
 
 def test_the_resume_hint_only_for_an_unfinished_run(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-                     "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
-                     "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--methods",
+                "random",
+                "--initial",
+                "20",
+                "--budget",
+                "10",
+                "--cycles",
+                "2",
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "skmoby resume" not in capsys.readouterr().out  # finished: nothing to resume
     lines = (out / "results.csv").read_text().splitlines(keepends=True)
     (out / "results.csv").write_text("".join(lines[:-1]))  # the last cycle still to run

@@ -18,6 +18,7 @@ REAL_CHECK_INTEGRITY = tv_cifar.check_integrity
 def accept_fake_files(monkeypatch):
     """torchvision checks CIFAR and SVHN files against the official MD5 sums; the small
     fake files written here only need to exist."""
+
     def exists(fpath, md5=None):
         return os.path.isfile(fpath)
 
@@ -71,8 +72,9 @@ def _write_cifar(root, n_classes):
         data[name] = (X, y)
         with open(base / name, "wb") as f:
             pickle.dump({"data": X, key: y}, f)
-    meta_name, meta_key = (("batches.meta", "label_names") if n_classes == 10
-                           else ("meta", "fine_label_names"))
+    meta_name, meta_key = (
+        ("batches.meta", "label_names") if n_classes == 10 else ("meta", "fine_label_names")
+    )
     with open(base / meta_name, "wb") as f:
         pickle.dump({meta_key: [f"class{i}" for i in range(n_classes)]}, f)
     return data
@@ -98,8 +100,9 @@ def test_imbalanced_cifar10_is_the_authors_split(tmp_path):
     y_all = rng.permutation(np.repeat(np.arange(10), per_class))
     X_all = rng.randint(0, 256, (len(y_all), 3072)).astype(np.uint8)
     X_all[:, 0], X_all[:, 1] = np.arange(len(y_all)) % 256, np.arange(len(y_all)) // 256
-    for i, (Xb, yb) in enumerate(zip(np.array_split(X_all, n_batch),
-                                     np.array_split(y_all, n_batch), strict=True)):
+    for i, (Xb, yb) in enumerate(
+        zip(np.array_split(X_all, n_batch), np.array_split(y_all, n_batch), strict=True)
+    ):
         with open(base / f"data_batch_{i + 1}", "wb") as f:
             pickle.dump({"data": Xb, "labels": list(yb)}, f)
     X_test, y_test = X_all[:50], list(y_all[:50])
@@ -116,8 +119,7 @@ def test_imbalanced_cifar10_is_the_authors_split(tmp_path):
     original = X_all[:, 0].astype(int) + 256 * X_all[:, 1].astype(int)
     kept = imb.X_train[:, 0, 0, 0].astype(int) + 256 * imb.X_train[:, 0, 0, 1].astype(int)
     for c in (0, 4):
-        np.testing.assert_array_equal(kept[imb.y_train == c],
-                                      original[y_all == c][:500])
+        np.testing.assert_array_equal(kept[imb.y_train == c], original[y_all == c][:500])
     np.testing.assert_array_equal(imb.y_test, y_test)
     assert imb.name == "cifar10-imbalanced"
 
@@ -160,18 +162,21 @@ def _fake_fashionmnist(root, n_train=30, n_test=10, compress=False):
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.RandomState(3)
-    arrays = {"train-images-idx3-ubyte": rng.randint(0, 256, (n_train, 28, 28)),
-              "train-labels-idx1-ubyte": rng.randint(0, 10, n_train),
-              "t10k-images-idx3-ubyte": rng.randint(0, 256, (n_test, 28, 28)),
-              "t10k-labels-idx1-ubyte": rng.randint(0, 10, n_test)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.randint(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": rng.randint(0, 10, n_train),
+        "t10k-images-idx3-ubyte": rng.randint(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.randint(0, 10, n_test),
+    }
     for name, arr in arrays.items():
         _write_idx(raw / name, arr, compress)
     return raw, arrays
 
 
 def _listing(root):
-    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in root.rglob("*"))
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+    )
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -251,8 +256,10 @@ def test_svhn_that_fails_the_checksums_is_reported(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tv_svhn, "check_integrity", REAL_CHECK_INTEGRITY)
     for split in ("train", "test"):
-        savemat(tmp_path / f"{split}_32x32.mat",
-                {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1], [2]])})
+        savemat(
+            tmp_path / f"{split}_32x32.mat",
+            {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1], [2]])},
+        )
     with pytest.raises(ValueError, match=r"SVHN files .* do not match"):
         load_dataset("svhn", root=tmp_path)
 
@@ -262,7 +269,7 @@ def _read_gz_idx(path):
     with gzip.open(path, "rb") as f:
         raw = f.read()
     ndim = raw[3]
-    dims = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}i", raw[4 : 4 + 4 * ndim])
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -272,7 +279,8 @@ def test_real_fashionmnist_if_present(tmp_path, layout):
     # shared data folder next to the repository. Read in place (flat), or linked into
     # torchvision's layout.
     src = os.environ.get("SKMOBY_TEST_FASHIONMNIST") or os.path.join(
-        os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
+        os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist"
+    )
     if not os.path.isdir(src):
         pytest.skip("FashionMNIST files not present")
     raw = root = Path(src).resolve()
@@ -285,8 +293,9 @@ def test_real_fashionmnist_if_present(tmp_path, layout):
     ds = load_dataset("fashionmnist", root=root)
     assert ds.X_train.shape == (60000, 1, 28, 28) and ds.X_test.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
-    np.testing.assert_array_equal(ds.X_train[:, 0],
-                                  _read_gz_idx(raw / "train-images-idx3-ubyte.gz"))
+    np.testing.assert_array_equal(
+        ds.X_train[:, 0], _read_gz_idx(raw / "train-images-idx3-ubyte.gz")
+    )
     np.testing.assert_array_equal(ds.y_test, _read_gz_idx(raw / "t10k-labels-idx1-ubyte.gz"))
 
 
@@ -310,7 +319,7 @@ def test_a_fashionmnist_file_cut_short_is_named_as_damaged(tmp_path, cut):
     raw, _ = _fake_fashionmnist(tmp_path, compress=cut == "gz")
     name = "train-images-idx3-ubyte" + (".gz" if cut == "gz" else "")
     data = (raw / name).read_bytes()
-    (raw / name).write_bytes(data[:len(data) // 2])
+    (raw / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=rf"FashionMNIST file .*/{name} does not match"):
         load_dataset("fashionmnist", root=tmp_path)
 
@@ -352,14 +361,19 @@ def no_network(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
 
 
-@pytest.mark.parametrize("name, host, expected", [
-    ("fashionmnist", "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-     ["FashionMNIST", "train-images-idx3-ubyte.gz", "FashionMNIST/raw"]),
-    ("cifar10", "www.cs.toronto.edu", ["CIFAR-10", "cifar-10-batches-py", "data_batch_1"]),
-    ("svhn", "ufldl.stanford.edu", ["SVHN", "train_32x32.mat"]),
-])
-def test_download_without_network_is_a_connection_error(tmp_path, no_network, name, host,
-                                                         expected):
+@pytest.mark.parametrize(
+    "name, host, expected",
+    [
+        (
+            "fashionmnist",
+            "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+            ["FashionMNIST", "train-images-idx3-ubyte.gz", "FashionMNIST/raw"],
+        ),
+        ("cifar10", "www.cs.toronto.edu", ["CIFAR-10", "cifar-10-batches-py", "data_batch_1"]),
+        ("svhn", "ufldl.stanford.edu", ["SVHN", "train_32x32.mat"]),
+    ],
+)
+def test_download_without_network_is_a_connection_error(tmp_path, no_network, name, host, expected):
     with pytest.raises(ConnectionError) as err:
         load_dataset(name, root=tmp_path, download=True)
     text = str(err.value)

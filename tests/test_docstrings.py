@@ -9,22 +9,40 @@ import pytest
 import skmoby
 
 MODULES = ["skmoby"] + [
-    m.name for m in pkgutil.walk_packages(skmoby.__path__, "skmoby.")
+    m.name
+    for m in pkgutil.walk_packages(skmoby.__path__, "skmoby.")
     if not any(part.startswith("_") for part in m.name.split("."))
 ]
-PUBLIC = sorted({
-    (mod, name) for mod in MODULES
-    for name in getattr(importlib.import_module(mod), "__all__", [])
-    if inspect.isclass(getattr(importlib.import_module(mod), name))
-    or inspect.isfunction(getattr(importlib.import_module(mod), name))
-})
+PUBLIC = sorted(
+    {
+        (mod, name)
+        for mod in MODULES
+        for name in getattr(importlib.import_module(mod), "__all__", [])
+        if inspect.isclass(getattr(importlib.import_module(mod), name))
+        or inspect.isfunction(getattr(importlib.import_module(mod), name))
+    }
+)
 # What users call on the estimator and the experiment settings (the other public
 # methods are skorch and torch extension hooks, documented without examples).
 USER_METHODS = {
-    "MoBYv2Classifier": ["fit", "partial_fit", "predict", "predict_proba", "score",
-                         "transform", "contrastive_loss", "fit_transform"],
-    "ExperimentConfig": ["validate", "to_dict", "from_dict", "n_labelled", "n_unlabelled",
-                         "training_steps"],
+    "MoBYv2Classifier": [
+        "fit",
+        "partial_fit",
+        "predict",
+        "predict_proba",
+        "score",
+        "transform",
+        "contrastive_loss",
+        "fit_transform",
+    ],
+    "ExperimentConfig": [
+        "validate",
+        "to_dict",
+        "from_dict",
+        "n_labelled",
+        "n_unlabelled",
+        "training_steps",
+    ],
 }
 
 

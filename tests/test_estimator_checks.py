@@ -14,12 +14,22 @@ from skmoby import MoBYv2Classifier
 from skmoby.classifier import expected_failed_checks
 
 ESTIMATOR = MoBYv2Classifier(
-    "mlp", max_epochs=3, batch_size=16, queue_size=32, device="cpu", random_state=0,
+    "mlp",
+    max_epochs=3,
+    batch_size=16,
+    queue_size=32,
+    device="cpu",
+    random_state=0,
 )
 
 # Several fits each, most of the suite's time.
-SLOW = {"check_classifiers_train", "check_fit_idempotent", "check_estimators_dtypes",
-        "check_positive_only_tag_during_fit", "check_fit_score_takes_y"}
+SLOW = {
+    "check_classifiers_train",
+    "check_fit_idempotent",
+    "check_estimators_dtypes",
+    "check_positive_only_tag_during_fit",
+    "check_fit_score_takes_y",
+}
 
 
 def _check_name(check):
@@ -30,8 +40,9 @@ def _params():
     mark = parametrize_with_checks([ESTIMATOR], expected_failed_checks=expected_failed_checks)
     ids = mark.kwargs["ids"]
     for item in mark.args[1]:
-        values, marks = (item.values, list(item.marks)) if isinstance(
-            item, ParameterSet) else (item, [])
+        values, marks = (
+            (item.values, list(item.marks)) if isinstance(item, ParameterSet) else (item, [])
+        )
         if _check_name(values[1]) in SLOW:
             marks.append(pytest.mark.slow)
         yield pytest.param(*values, marks=marks, id=f"{ids(values[0])}-{ids(values[1])}")
@@ -46,4 +57,5 @@ def test_the_default_convention_is_the_only_class_check_expected_to_fail():
     reasons = expected_failed_checks(ESTIMATOR)
     assert "check_classifiers_classes" in reasons
     assert set(reasons) - {"check_classifiers_classes"} == set(
-        expected_failed_checks(MoBYv2Classifier("mlp", unlabeled_label=None)))
+        expected_failed_checks(MoBYv2Classifier("mlp", unlabeled_label=None))
+    )

@@ -57,34 +57,52 @@ def test_docs_and_readme_link_every_notebook():
 def _conftest():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("examples_conftest",
-                                                  ROOT / "examples" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "examples_conftest", ROOT / "examples" / "conftest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def _nb(*printed, tags=()):
-    return {"cells": [{"cell_type": "markdown", "source": ["# t"]}] + [
-        {"cell_type": "code", "metadata": {"tags": list(tags)},
-         "outputs": [{"output_type": "stream", "name": "stdout", "text": [text]}]}
-        for text in printed]}
+    return {
+        "cells": [{"cell_type": "markdown", "source": ["# t"]}]
+        + [
+            {
+                "cell_type": "code",
+                "metadata": {"tags": list(tags)},
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": [text]}],
+            }
+            for text in printed
+        ]
+    }
 
 
 def test_stored_numbers_are_compared_with_a_fresh_run_within_the_tolerance():
     drift = _conftest().drift
-    stored = _nb("train (1257, 8, 8)", "test accuracy with 100 labels: 0.931",
-                 "steps: 1,740,000")
-    assert drift(stored, _nb("train (1257, 8, 8)", "test accuracy with 100 labels: 0.911",
-                             "steps: 1,740,000")) == []
-    [problem] = drift(stored, _nb("train (1257, 8, 8)",
-                                  "test accuracy with 100 labels: 0.850", "steps: 1,740,000"))
+    stored = _nb("train (1257, 8, 8)", "test accuracy with 100 labels: 0.931", "steps: 1,740,000")
+    assert (
+        drift(
+            stored,
+            _nb("train (1257, 8, 8)", "test accuracy with 100 labels: 0.911", "steps: 1,740,000"),
+        )
+        == []
+    )
+    [problem] = drift(
+        stored,
+        _nb("train (1257, 8, 8)", "test accuracy with 100 labels: 0.850", "steps: 1,740,000"),
+    )
     assert "code cell 2" in problem and "0.931 -> 0.850" in problem
-    [problem] = drift(stored, _nb("train (1400, 8, 8)", "test accuracy with 100 labels: 0.931",
-                                  "steps: 1,740,000"))
+    [problem] = drift(
+        stored,
+        _nb("train (1400, 8, 8)", "test accuracy with 100 labels: 0.931", "steps: 1,740,000"),
+    )
     assert "1257 -> 1400" in problem
-    [problem] = drift(stored, _nb("train (1257, 8, 8)", "accuracy with 100 labels: 0.93 (0.02)",
-                                  "steps: 1,740,000"))
+    [problem] = drift(
+        stored,
+        _nb("train (1257, 8, 8)", "accuracy with 100 labels: 0.93 (0.02)", "steps: 1,740,000"),
+    )
     assert "printed 3 numbers" in problem
 
 

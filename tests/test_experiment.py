@@ -23,9 +23,19 @@ def digits_ds():
 
 
 def tiny(**kw):
-    base = dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn",
-                initial=20, budget=10, cycles=3, trials=2, epochs=1, batch_size=32,
-                lr=0.05, device="cpu")
+    base = dict(
+        dataset="digits",
+        methods=["mobyv2al", "random"],
+        backbone="cnn",
+        initial=20,
+        budget=10,
+        cycles=3,
+        trials=2,
+        epochs=1,
+        batch_size=32,
+        lr=0.05,
+        device="cpu",
+    )
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -34,8 +44,9 @@ def _labelled_sets(out, cfg, n_pool):
     sel = json.loads((out / "selections.json").read_text())["cycles"]
     sets = {}
     for trial in range(cfg.trials):
-        init = np.sort(np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial,
-                                                                      replace=False))
+        init = np.sort(
+            np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial, replace=False)
+        )
         for method in cfg.methods:
             labelled = list(init)
             for cycle in range(cfg.cycles):
@@ -49,8 +60,15 @@ def test_protocol_bookkeeping(tmp_path, digits_ds):
     cfg = tiny(methods=["mobyv2al", "coreset", "random", "entropy"])
     res = run_experiment(cfg, tmp_path, dataset=digits_ds, progress=False)
     assert len(res) == cfg.trials * 4 * cfg.cycles
-    assert list(res.columns) == ["method", "trial", "cycle", "n_labelled", "accuracy",
-                                 "fit_seconds", "query_seconds"]
+    assert list(res.columns) == [
+        "method",
+        "trial",
+        "cycle",
+        "n_labelled",
+        "accuracy",
+        "fit_seconds",
+        "query_seconds",
+    ]
     for _, g in res.groupby(["method", "trial"]):
         assert g.sort_values("cycle")["n_labelled"].tolist() == [20, 30, 40]
     sets = _labelled_sets(tmp_path, cfg, len(digits_ds.X_train))
@@ -79,8 +97,9 @@ def test_seeds_reproduce(tmp_path, digits_ds):
     a = run_experiment(cfg, tmp_path / "a", dataset=digits_ds, progress=False)
     b = run_experiment(cfg, tmp_path / "b", dataset=digits_ds, progress=False)
     pd.testing.assert_series_equal(a["accuracy"], b["accuracy"])
-    assert ((tmp_path / "a" / "selections.json").read_text()
-            == (tmp_path / "b" / "selections.json").read_text())
+    assert (tmp_path / "a" / "selections.json").read_text() == (
+        tmp_path / "b" / "selections.json"
+    ).read_text()
 
 
 def test_resume_after_crash_loses_and_duplicates_nothing(tmp_path, digits_ds, monkeypatch):
@@ -104,10 +123,13 @@ def test_resume_after_crash_loses_and_duplicates_nothing(tmp_path, digits_ds, mo
     done = resume_experiment(tmp_path / "run", dataset=digits_ds, progress=False)
     assert len(done) == len(full)
     assert not done.duplicated(["method", "trial", "cycle"]).any()
-    pd.testing.assert_frame_equal(done[["method", "trial", "cycle", "n_labelled", "accuracy"]],
-                                  full[["method", "trial", "cycle", "n_labelled", "accuracy"]])
-    assert ((tmp_path / "run" / "selections.json").read_text()
-            == (tmp_path / "ref" / "selections.json").read_text())
+    pd.testing.assert_frame_equal(
+        done[["method", "trial", "cycle", "n_labelled", "accuracy"]],
+        full[["method", "trial", "cycle", "n_labelled", "accuracy"]],
+    )
+    assert (tmp_path / "run" / "selections.json").read_text() == (
+        tmp_path / "ref" / "selections.json"
+    ).read_text()
 
 
 def test_other_config_in_same_folder_is_refused(tmp_path, digits_ds):
@@ -133,12 +155,17 @@ def test_bad_config(tmp_path, digits_ds, kw, match):
 
 
 def test_summary_and_plot(tmp_path):
-    res = pd.DataFrame({
-        "method": ["a", "a", "a", "a", "b", "b", "b", "b"],
-        "trial": [0, 0, 1, 1, 0, 0, 1, 1], "cycle": [0, 1] * 4,
-        "n_labelled": [10, 20] * 4, "accuracy": [0.5, 0.6, 0.7, 0.8, 0.1, 0.2, 0.3, 0.4],
-        "fit_seconds": 1.0, "query_seconds": 0.1,
-    })
+    res = pd.DataFrame(
+        {
+            "method": ["a", "a", "a", "a", "b", "b", "b", "b"],
+            "trial": [0, 0, 1, 1, 0, 0, 1, 1],
+            "cycle": [0, 1] * 4,
+            "n_labelled": [10, 20] * 4,
+            "accuracy": [0.5, 0.6, 0.7, 0.8, 0.1, 0.2, 0.3, 0.4],
+            "fit_seconds": 1.0,
+            "query_seconds": 0.1,
+        }
+    )
     table = summarize(res)
     assert table.loc[(1, 20), ("a", "mean")] == pytest.approx(0.7)
     assert table.loc[(0, 10), ("b", "trials")] == 2
@@ -154,13 +181,23 @@ def test_progress_bars_over_cycles_and_epochs(tmp_path, digits_ds, capsys):
     assert "cycles" in err and "random epochs" in err and "2/2" in err
 
 
-@pytest.mark.parametrize("unlabeled, pool_subset", [("lowest_loss", None), ("lowest_loss", 40),
-                                                    ("random", None), ("all", None)])
-def test_training_steps_match_the_fits_of_a_run(tmp_path, digits_ds, monkeypatch,
-                                                unlabeled, pool_subset):
+@pytest.mark.parametrize(
+    "unlabeled, pool_subset",
+    [("lowest_loss", None), ("lowest_loss", 40), ("random", None), ("all", None)],
+)
+def test_training_steps_match_the_fits_of_a_run(
+    tmp_path, digits_ds, monkeypatch, unlabeled, pool_subset
+):
     # initial=33 with batch 32 leaves a lone last sample, which the loader drops.
-    cfg = tiny(methods=["mobyv2al", "coreset"], initial=33, budget=32, cycles=3, trials=1,
-               unlabeled=unlabeled, pool_subset=pool_subset)
+    cfg = tiny(
+        methods=["mobyv2al", "coreset"],
+        initial=33,
+        budget=32,
+        cycles=3,
+        trials=1,
+        unlabeled=unlabeled,
+        pool_subset=pool_subset,
+    )
     made = []
     original = experiment._make_estimator
 
@@ -209,8 +246,9 @@ def test_callbacks_reach_every_estimator(tmp_path, digits_ds):
     run_experiment(cfg, tmp_path / "b", dataset=digits_ds, progress=False, callbacks=per_cycle)
     assert sorted(seen) == [(m, 0, c) for m in ("mobyv2al", "random") for c in (0, 1)]
     with pytest.raises(TypeError, match="callbacks"):
-        run_experiment(cfg, tmp_path / "c", dataset=digits_ds, progress=False,
-                       callbacks=["not a callback"])
+        run_experiment(
+            cfg, tmp_path / "c", dataset=digits_ds, progress=False, callbacks=["not a callback"]
+        )
 
 
 def test_models_of_every_cycle_are_saved(tmp_path, digits_ds):

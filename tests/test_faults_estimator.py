@@ -104,11 +104,11 @@ _OUT_OF_RANGE = [
 ]
 
 
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "transform",
-                                    "contrastive_loss", "score"])
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "transform", "contrastive_loss", "score"]
+)
 @pytest.mark.parametrize(("value", "match"), _OUT_OF_RANGE)
-def test_values_float32_cannot_hold_are_refused_at_inference(tabular, method, value,
-                                                             match):
+def test_values_float32_cannot_hold_are_refused_at_inference(tabular, method, value, match):
     X, y, clf = tabular
     bad = X[:4].copy()
     bad[1, 2] = value
@@ -176,8 +176,11 @@ class _GreyNet(torch.nn.Module):
 def test_a_backbone_whose_feature_dim_is_wrong_is_named(digits):
     # it had failed inside the first step with "mat1 and mat2 shapes cannot be multiplied"
     X, y = digits
-    with pytest.raises(ValueError, match=r"_GreyNet declares feature_dim=16 but maps .* "
-                                         r"features of shape \(32,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"_GreyNet declares feature_dim=16 but maps .* "
+        r"features of shape \(32,\)",
+    ):
         small_clf(backbone=_GreyNet(16), max_epochs=1).fit(X[:40], y[:40])
     clf = small_clf(backbone=_GreyNet(32), max_epochs=1).fit(X[:40], y[:40])
     assert clf.transform(X[:3]).shape == (3, 32)
@@ -197,8 +200,11 @@ def test_flat_rows_after_fitting_on_images_name_the_image_shape(fitted, digits):
     # scikit-learn's feature count compared 64 pixels with the image's 1 channel.
     X, _ = digits
     flat = X[:3].reshape(3, -1)
-    with pytest.raises(ValueError, match=r"shape \(64,\) but the training data has images "
-                                         r"of shape \(1, 8, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape \(64,\) but the training data has images "
+        r"of shape \(1, 8, 8\)",
+    ):
         fitted.predict(flat)
 
 
@@ -391,14 +397,16 @@ def _states(digits):
     }
 
 
-@pytest.mark.parametrize("state", ["unfitted-auto", "unfitted-cpu", "fitted-auto",
-                                   "fitted-cpu"])
+@pytest.mark.parametrize("state", ["unfitted-auto", "unfitted-cpu", "fitted-auto", "fitted-cpu"])
 @pytest.mark.parametrize("how", ["pickle", "deepcopy", "clone"])
 def test_round_trips_in_every_state(digits, state, how):
     X, y = digits
     est = _states(digits)[state]()
-    copy_ = {"pickle": lambda e: pickle.loads(pickle.dumps(e)),
-             "deepcopy": copy.deepcopy, "clone": clone}[how](est)
+    copy_ = {
+        "pickle": lambda e: pickle.loads(pickle.dumps(e)),
+        "deepcopy": copy.deepcopy,
+        "clone": clone,
+    }[how](est)
     assert copy_.get_params()["device"] == est.get_params()["device"]
     assert repr(copy_) == repr(est)
     if state.startswith("fitted") and how != "clone":
@@ -412,8 +420,7 @@ def test_round_trips_in_every_state(digits, state, how):
 def test_check_estimators_pickle_with_the_default_device():
     from sklearn.utils.estimator_checks import check_estimators_pickle
 
-    est = MoBYv2Classifier("mlp", max_epochs=2, batch_size=16, queue_size=32,
-                           random_state=0)
+    est = MoBYv2Classifier("mlp", max_epochs=2, batch_size=16, queue_size=32, random_state=0)
     assert est.device == "auto"
     check_estimators_pickle("MoBYv2Classifier", est)
 
@@ -421,8 +428,9 @@ def test_check_estimators_pickle_with_the_default_device():
 @pytest.mark.slow
 def test_parallel_grid_search_and_cross_validate_with_loky(digits):
     X, y = digits
-    est = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=32,
-                           random_state=0)  # device="auto"
+    est = MoBYv2Classifier(
+        "cnn", max_epochs=1, batch_size=32, queue_size=32, random_state=0
+    )  # device="auto"
     gs = GridSearchCV(est, {"lambda_c": [0.0, 0.5]}, cv=KFold(2), n_jobs=2)
     gs.fit(X[:96], y[:96])
     assert gs.best_params_["lambda_c"] in (0.0, 0.5)
@@ -442,12 +450,15 @@ def test_grid_search_with_rays_joblib_backend(digits, monkeypatch):
     monkeypatch.setattr(builtins, "print", builtins.print)
     X, y = digits
     register_ray()
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-             log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         with parallel_backend("ray"):
-            gs = GridSearchCV(small_clf(device="auto", max_epochs=1),
-                              {"lambda_c": [0.0, 0.5]}, cv=KFold(2), n_jobs=2)
+            gs = GridSearchCV(
+                small_clf(device="auto", max_epochs=1),
+                {"lambda_c": [0.0, 0.5]},
+                cv=KFold(2),
+                n_jobs=2,
+            )
             gs.fit(X[:96], y[:96])
     finally:
         ray.shutdown()
@@ -498,8 +509,7 @@ def test_checkpoint_and_load_init_state_resume_an_interrupted_fit(digits, tmp_pa
 
     lrs = []
     cp2 = Checkpoint(dirname=str(tmp_path), monitor=None)
-    resumed = small_clf(max_epochs=5, lr=1.0,
-                        callbacks=[cp2, LoadInitState(cp2), _RecordLR(lrs)])
+    resumed = small_clf(max_epochs=5, lr=1.0, callbacks=[cp2, LoadInitState(cp2), _RecordLR(lrs)])
     resumed.fit(X[:64], y[:64])
     assert not resumed.interrupted_
     assert len(resumed.history) == 5  # 2 epochs restored + the 3 left of the run
@@ -533,8 +543,9 @@ def test_only_the_ratios_of_huge_sample_weights_matter(digits, scale):
     ratios = np.linspace(0.25, 1.0, 64)
     a = small_clf(max_epochs=2).fit(X[:64], y[:64], sample_weight=ratios)
     b = small_clf(max_epochs=2).fit(X[:64], y[:64], sample_weight=ratios * scale)
-    np.testing.assert_allclose(b.predict_proba(X[100:150]), a.predict_proba(X[100:150]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        b.predict_proba(X[100:150]), a.predict_proba(X[100:150]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_weighted_loss_matches_the_definition():
@@ -569,14 +580,17 @@ def test_weights_of_unlabelled_rows_are_ignored(digits):
     np.testing.assert_allclose(a.predict_proba(X[:20]), b.predict_proba(X[:20]), rtol=1e-5)
 
 
-@pytest.mark.parametrize(("w", "match"), [
-    (np.ones(39), "sample_weight"),
-    (-np.ones(40), "sample_weight"),
-    (np.full(40, np.nan), "sample_weight"),
-    (np.full(40, np.inf), "sample_weight"),
-    (np.r_[np.ones(39), -1e-300], "sample_weight must be non-negative"),
-    (np.zeros(40), "sample_weight"),
-])
+@pytest.mark.parametrize(
+    ("w", "match"),
+    [
+        (np.ones(39), "sample_weight"),
+        (-np.ones(40), "sample_weight"),
+        (np.full(40, np.nan), "sample_weight"),
+        (np.full(40, np.inf), "sample_weight"),
+        (np.r_[np.ones(39), -1e-300], "sample_weight must be non-negative"),
+        (np.zeros(40), "sample_weight"),
+    ],
+)
 def test_bad_sample_weights_are_named(digits, w, match):
     X, y = digits
     with pytest.raises(ValueError, match=match):
@@ -597,8 +611,9 @@ def test_sample_weight_through_pipeline_and_grid_search_routing(digits):
 
     w = np.linspace(0.5, 1.5, 96)
     with config_context(enable_metadata_routing=True):
-        clf = Spy("mlp", max_epochs=1, batch_size=32, queue_size=32, random_state=0,
-                  device="cpu").set_fit_request(sample_weight=True)
+        clf = Spy(
+            "mlp", max_epochs=1, batch_size=32, queue_size=32, random_state=0, device="cpu"
+        ).set_fit_request(sample_weight=True)
         clf.set_score_request(sample_weight=True)
         scale = StandardScaler().set_fit_request(sample_weight=False)
         pipe = Pipeline([("scale", scale), ("clf", clf)])
@@ -612,8 +627,7 @@ def test_sample_weight_through_pipeline_and_grid_search_routing(digits):
 def test_sample_weight_through_pipeline_without_routing(digits):
     X, y = digits
     Xf = X.reshape(len(X), -1)
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("clf", small_clf(backbone="mlp", max_epochs=1))])
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", small_clf(backbone="mlp", max_epochs=1))])
     pipe.fit(Xf[:64], y[:64], clf__sample_weight=np.ones(64))
     assert pipe.predict(Xf[:3]).shape == (3,)
 
@@ -622,8 +636,7 @@ def test_sample_weight_through_pipeline_without_routing(digits):
 def test_x_unlabeled_behind_a_transformer_is_refused(digits):
     X, y = digits
     Xf = X.reshape(len(X), -1)
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("clf", small_clf(backbone="mlp", max_epochs=1))])
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", small_clf(backbone="mlp", max_epochs=1))])
     with pytest.raises(ValueError, match="stack_unlabeled"):
         pipe.fit(Xf[:64], y[:64], clf__X_unlabeled=Xf[64:128])
 
@@ -631,8 +644,7 @@ def test_x_unlabeled_behind_a_transformer_is_refused(digits):
 def test_x_unlabeled_behind_passthrough_steps_is_accepted(digits):
     X, y = digits
     Xf = X.reshape(len(X), -1)
-    pipe = Pipeline([("nothing", "passthrough"),
-                     ("clf", small_clf(backbone="mlp", max_epochs=1))])
+    pipe = Pipeline([("nothing", "passthrough"), ("clf", small_clf(backbone="mlp", max_epochs=1))])
     pipe.fit(Xf[:64], y[:64], clf__X_unlabeled=Xf[64:128])
     assert pipe[-1].steps_per_epoch_ == 4
 
@@ -640,8 +652,7 @@ def test_x_unlabeled_behind_passthrough_steps_is_accepted(digits):
 def test_stack_unlabeled_sends_unlabelled_rows_through_the_pipeline(digits):
     X, y = digits
     Xf = X.reshape(len(X), -1)
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("clf", small_clf(backbone="mlp", max_epochs=1))])
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", small_clf(backbone="mlp", max_epochs=1))])
     X_all, y_all = stack_unlabeled(Xf[:64], y[:64], Xf[64:160])
     assert X_all.shape == (160, 64) and (y_all[64:] == -1).all()
     pipe.fit(X_all, y_all)
@@ -664,9 +675,11 @@ def test_repr_shows_only_changed_parameters():
     assert repr(MoBYv2Classifier("cnn", lr=0.1)) == "MoBYv2Classifier(backbone='cnn', lr=0.1)"
     assert repr(MoBYv2Classifier(warm_start=True)) == "MoBYv2Classifier(warm_start=True)"
     assert repr(MoBYv2Classifier(callbacks=[Checkpoint()])) == (
-        "MoBYv2Classifier(callbacks=[Checkpoint(...)])")
+        "MoBYv2Classifier(callbacks=[Checkpoint(...)])"
+    )
     assert repr(MoBYv2Classifier(unlabeled_label=np.nan)) == (
-        "MoBYv2Classifier(unlabeled_label=nan)")
+        "MoBYv2Classifier(unlabeled_label=nan)"
+    )
     long = repr(small_clf(temperature=0.3, lambda_c=1.0, lr_milestones=(0.5,)))
     assert long.startswith("MoBYv2Classifier(backbone='cnn'") and "temperature=0.3" in long
     assert max(len(line) for line in long.splitlines()) <= 80
@@ -694,9 +707,12 @@ def test_the_string_minus_one_is_refused_as_ambiguous(digits):
     ys = y[:200].astype(str).astype(object)
     ys[100:] = "-1"
     for labels in (ys, ys.astype(str)):
-        with pytest.raises(ValueError, match=r"y holds the string '-1' in 100 rows; "
-                                             r"unlabelled rows are marked with the "
-                                             r"number -1.*unlabeled_label='-1'"):
+        with pytest.raises(
+            ValueError,
+            match=r"y holds the string '-1' in 100 rows; "
+            r"unlabelled rows are marked with the "
+            r"number -1.*unlabeled_label='-1'",
+        ):
             small_clf(max_epochs=1).fit(X[:200], labels)
     clf = small_clf(max_epochs=1).fit(X[:100], ys[:100])
     with pytest.raises(ValueError, match="string '-1'"):
@@ -768,8 +784,13 @@ def test_gpu_fitted_auto_estimator_unpickles_on_a_machine_without_gpu(digits, tm
         "np.testing.assert_allclose(p, np.load(d + '/p.npy'), atol=0.05)"  # bf16 vs fp32
     )
     env = {**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
 
 

@@ -29,8 +29,19 @@ TINY_DEMO = dict(PRESETS["demo"], initial=20, budget=10, cycles=2, trials=1, epo
 
 
 def tiny(**kw):
-    base = dict(dataset="digits", methods=["random"], backbone="cnn", initial=20, budget=10,
-                cycles=2, trials=1, epochs=1, batch_size=32, lr=0.05, device="cpu")
+    base = dict(
+        dataset="digits",
+        methods=["random"],
+        backbone="cnn",
+        initial=20,
+        budget=10,
+        cycles=2,
+        trials=1,
+        epochs=1,
+        batch_size=32,
+        lr=0.05,
+        device="cpu",
+    )
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -42,21 +53,43 @@ def tiny_demo(monkeypatch):
 
 
 def _files(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != _runstore.LOCK_NAME}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != _runstore.LOCK_NAME
+    }
 
 
 def _demo(out, *extra):
-    return cli.main(["demo", "--device", "cpu", "--quiet", "--jobs", "1", "--out", str(out),
-                     *extra])
+    return cli.main(
+        ["demo", "--device", "cpu", "--quiet", "--jobs", "1", "--out", str(out), *extra]
+    )
 
 
 # ============================================================================ the demo
 def test_the_demo_keeps_an_earlier_run_of_the_demo_preset(tmp_path, tiny_demo, capsys):
     # Once: `skmoby run --preset demo` then `skmoby demo` deleted the first run's results.
-    assert cli.main(["run", "--preset", "demo", "--cycles", "2", "--trials", "1",
-                     "--epochs", "1", "--device", "cpu", "--quiet",
-                     "--out", str(tmp_path / "demo")]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--preset",
+                "demo",
+                "--cycles",
+                "2",
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(tmp_path / "demo"),
+            ]
+        )
+        == 0
+    )
     before = _files(tmp_path / "demo")
     assert _demo(tmp_path) == 0
     assert _files(tmp_path / "demo") == before
@@ -103,12 +136,16 @@ def test_demo_overwrite_refuses_a_folder_another_process_writes(tmp_path, tiny_d
 
 
 @pytest.mark.parametrize("command", ["run", "demo"])
-def test_an_empty_out_is_refused_and_nothing_is_written_here(tmp_path, monkeypatch, capsys,
-                                                             command):
+def test_an_empty_out_is_refused_and_nothing_is_written_here(
+    tmp_path, monkeypatch, capsys, command
+):
     # Once: --out "" (an unset shell variable) wrote the run into the current folder.
     monkeypatch.chdir(tmp_path)
-    argv = (["run", "--dataset", "digits", "--methods", "random", "--epochs", "1"]
-            if command == "run" else ["demo"])
+    argv = (
+        ["run", "--dataset", "digits", "--methods", "random", "--epochs", "1"]
+        if command == "run"
+        else ["demo"]
+    )
     with pytest.raises(SystemExit) as e:
         cli.main([*argv, "--device", "cpu", "--quiet", "--out", ""])
     assert e.value.code == 2
@@ -140,8 +177,9 @@ class _held_elsewhere:
         self.folder = folder
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(self.folder)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, str(self.folder)], stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout.readline().strip() == "locked"
         return self.proc
 
@@ -217,8 +255,11 @@ def test_without_record_locks_a_live_holder_on_this_host_is_refused(tmp_path, mo
     _no_record_locks(monkeypatch)
     out = tmp_path / "run"
     out.mkdir()
-    (out / _runstore.LOCK_NAME).write_text(json.dumps(dict(
-        pid=os.getppid(), host=os.uname().nodename, command="skmoby run", since="now")))
+    (out / _runstore.LOCK_NAME).write_text(
+        json.dumps(
+            dict(pid=os.getppid(), host=os.uname().nodename, command="skmoby run", since="now")
+        )
+    )
     with pytest.raises(RunFolderLockedError, match=f"process {os.getppid()}"):
         run_experiment(tiny(), out, progress=False)
 
@@ -229,8 +270,9 @@ def test_without_record_locks_a_dead_holder_is_taken_over(tmp_path, monkeypatch)
     gone.wait()
     out = tmp_path / "run"
     out.mkdir()
-    (out / _runstore.LOCK_NAME).write_text(json.dumps(dict(
-        pid=gone.pid, host=os.uname().nodename, command="skmoby run", since="then")))
+    (out / _runstore.LOCK_NAME).write_text(
+        json.dumps(dict(pid=gone.pid, host=os.uname().nodename, command="skmoby run", since="then"))
+    )
     assert len(run_experiment(tiny(), out, progress=False)) == 2
 
 
@@ -239,9 +281,11 @@ def test_out_naming_a_file_is_refused(tmp_path, tiny_demo, capsys, command):
     # Once: a raw FileExistsError traceback.
     target = tmp_path / ("demo" if command.startswith("demo") else "run")
     target.write_text("a file of mine")
-    argv = (["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
-             "--out", str(target)] if command == "run"
-            else ["demo", "--out", str(tmp_path), "--overwrite"])
+    argv = (
+        ["run", "--dataset", "digits", "--methods", "random", "--epochs", "1", "--out", str(target)]
+        if command == "run"
+        else ["demo", "--out", str(tmp_path), "--overwrite"]
+    )
     assert cli.main([*argv, "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "Traceback" not in err
@@ -289,9 +333,26 @@ def test_an_initial_set_of_one_class_is_refused_before_anything_is_written(tmp_p
     # Once: --initial 1 passed validation, failed in the job, and the config.json left
     # behind refused the corrected command.
     out = tmp_path / "run"
-    common = ["run", "--dataset", "digits", "--methods", "random", "--trials", "1",
-              "--cycles", "2", "--budget", "10", "--epochs", "1", "--device", "cpu",
-              "--quiet", "--out", str(out)]
+    common = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--trials",
+        "1",
+        "--cycles",
+        "2",
+        "--budget",
+        "10",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main([*common, "--initial", "1"]) == 2
     err = capsys.readouterr().err
     assert "initial = 1" in err and "single class" in err and "Traceback" not in err
@@ -300,18 +361,46 @@ def test_an_initial_set_of_one_class_is_refused_before_anything_is_written(tmp_p
 
 
 def _cli(*argv, **kw):
-    return subprocess.run([sys.executable, "-m", "skmoby.cli", *argv], capture_output=True,
-                          text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "skmoby.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def test_a_run_with_stdout_closed_saves_its_cycles(tmp_path):
     # Once: every fit died in skorch's PrintLog (sys.stdout.flush() on None).
     out = tmp_path / "run"
-    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
-            "--device", "cpu", "--quiet", "--out", str(out)]
-    done = subprocess.run(["bash", "-c", 'exec "$@" >&-', "_", sys.executable, "-m",
-                           "skmoby.cli", *argv], capture_output=True, text=True, timeout=600)
+    argv = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--cycles",
+        "2",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$@" >&-', "_", sys.executable, "-m", "skmoby.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert len((out / "results.csv").read_text().splitlines()) == 3
 
@@ -329,9 +418,28 @@ def test_a_full_disk_is_one_line_and_the_folder_resumes(tmp_path, monkeypatch, c
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
-            "--device", "cpu", "--quiet", "--out", str(out)]
+    argv = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--cycles",
+        "2",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "skmoby resume" in err
@@ -351,8 +459,22 @@ def test_a_folder_that_cannot_be_created_is_one_line(tmp_path, monkeypatch, caps
         raise PermissionError(errno.EACCES, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
-    code = cli.main(["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
-                     "--device", "cpu", "--quiet", "--out", str(tmp_path / "ro" / "run")])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--methods",
+            "random",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(tmp_path / "ro" / "run"),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and "Traceback" not in err
@@ -374,8 +496,12 @@ def test_plot_into_a_closed_pipe_ends_quietly(tmp_path):
     # Once: `skmoby plot DIR | head -1` ended with a BrokenPipeError traceback.
     out = tmp_path / "run"
     run_experiment(tiny(), out, progress=False)
-    proc = subprocess.Popen([sys.executable, "-m", "skmoby.cli", "plot", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skmoby.cli", "plot", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()  # the reader is gone before the first line is written
     err = proc.stderr.read()
     assert proc.wait(timeout=600) == 141
@@ -385,9 +511,27 @@ def test_plot_into_a_closed_pipe_ends_quietly(tmp_path):
 def test_ctrl_c_while_starting_is_a_clean_exit_130(tmp_path):
     # Once: a KeyboardInterrupt traceback and exit -2 when Ctrl-C came during imports.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "skmoby.cli", "run", "--dataset", "digits", "--methods",
-         "random", "--epochs", "1", "--device", "cpu", "--quiet", "--out",
-         str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "skmoby.cli",
+            "run",
+            "--dataset",
+            "digits",
+            "--methods",
+            "random",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # The command names the run, then imports PyTorch and loads the data: interrupt it
     # there, however long the interpreter took to start on a busy machine.
     assert proc.stdout.readline().startswith("running digits:")
@@ -398,20 +542,20 @@ def test_ctrl_c_while_starting_is_a_clean_exit_130(tmp_path):
 
 
 def test_version_help_and_argument_errors_do_not_import_torch():
-    code = ("import sys\nfrom skmoby import cli\n"
-            "for argv in (['--version'], ['run', '--help'], ['run', '--dataset', 'digits', "
-            "'--methods', 'foo'], ['run', '--budget', '0']):\n"
-            "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
-            "print('torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600)
+    code = (
+        "import sys\nfrom skmoby import cli\n"
+        "for argv in (['--version'], ['run', '--help'], ['run', '--dataset', 'digits', "
+        "'--methods', 'foo'], ['run', '--budget', '0']):\n"
+        "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
 
 
 @pytest.mark.parametrize("method", ["mobyv2al-typiclust", "mobyv2al-probcover"])
 def test_a_run_of_a_low_budget_method_resumes_to_the_same_table(tmp_path, method):
-    cfg = tiny(methods=[method], initial=30, budget=20, cycles=3, trials=1,
-               unlabeled="random")
+    cfg = tiny(methods=[method], initial=30, budget=20, cycles=3, trials=1, unlabeled="random")
     whole = run_experiment(cfg, tmp_path / "whole", progress=False)
     cut = tmp_path / "cut"
     run_experiment(cfg, cut, progress=False)
@@ -463,9 +607,26 @@ def test_a_forked_copy_of_the_holder_is_refused(tmp_path):
 
 def test_the_plan_of_a_run_into_another_protocols_folder_is_a_refusal(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-            "--budget", "10", "--cycles", "2", "--trials", "1", "--device", "cpu",
-            "--quiet", "--out", str(out)]
+    args = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--cycles",
+        "2",
+        "--trials",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main([*args, "--epochs", "1"]) == 0
     capsys.readouterr()
     for extra in (["--dry-run"], []):
@@ -496,26 +657,74 @@ def test_demo_overwrite_of_a_finished_demo_plans_every_fit(tmp_path, tiny_demo, 
 
 def test_a_pipe_closed_during_a_run_ends_quietly(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "skmoby.cli", "run", "--dataset", "digits", "--methods",
-         "random", "--initial", "20", "--budget", "10", "--cycles", "2", "--trials", "1",
-         "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "skmoby.cli",
+            "run",
+            "--dataset",
+            "digits",
+            "--methods",
+            "random",
+            "--initial",
+            "20",
+            "--budget",
+            "10",
+            "--cycles",
+            "2",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=600) == 141
     assert "Traceback" not in err and "Broken pipe" not in err
 
 
-def test_a_full_disk_before_anything_is_saved_names_the_file(tmp_path, monkeypatch,
-                                                             capsys):
+def test_a_full_disk_before_anything_is_saved_names_the_file(tmp_path, monkeypatch, capsys):
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", fsync)
     out = tmp_path / "run"
-    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
-                     "--initial", "20", "--budget", "10", "--cycles", "2", "--trials",
-                     "1", "--device", "cpu", "--quiet", "--out", str(out)]) == 1
+    assert (
+        cli.main(
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--methods",
+                "random",
+                "--epochs",
+                "1",
+                "--initial",
+                "20",
+                "--budget",
+                "10",
+                "--cycles",
+                "2",
+                "--trials",
+                "1",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "No space left on device: " in err and "config.json" in err
     assert "Nothing was written" in err and "skmoby resume" not in err
@@ -529,8 +738,25 @@ def test_demo_into_a_file_and_a_dangling_link_are_refused(tmp_path, capsys):
     assert e.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "missing")
-    assert cli.main(["run", "--dataset", "digits", "--methods", "random", "--epochs", "1",
-                     "--device", "cpu", "--quiet", "--out", str(link)]) == 2
+    assert (
+        cli.main(
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--methods",
+                "random",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(link),
+            ]
+        )
+        == 2
+    )
     assert "symbolic link" in capsys.readouterr().err
     assert afile.read_text() == "mine" and not (tmp_path / "missing").exists()
 

@@ -35,8 +35,19 @@ VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
 
 
 def tiny(**kw):
-    base = dict(dataset="digits", methods=["random"], backbone="cnn", initial=20, budget=10,
-                cycles=2, trials=2, epochs=1, batch_size=32, lr=0.05, device="cpu")
+    base = dict(
+        dataset="digits",
+        methods=["random"],
+        backbone="cnn",
+        initial=20,
+        budget=10,
+        cycles=2,
+        trials=2,
+        epochs=1,
+        batch_size=32,
+        lr=0.05,
+        device="cpu",
+    )
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -91,19 +102,23 @@ def test_resume_may_change_device_and_data_root(run_copy, digits_ds, reference):
     pd.testing.assert_frame_equal(again[VALUES], reference[1][VALUES])
 
 
-@pytest.mark.parametrize("cut", ["inside method", "inside trial", "after n_labelled",
-                                 "inside accuracy", "inside config_hash"])
-def test_a_last_row_cut_mid_write_is_dropped_and_recomputed(run_copy, digits_ds, reference,
-                                                            cut):
+@pytest.mark.parametrize(
+    "cut",
+    ["inside method", "inside trial", "after n_labelled", "inside accuracy", "inside config_hash"],
+)
+def test_a_last_row_cut_mid_write_is_dropped_and_recomputed(run_copy, digits_ds, reference, cut):
     # Once: a value cut to '0.10' stayed in the table; a row cut after n_labelled gave
     # accuracy NaN; a cut inside method or trial gave pandas' IntCastingNaNError.
     rows = csv_lines(run_copy)
     last = rows[-1]
     fields = last.split(",")
-    stop = {"inside method": 2, "inside trial": len(fields[0]) + 1,
-            "after n_labelled": len(",".join(fields[:4])),
-            "inside accuracy": len(",".join(fields[:4])) + 5,
-            "inside config_hash": len(last) - 5}[cut]
+    stop = {
+        "inside method": 2,
+        "inside trial": len(fields[0]) + 1,
+        "after n_labelled": len(",".join(fields[:4])),
+        "inside accuracy": len(",".join(fields[:4])) + 5,
+        "inside config_hash": len(last) - 5,
+    }[cut]
     (run_copy / "results.csv").write_text("".join(rows[:-1]) + last[:stop])
     with pytest.warns(RuntimeWarning, match=r"results.csv, line 5: dropped a row cut"):
         table = resume_experiment(run_copy, dataset=digits_ds, progress=False)
@@ -111,16 +126,20 @@ def test_a_last_row_cut_mid_write_is_dropped_and_recomputed(run_copy, digits_ds,
     assert (run_copy / "results.csv").read_text().endswith("\n")
 
 
-@pytest.mark.parametrize(("line", "field", "value", "match"), [
-    (2, 4, "0.1x", "accuracy '0.1x' is not a number"),
-    (3, 1, "one", "trial 'one' is not an integer"),
-    (2, 3, "25", "n_labelled 25 does not match"),
-    (3, 0, "magic", "method 'magic' is not one of"),
-    (2, 4, "1.5", "accuracy 1.5 is out of range"),
-    (2, 4, "nan", "accuracy nan is out of range"),
-])
-def test_a_damaged_row_is_refused_with_file_and_line(run_copy, digits_ds, line, field,
-                                                     value, match):
+@pytest.mark.parametrize(
+    ("line", "field", "value", "match"),
+    [
+        (2, 4, "0.1x", "accuracy '0.1x' is not a number"),
+        (3, 1, "one", "trial 'one' is not an integer"),
+        (2, 3, "25", "n_labelled 25 does not match"),
+        (3, 0, "magic", "method 'magic' is not one of"),
+        (2, 4, "1.5", "accuracy 1.5 is out of range"),
+        (2, 4, "nan", "accuracy nan is out of range"),
+    ],
+)
+def test_a_damaged_row_is_refused_with_file_and_line(
+    run_copy, digits_ds, line, field, value, match
+):
     rows = csv_lines(run_copy)
     fields = rows[line - 1].rstrip("\n").split(",")
     fields[field] = value
@@ -150,8 +169,11 @@ def test_summarize_does_not_count_a_duplicate_as_a_trial(reference):
 def test_a_missing_cycle_before_a_finished_one_is_refused(run_copy, digits_ds):
     rows = csv_lines(run_copy)
     (run_copy / "results.csv").write_text("".join([rows[0], rows[2]]))  # cycle 1 only
-    with pytest.raises(RunFolderError, match=r"cycle 1 of .random, trial 0. is there but "
-                                             r"cycle 0 is not"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"cycle 1 of .random, trial 0. is there but "
+        r"cycle 0 is not",
+    ):
         resume_experiment(run_copy, dataset=digits_ds, progress=False)
 
 
@@ -173,8 +195,11 @@ def test_an_empty_results_file_is_named(run_copy, digits_ds):
 def test_a_missing_selections_file_is_named(run_copy, digits_ds):
     # Once: a raw KeyError.
     (run_copy / "selections.json").unlink()
-    with pytest.raises(RunFolderError, match=r"selections.json is missing, but .*results.csv "
-                                             r"has 4 rows"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"selections.json is missing, but .*results.csv "
+        r"has 4 rows",
+    ):
         resume_experiment(run_copy, dataset=digits_ds, progress=False)
 
 
@@ -186,13 +211,16 @@ def test_a_corrupt_selections_file_is_named(run_copy, digits_ds):
         resume_experiment(run_copy, dataset=digits_ds, progress=False)
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ('{"dataset": "digits",', r"config.json is not valid JSON \(line 1"),
-    ("[1, 2]", "config.json must hold a JSON object"),
-    ('{"budget": "ten"}', "config.json: budget must be a positive int"),
-    ('{"bugdet": 10}', r"config.json: unknown experiment settings: \['bugdet'\]"),
-    ('{"lr": "0.1"}', "config.json: lr must be a positive number"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"dataset": "digits",', r"config.json is not valid JSON \(line 1"),
+        ("[1, 2]", "config.json must hold a JSON object"),
+        ('{"budget": "ten"}', "config.json: budget must be a positive int"),
+        ('{"bugdet": 10}', r"config.json: unknown experiment settings: \['bugdet'\]"),
+        ('{"lr": "0.1"}', "config.json: lr must be a positive number"),
+    ],
+)
 def test_an_invalid_config_file_is_named(run_copy, digits_ds, text, match):
     (run_copy / "config.json").write_text(text)
     with pytest.raises(RunFolderError, match=match):
@@ -212,20 +240,23 @@ def _edit_first_selection(out, edit):
 def _already_labelled(sel, out):
     cfg = json.loads((out / "config.json").read_text())
     n_pool = len(load_dataset("digits").X_train)
-    sel[1] = int(np.random.RandomState(cfg["seed"]).choice(n_pool, cfg["initial"],
-                                                            replace=False)[0])
+    sel[1] = int(
+        np.random.RandomState(cfg["seed"]).choice(n_pool, cfg["initial"], replace=False)[0]
+    )
 
 
-@pytest.mark.parametrize(("edit", "match"), [
-    (lambda sel, out: sel.__setitem__(1, sel[0]), "distinct non-negative integer"),
-    (lambda sel, out: sel.__setitem__(1, -1), "distinct non-negative integer"),
-    (lambda sel, out: sel.__setitem__(1, True), "distinct non-negative integer"),
-    (lambda sel, out: sel.clear(), "holds 0 selected images; the protocol picks 10"),
-    (lambda sel, out: sel.__setitem__(1, 99999), "selects image 99999 of a pool"),
-    (_already_labelled, "selects images that were already labelled"),
-])
-def test_an_edited_selection_is_refused_with_file_and_entry(run_copy, digits_ds, edit,
-                                                            match):
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda sel, out: sel.__setitem__(1, sel[0]), "distinct non-negative integer"),
+        (lambda sel, out: sel.__setitem__(1, -1), "distinct non-negative integer"),
+        (lambda sel, out: sel.__setitem__(1, True), "distinct non-negative integer"),
+        (lambda sel, out: sel.clear(), "holds 0 selected images; the protocol picks 10"),
+        (lambda sel, out: sel.__setitem__(1, 99999), "selects image 99999 of a pool"),
+        (_already_labelled, "selects images that were already labelled"),
+    ],
+)
+def test_an_edited_selection_is_refused_with_file_and_entry(run_copy, digits_ds, edit, match):
     # Once: a duplicate trained the next cycle on fewer labels and saved a row that made
     # the folder unreadable; -1 and true were taken as indices; 99999 failed in the job.
     _edit_first_selection(run_copy, edit)
@@ -244,8 +275,7 @@ def test_a_missing_config_next_to_results_is_refused_unchanged(run_copy, digits_
 
 
 @pytest.mark.parametrize("damage", ["duplicated row", "replayed selection"])
-def test_resume_on_another_device_leaves_a_damaged_folder_unchanged(run_copy, digits_ds,
-                                                                   damage):
+def test_resume_on_another_device_leaves_a_damaged_folder_unchanged(run_copy, digits_ds, damage):
     if damage == "duplicated row":
         rows = csv_lines(run_copy)
         (run_copy / "results.csv").write_text("".join(rows + rows[-1:]))
@@ -299,19 +329,19 @@ def test_an_interrupted_fit_is_not_saved(tmp_path, digits_ds):
         return [RaiseInterrupt()] if (trial, cycle) == (0, 1) else []
 
     with pytest.raises(KeyboardInterrupt, match="interrupted after 0 of 2 epochs"):
-        run_experiment(tiny(epochs=2), tmp_path, dataset=digits_ds, progress=False,
-                       callbacks=cbs)
+        run_experiment(tiny(epochs=2), tmp_path, dataset=digits_ds, progress=False, callbacks=cbs)
     assert len(csv_lines(tmp_path)) == 2  # header and cycle 0
 
 
 def test_early_stopping_is_not_taken_for_an_interrupt(tmp_path, digits_ds):
     stop = EarlyStopping(monitor="train_loss", patience=1, threshold=1e9)
-    table = run_experiment(tiny(trials=1, epochs=3), tmp_path, dataset=digits_ds,
-                           progress=False, callbacks=[stop])
+    table = run_experiment(
+        tiny(trials=1, epochs=3), tmp_path, dataset=digits_ds, progress=False, callbacks=[stop]
+    )
     assert len(table) == 2
 
 
-CALLBACK_MODULE = '''
+CALLBACK_MODULE = """
 import os, time
 from skorch.callbacks import Callback
 
@@ -323,7 +353,7 @@ class SignalWhenTraining(Callback):
 
 def during_cycle_1(method, trial, cycle):
     return [SignalWhenTraining()] if cycle == 1 else []
-'''
+"""
 
 
 def _sigint_live() -> None:
@@ -344,10 +374,23 @@ def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digit
     env = dict(os.environ, MARKER=str(marker), PYTHONPATH=str(tmp_path))
     # Ctrl-C live in the child, as in a terminal: a test run started in the background by
     # a non-interactive shell (or nohup) ignores SIGINT, and children inherit that.
-    proc = subprocess.Popen([sys.executable, "-m", "skmoby.cli", "resume", str(out),
-                             "--quiet", "--callback", "slowcb:during_cycle_1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_sigint_live)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skmoby.cli",
+            "resume",
+            str(out),
+            "--quiet",
+            "--callback",
+            "slowcb:during_cycle_1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_live,
+    )
     deadline = time.monotonic() + 300
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -361,8 +404,7 @@ def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digit
     pd.testing.assert_frame_equal(again[VALUES], ref[VALUES])
 
 
-def test_ctrl_c_during_the_selection_is_not_swallowed_by_modal(tmp_path, digits_ds,
-                                                               monkeypatch):
+def test_ctrl_c_during_the_selection_is_not_swallowed_by_modal(tmp_path, digits_ds, monkeypatch):
     # modAL's query calls the strategy in a bare `except:` and calls it again on any
     # exception: a Ctrl-C during the selection was swallowed and the cycle saved.
     from skmoby import experiment
@@ -379,8 +421,7 @@ def test_ctrl_c_during_the_selection_is_not_swallowed_by_modal(tmp_path, digits_
     monkeypatch.setitem(experiment._STRATEGIES, "coreset", strategy)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny(methods=["coreset"], trials=1), out, dataset=digits_ds,
-                       progress=False)
+        run_experiment(tiny(methods=["coreset"], trials=1), out, dataset=digits_ds, progress=False)
     assert calls == [10]  # not selected a second time
     # cycle 0 ended in the selection: nothing saved
     assert not (out / "results.csv").exists() or csv_lines(out)[1:] == []
@@ -418,8 +459,9 @@ def test_a_failing_job_is_reported_and_the_others_finish(tmp_path, digits_ds, re
 
     logged = []
     with pytest.raises(JobsFailedError, match=r"\(random, trial 0\)") as e:
-        run_experiment(tiny(), tmp_path, dataset=digits_ds, progress=False, callbacks=cbs,
-                       log=logged.append)
+        run_experiment(
+            tiny(), tmp_path, dataset=digits_ds, progress=False, callbacks=cbs, log=logged.append
+        )
     assert "boom in the fit" in str(e.value) and "Traceback" in str(e.value)
     assert any("FAILED" in line and "boom in the fit" in line for line in logged)
     assert len(e.value.results) == 3  # trial 1 finished, trial 0 stopped after cycle 0
@@ -434,9 +476,26 @@ def test_cuda_without_a_gpu_is_refused_before_writing(tmp_path, capsys):
     # Once: torch's "Found no NVIDIA driver" after config.json was written, and the
     # folder then refused --device cpu.
     out = tmp_path / "run"
-    argv = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-            "--budget", "10", "--cycles", "2", "--trials", "1", "--epochs", "1",
-            "--out", str(out), "--quiet"]
+    argv = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--cycles",
+        "2",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main([*argv, "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "no usable CUDA GPU" in err and "--device cpu" in err
@@ -480,14 +539,17 @@ def test_plot_of_a_damaged_table_names_file_and_line(run_copy, capsys):
 
 
 # ============================================================================ options
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"jobs": 0}, "jobs must be a positive int"),
-    ({"jobs": -2}, "jobs must be a positive int"),
-    ({"jobs": 1.5}, "jobs must be a positive int"),
-    ({"jobs_per_gpu": 0}, "jobs_per_gpu must be None or a positive int"),
-    ({"backend": "dask"}, "backend must be 'local' or 'ray'"),
-    ({"ray_address": "auto"}, "ray_address needs backend='ray'"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"jobs": 0}, "jobs must be a positive int"),
+        ({"jobs": -2}, "jobs must be a positive int"),
+        ({"jobs": 1.5}, "jobs must be a positive int"),
+        ({"jobs_per_gpu": 0}, "jobs_per_gpu must be None or a positive int"),
+        ({"backend": "dask"}, "backend must be 'local' or 'ray'"),
+        ({"ray_address": "auto"}, "ray_address needs backend='ray'"),
+    ],
+)
 def test_bad_run_options(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         run_experiment(tiny(), tmp_path / "x", progress=False, **kw)
@@ -498,8 +560,20 @@ def test_bad_run_options(tmp_path, kw, match):
 def test_jobs_per_gpu_without_a_gpu(tmp_path, capsys):
     with pytest.raises(ValueError, match="no CUDA GPU to share"):
         run_experiment(tiny(), tmp_path / "x", progress=False, jobs_per_gpu=2)
-    code = cli.main(["run", "--dataset", "digits", "--jobs-per-gpu", "2", "--device", "cpu",
-                     "--out", str(tmp_path / "x"), "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--jobs-per-gpu",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "--jobs-per-gpu (2)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -515,8 +589,20 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch, caps
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(ImportError, match=r"skmoby\[ray\]"):
         run_experiment(tiny(), tmp_path / "x", progress=False, backend="ray")
-    code = cli.main(["run", "--dataset", "digits", "--backend", "ray", "--device", "cpu",
-                     "--out", str(tmp_path / "x"), "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--backend",
+            "ray",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "pip install 'skmoby[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -528,9 +614,22 @@ def test_unreachable_ray_address(tmp_path, capsys):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = cli.main(["run", "--dataset", "digits", "--backend", "ray", "--device", "cpu",
-                     "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path / "x"),
-                     "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--backend",
+            "ray",
+            "--device",
+            "cpu",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach the Ray cluster" in err
     assert not (tmp_path / "x").exists()
@@ -541,8 +640,7 @@ def _as_if_under_uv_run(monkeypatch, tmp_path, *uv_args):
     hook = pytest.importorskip("ray._private.runtime_env.uv_runtime_env_hook")
     from ray._private import ray_constants
 
-    monkeypatch.setattr(hook, "_get_uv_run_cmdline",
-                        lambda: ["uv", "run", *uv_args, "skmoby"])
+    monkeypatch.setattr(hook, "_get_uv_run_cmdline", lambda: ["uv", "run", *uv_args, "skmoby"])
     # Ray's default, whatever the environment of the test run says (conftest.py)
     monkeypatch.delenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", raising=False)
     monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", True)
@@ -565,8 +663,11 @@ def _runtime_env_of_local_ray(monkeypatch):
 
     monkeypatch.setattr(ray, "init", init)
     with pytest.raises(Stop):
-        next(_parallel._ray_runner([("random", 0, {})], None, {}, jobs=1, threads=1,
-                                   jobs_per_gpu=None, address=None))
+        next(
+            _parallel._ray_runner(
+                [("random", 0, {})], None, {}, jobs=1, threads=1, jobs_per_gpu=None, address=None
+            )
+        )
     return seen[0]
 
 
@@ -599,9 +700,32 @@ def test_ray_run_under_uv_run_with_the_project_elsewhere(tmp_path, monkeypatch, 
         ray.shutdown()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     _as_if_under_uv_run(monkeypatch, tmp_path, "--project", repo)
-    code = cli.main(["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-                     "--budget", "10", "--cycles", "1", "--trials", "1", "--epochs", "1",
-                     "--device", "cpu", "--backend", "ray", "--out", "r", "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--methods",
+            "random",
+            "--initial",
+            "20",
+            "--budget",
+            "10",
+            "--cycles",
+            "1",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--backend",
+            "ray",
+            "--out",
+            "r",
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "r" / "results.csv")) == 1  # cycle 0 of trial 0
     assert not ray.is_initialized()  # the cluster the run started is stopped
@@ -610,13 +734,45 @@ def test_ray_run_under_uv_run_with_the_project_elsewhere(tmp_path, monkeypatch, 
 # ============================================================================ CLI words
 def test_cli_errors_name_cli_flags(tmp_path, capsys):
     # Once: "pass download=True" and "use resume_experiment()" on the command line.
-    assert cli.main(["run", "--dataset", "cifar10", "--data-root", str(tmp_path),
-                     "--out", str(tmp_path / "a"), "--quiet", "--device", "cpu"]) == 2
+    assert (
+        cli.main(
+            [
+                "run",
+                "--dataset",
+                "cifar10",
+                "--data-root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "a"),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--download" in err and "download=True" not in err
-    base = ["run", "--dataset", "digits", "--methods", "random", "--initial", "20",
-            "--budget", "10", "--trials", "1", "--epochs", "1", "--device", "cpu",
-            "--out", str(tmp_path / "b"), "--quiet"]
+    base = [
+        "run",
+        "--dataset",
+        "digits",
+        "--methods",
+        "random",
+        "--initial",
+        "20",
+        "--budget",
+        "10",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "b"),
+        "--quiet",
+    ]
     assert cli.main([*base, "--cycles", "1"]) == 0
     assert cli.main([*base, "--cycles", "2"]) == 2
     err = capsys.readouterr().err
@@ -631,11 +787,14 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("skmoby 0.")
 
 
-@pytest.mark.parametrize(("settings", "err"), [
-    (dict(dataset="no-such-dataset"), ValueError),
-    (dict(dataset="cifar10", data_root="MISSING"), FileNotFoundError),
-    (dict(initial=1000, budget=1000, cycles=3), ValueError),
-])
+@pytest.mark.parametrize(
+    ("settings", "err"),
+    [
+        (dict(dataset="no-such-dataset"), ValueError),
+        (dict(dataset="cifar10", data_root="MISSING"), FileNotFoundError),
+        (dict(initial=1000, budget=1000, cycles=3), ValueError),
+    ],
+)
 def test_a_run_refused_before_it_starts_writes_nothing(tmp_path, settings, err):
     # A config.json left behind held the folder: neither rerun (another configuration)
     # nor resume (the same refusal) could use it.

@@ -18,10 +18,12 @@ FIXTURES = Path(__file__).parent / "fixtures" / "0.1.0.dev0"
 def test_old_pickle_loads_and_predicts_as_before():
     clf = pickle.loads((FIXTURES / "classifier.pkl").read_bytes())
     expected = np.load(FIXTURES / "classifier_expected.npz")
-    np.testing.assert_allclose(clf.predict_proba(expected["X"]), expected["proba"],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(clf.transform(expected["X"]), expected["features"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        clf.predict_proba(expected["X"]), expected["proba"], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        clf.transform(expected["X"]), expected["features"], rtol=1e-5, atol=1e-6
+    )
 
 
 def _expected_summary() -> pd.DataFrame:
@@ -52,9 +54,16 @@ def test_old_run_folder_resumes_its_lost_last_cycle_to_the_same_table(tmp_path):
     _same_table(summarize(results))
 
 
-@pytest.mark.parametrize("path", ["skmoby.MoBYv2Classifier", "skmoby.classifier.MoBYv2Classifier",
-                                  "skmoby.experiment.run_experiment",
-                                  "skmoby.experiment.ExperimentConfig", "skmoby.query.coreset"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "skmoby.MoBYv2Classifier",
+        "skmoby.classifier.MoBYv2Classifier",
+        "skmoby.experiment.run_experiment",
+        "skmoby.experiment.ExperimentConfig",
+        "skmoby.query.coreset",
+    ],
+)
 def test_public_import_paths_of_0_1_0_still_work(path):
     import importlib
 

@@ -67,8 +67,12 @@ def test_gradient_flows_to_query_only_through_argument():
     ],
 )
 def test_bad_arguments(kwargs, match):
-    args = {"query": torch.zeros(3, 4), "positive": torch.zeros(3, 4),
-            "queue": torch.zeros(5, 4), "temperature": 0.2}
+    args = {
+        "query": torch.zeros(3, 4),
+        "positive": torch.zeros(3, 4),
+        "queue": torch.zeros(5, 4),
+        "temperature": 0.2,
+    }
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         info_nce(**args)

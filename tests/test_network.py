@@ -10,8 +10,9 @@ from skmoby.network import MoBYv2Network, ProjectionHead, cosine_momentum, momen
 
 def _net(queue_size=8, proj=4):
     torch.manual_seed(0)
-    return MoBYv2Network(MLP(5, hidden=6), 6, n_classes=3, projection_dim=proj,
-                         queue_size=queue_size)
+    return MoBYv2Network(
+        MLP(5, hidden=6), 6, n_classes=3, projection_dim=proj, queue_size=queue_size
+    )
 
 
 def test_cosine_schedule_first_last_and_middle():
@@ -39,8 +40,9 @@ def test_momentum_update_is_an_ema_of_parameters():
 
 def test_key_branch_starts_as_copy_and_has_no_grad():
     net = _net()
-    for (n1, p1), (_, p2) in zip(net.encoder.named_parameters(),
-                                  net.key_encoder.named_parameters(), strict=True):
+    for (n1, p1), (_, p2) in zip(
+        net.encoder.named_parameters(), net.key_encoder.named_parameters(), strict=True
+    ):
         assert torch.equal(p1, p2), n1
         assert p1.requires_grad and not p2.requires_grad
     assert all(not p.requires_grad for p in net.key_parameters())
@@ -53,8 +55,7 @@ def test_update_keys_moves_only_key_branch():
             p.add_(1.0)
     before = [p.clone() for p in net.key_encoder.parameters()]
     net.update_keys(0.5)
-    for b, k, q in zip(before, net.key_encoder.parameters(), net.encoder.parameters(),
-                       strict=True):
+    for b, k, q in zip(before, net.key_encoder.parameters(), net.encoder.parameters(), strict=True):
         torch.testing.assert_close(k, 0.5 * b + 0.5 * q)
 
 
@@ -104,7 +105,11 @@ def test_projection_head_endings():
     assert _kinds(linear) == ["Linear"] and linear.layers[0].bias is not None
     # Hidden layers keep batch norm and ReLU; only the last layer follows `end`.
     assert _kinds(ProjectionHead((7, 5, 3), end="linear")) == [
-        "Linear", "BatchNorm1d", "ReLU", "Linear"]
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Linear",
+    ]
     # A bn-relu head maps into the non-negative orthant; a linear one does not.
     torch.manual_seed(0)
     x = torch.randn(16, 7)
@@ -119,8 +124,9 @@ def test_projection_head_endings():
 @pytest.mark.parametrize("end", ["linear", "bn-relu"])
 def test_network_projection_head_argument(end):
     torch.manual_seed(0)
-    net = MoBYv2Network(MLP(5, hidden=6), 6, n_classes=3, projection_dim=4, queue_size=8,
-                        projection_head=end)
+    net = MoBYv2Network(
+        MLP(5, hidden=6), 6, n_classes=3, projection_dim=4, queue_size=8, projection_head=end
+    )
     expected = ["Linear"] if end == "linear" else ["Linear", "BatchNorm1d", "ReLU"]
     for head in (net.projector, net.predictor, net.key_projector):
         assert _kinds(head) == expected
@@ -136,8 +142,9 @@ def test_default_projection_head_is_the_papers():
 
 def _bn_net():
     torch.manual_seed(0)
-    return MoBYv2Network(CNN(1, width=4), 16, n_classes=2, projection_dim=8, queue_size=16,
-                         projection_head="bn-relu")
+    return MoBYv2Network(
+        CNN(1, width=4), 16, n_classes=2, projection_dim=8, queue_size=16, projection_head="bn-relu"
+    )
 
 
 def test_contrastive_terms_normalise_each_view_on_its_own():
@@ -156,8 +163,9 @@ def test_contrastive_terms_normalise_each_view_on_its_own():
     f_alone, q_weak = ref.query(weak)
     _, q_strong = ref.query(strong)
     kw_alone, ks_alone = ref.key(weak), ref.key(strong)
-    expected = symmetric_info_nce(q_weak, q_strong, kw_alone, ks_alone, ref.queue_weak,
-                                  ref.queue_strong, 0.2)
+    expected = symmetric_info_nce(
+        q_weak, q_strong, kw_alone, ks_alone, ref.queue_weak, ref.queue_strong, 0.2
+    )
     torch.testing.assert_close(f_weak, f_alone)
     torch.testing.assert_close(k_weak, kw_alone)
     torch.testing.assert_close(k_strong, ks_alone)
@@ -174,8 +182,7 @@ def test_joint_loss_decreases_with_per_view_batch_norm():
     net = _bn_net()
     net.train()
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 2, (32,))
-    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1,
-                          momentum=0.9)
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     losses = []
     for step in range(40):
         weak = x + 0.05 * torch.randn_like(x)

@@ -24,15 +24,46 @@ from skmoby.experiment import (
 )
 
 VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
-ARGV = ["--dataset", "digits", "--methods", "mobyv2al,random", "--backbone", "cnn",
-        "--initial", "20", "--budget", "10", "--cycles", "2", "--trials", "2",
-        "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--device", "cpu"]
+ARGV = [
+    "--dataset",
+    "digits",
+    "--methods",
+    "mobyv2al,random",
+    "--backbone",
+    "cnn",
+    "--initial",
+    "20",
+    "--budget",
+    "10",
+    "--cycles",
+    "2",
+    "--trials",
+    "2",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.05",
+    "--device",
+    "cpu",
+]
 
 
 def tiny(**kw):
-    base = dict(dataset="digits", methods=["mobyv2al", "random"], backbone="cnn", initial=20,
-                budget=10, cycles=2, trials=2, epochs=1, batch_size=32, lr=0.05,
-                device="cpu")
+    base = dict(
+        dataset="digits",
+        methods=["mobyv2al", "random"],
+        backbone="cnn",
+        initial=20,
+        budget=10,
+        cycles=2,
+        trials=2,
+        epochs=1,
+        batch_size=32,
+        lr=0.05,
+        device="cpu",
+    )
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -72,13 +103,21 @@ class RecordThreads(Callback):
 def test_two_worker_processes_give_the_serial_table(tmp_path, digits_ds, serial, capsys):
     out = tmp_path / "run"
     lines = []
-    run_experiment(tiny(), out, dataset=digits_ds, progress=True, jobs=2, log=lines.append,
-                   callbacks=[RecordThreads(str(tmp_path))])
+    run_experiment(
+        tiny(),
+        out,
+        dataset=digits_ds,
+        progress=True,
+        jobs=2,
+        log=lines.append,
+        callbacks=[RecordThreads(str(tmp_path))],
+    )
     same_run(out, serial)
     # one line per finished cycle, naming method, trial and cycle; one bar over all 8
-    assert sorted(lines) == sorted(f"{m:<9} trial {t} cycle {c}: {20 + 10 * c} labels, "
-                                   f"accuracy {a:.4f}" for m, t, c, a in
-                                   serial[0][["method", "trial", "cycle", "accuracy"]].values)
+    assert sorted(lines) == sorted(
+        f"{m:<9} trial {t} cycle {c}: {20 + 10 * c} labels, accuracy {a:.4f}"
+        for m, t, c, a in serial[0][["method", "trial", "cycle", "accuracy"]].values
+    )
     err = capsys.readouterr().err
     assert "cycles: 100%" in err and "8/8" in err
     threads = [int(p.read_text()) for p in tmp_path.glob("*.threads")]
@@ -96,8 +135,12 @@ def test_threads_per_job_do_not_depend_on_jobs(tmp_path, digits_ds, monkeypatch)
     with skmoby_threads.limit_threads(8):  # torch's default on an 8-core machine
         assert _parallel.threads_per_job(tiny()) == 2  # 8 CPUs, 2 methods x 2 trials
         assert _parallel.threads_per_job(tiny(trials=8)) == 1
-        run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
-                       dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))])
+        run_experiment(
+            tiny(trials=1, methods=["random"], cycles=2),
+            tmp_path / "run",
+            dataset=digits_ds,
+            callbacks=[RecordThreads(str(tmp_path))],
+        )
         assert torch.get_num_threads() == 8  # the caller's count is back
     threads = {int(p.read_text()) for p in tmp_path.glob("*.threads")}
     assert threads == {8}  # 8 CPUs for the run's one job, in this process
@@ -111,9 +154,13 @@ def test_a_thread_count_the_caller_chose_caps_the_jobs(tmp_path, digits_ds, monk
     monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
     with skmoby_threads.limit_threads(1):
         assert _parallel.threads_per_job(tiny(trials=1, methods=["random"])) == 1
-        run_experiment(tiny(trials=1, methods=["random"], cycles=2), tmp_path / "run",
-                       dataset=digits_ds, callbacks=[RecordThreads(str(tmp_path))],
-                       progress=False)
+        run_experiment(
+            tiny(trials=1, methods=["random"], cycles=2),
+            tmp_path / "run",
+            dataset=digits_ds,
+            callbacks=[RecordThreads(str(tmp_path))],
+            progress=False,
+        )
     assert {int(p.read_text()) for p in tmp_path.glob("*.threads")} == {1}
 
 
@@ -140,8 +187,15 @@ def test_failing_jobs_are_reported_and_the_others_finish(tmp_path, digits_ds, se
     out = tmp_path / "run"
     lines = []
     with pytest.raises(JobsFailedError) as e:
-        run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=2,
-                       callbacks=failing, log=lines.append)
+        run_experiment(
+            tiny(),
+            out,
+            dataset=digits_ds,
+            progress=False,
+            jobs=2,
+            callbacks=failing,
+            log=lines.append,
+        )
     assert sorted((m, t) for m, t, _ in e.value.failures) == [("mobyv2al", 1), ("random", 0)]
     tracebacks = dict(((m, t), tb) for m, t, tb in e.value.failures)
     assert "RuntimeError: this job fails" in tracebacks[("random", 0)]
@@ -150,20 +204,39 @@ def test_failing_jobs_are_reported_and_the_others_finish(tmp_path, digits_ds, se
     lines.clear()
     resume_experiment(out, dataset=digits_ds, progress=False, jobs=2, log=lines.append)
     assert sorted(line.split(":")[0] for line in lines) == [
-        "mobyv2al  trial 1 cycle 1", "random    trial 0 cycle 1"]
+        "mobyv2al  trial 1 cycle 1",
+        "random    trial 0 cycle 1",
+    ]
     same_run(out, serial)
 
 
 @pytest.mark.slow
 def test_kill_9_of_driver_and_workers_then_resume(tmp_path, digits_ds, serial):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "skmoby.cli", "run", *ARGV, "--out",
-                             str(out), "--quiet", "--jobs", "2"], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skmoby.cli",
+            "run",
+            *ARGV,
+            "--out",
+            str(out),
+            "--quiet",
+            "--jobs",
+            "2",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     results = out / "results.csv"
-    while proc.poll() is None and time.monotonic() < deadline and not (
-            results.exists() and results.read_text().count("\n") >= 2):
+    while (
+        proc.poll() is None
+        and time.monotonic() < deadline
+        and not (results.exists() and results.read_text().count("\n") >= 2)
+    ):
         time.sleep(0.02)
     time.sleep(random.uniform(0, 1.5))  # a random moment after the first saved cycle
     os.killpg(proc.pid, signal.SIGKILL)
@@ -183,13 +256,16 @@ def test_resume_with_other_jobs_and_nothing_left(tmp_path, digits_ds, serial):
     same_run(out, serial)
 
 
-@pytest.mark.parametrize(("device", "jobs", "per_gpu", "gpus", "expected"), [
-    ("cpu", 3, None, 2, ["cpu"] * 3),
-    ("auto", 2, None, 0, ["cpu"] * 2),
-    ("auto", 5, None, 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]),
-    ("cuda", 1, 2, 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]),
-    ("cuda:1", 2, None, 2, ["cuda:1", "cuda:1"]),
-])
+@pytest.mark.parametrize(
+    ("device", "jobs", "per_gpu", "gpus", "expected"),
+    [
+        ("cpu", 3, None, 2, ["cpu"] * 3),
+        ("auto", 2, None, 0, ["cpu"] * 2),
+        ("auto", 5, None, 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]),
+        ("cuda", 1, 2, 2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]),
+        ("cuda:1", 2, None, 2, ["cuda:1", "cuda:1"]),
+    ],
+)
 def test_gpus_are_assigned_round_robin(monkeypatch, device, jobs, per_gpu, gpus, expected):
     monkeypatch.setattr(_parallel, "_cuda_count", lambda: gpus)
     assert _parallel.local_devices(device, jobs, per_gpu) == expected
@@ -228,10 +304,16 @@ def test_jobs_take_callbacks_defined_in_the_callers_script(tmp_path, guarded):
     # A guarded script's classes were looked up by name in workers that do not import
     # the script: "Can't get attribute 'Noted' on <module '__main__'>".
     script = tmp_path / "experiment.py"
-    script.write_text(_SCRIPT + ('if __name__ == "__main__":\n    main()\n' if guarded
-                                 else "main()\n"))
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
-                         text=True, timeout=600, cwd=tmp_path)
+    script.write_text(
+        _SCRIPT + ('if __name__ == "__main__":\n    main()\n' if guarded else "main()\n")
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     fits = list(tmp_path.glob("fit-*"))
     assert len(fits) == 4  # 2 trials x 2 cycles, each fitted once
@@ -246,8 +328,14 @@ class _HoldsALock(Callback):
 
 def test_jobs_refuse_an_unpicklable_callback_before_any_job(tmp_path, digits_ds):
     with pytest.raises(TypeError, match="must be picklable: TypeError: cannot pickle"):
-        run_experiment(tiny(), tmp_path / "run", dataset=digits_ds, progress=False, jobs=2,
-                       callbacks=[_HoldsALock()])
+        run_experiment(
+            tiny(),
+            tmp_path / "run",
+            dataset=digits_ds,
+            progress=False,
+            jobs=2,
+            callbacks=[_HoldsALock()],
+        )
     assert not (tmp_path / "run" / "results.csv").exists()
 
 
@@ -257,8 +345,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 
@@ -267,8 +354,9 @@ def local_ray():
 def test_ray_gives_the_serial_table(tmp_path, digits_ds, serial, local_ray):
     out = tmp_path / "run"
     lines = []
-    run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=2, backend="ray",
-                   log=lines.append)
+    run_experiment(
+        tiny(), out, dataset=digits_ds, progress=False, jobs=2, backend="ray", log=lines.append
+    )
     same_run(out, serial)
     assert len(lines) == 8
     assert ray.is_initialized()  # a cluster the caller started stays up
@@ -287,25 +375,35 @@ class DieOnce(Callback):
 
 
 @pytest.mark.slow
-def test_a_job_ray_retries_after_a_lost_worker_adds_no_duplicate(tmp_path, digits_ds,
-                                                                 serial, local_ray):
+def test_a_job_ray_retries_after_a_lost_worker_adds_no_duplicate(
+    tmp_path, digits_ds, serial, local_ray
+):
     marker = str(tmp_path / "died")
 
     def cbs(method, trial, cycle):
         return [DieOnce(marker)] if (method, trial, cycle) == ("random", 1, 1) else []
 
     out = tmp_path / "run"
-    run_experiment(tiny(), out, dataset=digits_ds, progress=False, jobs=2, backend="ray",
-                   callbacks=cbs)
+    run_experiment(
+        tiny(), out, dataset=digits_ds, progress=False, jobs=2, backend="ray", callbacks=cbs
+    )
     assert os.path.exists(marker)  # the worker did die once
     same_run(out, serial)
 
 
 def test_parallel_runs_start_the_longest_jobs_first():
     cfg = tiny(methods=["random", "mobyv2al"], trials=2, cycles=3)
-    todo = [("random", 0, {}), ("mobyv2al", 0, {0: [], 1: []}), ("random", 1, {}),
-            ("mobyv2al", 1, {})]
+    todo = [
+        ("random", 0, {}),
+        ("mobyv2al", 0, {0: [], 1: []}),
+        ("random", 1, {}),
+        ("mobyv2al", 1, {}),
+    ]
     order = _parallel.longest_first(todo, cfg, n_pool=1000)
     # a whole mobyv2al job, then the one with a cycle left, then the random ones in order
-    assert [(m, t) for m, t, _ in order] == [("mobyv2al", 1), ("mobyv2al", 0),
-                                             ("random", 0), ("random", 1)]
+    assert [(m, t) for m, t, _ in order] == [
+        ("mobyv2al", 1),
+        ("mobyv2al", 0),
+        ("random", 0),
+        ("random", 1),
+    ]

@@ -14,8 +14,7 @@ def fake_system(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setattr(threads, "_PROC_CGROUP", proc)
     monkeypatch.setattr(threads, "_CGROUP_ROOT", root)
-    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(8)),
-                        raising=False)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     return proc, root
 
 
@@ -33,13 +32,16 @@ def test_affinity_mask_is_counted(fake_system, monkeypatch):
     assert available_cpus() == 3
 
 
-@pytest.mark.parametrize("cpu_max, expected", [
-    ("max 100000\n", 8),           # no limit
-    ("200000 100000\n", 2),
-    ("150000 100000\n", 2),        # fractional quotas round up
-    ("50000 100000\n", 1),         # never below one
-    ("1600000 100000\n", 8),       # a quota above the mask: the mask wins
-])
+@pytest.mark.parametrize(
+    "cpu_max, expected",
+    [
+        ("max 100000\n", 8),  # no limit
+        ("200000 100000\n", 2),
+        ("150000 100000\n", 2),  # fractional quotas round up
+        ("50000 100000\n", 1),  # never below one
+        ("1600000 100000\n", 8),  # a quota above the mask: the mask wins
+    ],
+)
 def test_cgroup_v2_quota_at_the_namespace_root(fake_system, cpu_max, expected):
     proc, root = fake_system
     _write(proc, "0::/\n")
@@ -53,9 +55,9 @@ def test_cgroup_v2_quota_of_the_own_group_and_its_parents(fake_system):
     _write(root / "cpu.max", "max 100000\n")
     _write(root / "user.slice" / "cpu.max", "300000 100000\n")
     _write(root / "user.slice" / "job-7" / "cpu.max", "max 100000\n")
-    assert available_cpus() == 3          # the parent's quota applies
+    assert available_cpus() == 3  # the parent's quota applies
     _write(root / "user.slice" / "job-7" / "cpu.max", "100000 50000\n")
-    assert available_cpus() == 2          # the tightest one wins
+    assert available_cpus() == 2  # the tightest one wins
     # a sibling group's quota does not apply
     _write(root / "other.slice" / "cpu.max", "100000 100000\n")
     assert available_cpus() == 2
@@ -69,7 +71,7 @@ def test_cgroup_v1_quota(fake_system, mount):
     _write(group / "cpu.cfs_quota_us", "250000\n")
     _write(group / "cpu.cfs_period_us", "100000\n")
     assert available_cpus() == 3
-    _write(group / "cpu.cfs_quota_us", "-1\n")    # unlimited
+    _write(group / "cpu.cfs_quota_us", "-1\n")  # unlimited
     assert available_cpus() == 8
 
 
@@ -128,8 +130,9 @@ def test_fit_and_k_center_greedy_cap_threads_at_the_cpus_allowed(monkeypatch, di
 
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0})
     seen = []
-    monkeypatch.setattr(torch, "set_num_threads",
-                        lambda k, _set=torch.set_num_threads: (seen.append(k), _set(k)))
+    monkeypatch.setattr(
+        torch, "set_num_threads", lambda k, _set=torch.set_num_threads: (seen.append(k), _set(k))
+    )
     before = torch.get_num_threads()
     X, y = digits
     clf = small_clf(max_epochs=1).fit(X[:64], y[:64])
@@ -164,8 +167,10 @@ def test_limit_threads_accepts_numpy_ints_and_nests():
     assert torch.get_num_threads() == before
 
 
-@pytest.mark.parametrize("bad, err", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
-                                      ("2", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "bad, err",
+    [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)],
+)
 def test_limit_threads_rejects_bad_counts(bad, err):
     before = torch.get_num_threads()
     with pytest.raises(err, match="n must be"), limit_threads(bad):
@@ -177,9 +182,10 @@ def test_threads_module_does_not_load_torch_itself():
     import subprocess
     import sys
 
-    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location("
-            f"'t', {threads.__file__!r}); m = importlib.util.module_from_spec(spec); "
-            "spec.loader.exec_module(m); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location("
+        f"'t', {threads.__file__!r}); m = importlib.util.module_from_spec(spec); "
+        "spec.loader.exec_module(m); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -37,7 +37,7 @@ def test_no_host_sync_per_step(digits, count_syncs, lambda_c):
     for n in (64, 256):  # 4 and 16 steps per epoch
         count_syncs.clear()
         clf = small_clf(max_epochs=epochs, lambda_c=lambda_c)
-        clf.fit(X[:n], y[:n], X_unlabeled=X[n:2 * n])
+        clf.fit(X[:n], y[:n], X_unlabeled=X[n : 2 * n])
         counts.append(len(count_syncs))
     # One read of the losses per epoch and one of the queue pointer per fit, whatever
     # the number of steps.
@@ -46,8 +46,10 @@ def test_no_host_sync_per_step(digits, count_syncs, lambda_c):
 
 def test_resident_and_streaming_paths_train_the_same_model(digits):
     X, y = digits
-    fits = [small_clf(resident_data=r).fit(X[:100], y[:100], X_unlabeled=X[100:200])
-            for r in (True, False)]
+    fits = [
+        small_clf(resident_data=r).fit(X[:100], y[:100], X_unlabeled=X[100:200])
+        for r in (True, False)
+    ]
     assert fits[0].resident_data_ and not fits[1].resident_data_
     np.testing.assert_array_equal(fits[0].transform(X[:50]), fits[1].transform(X[:50]))
 
@@ -86,8 +88,9 @@ def test_training_batches_alternate_and_cover_the_data():
 
 def test_lone_last_sample_is_dropped():
     X = np.zeros((33, 1), np.float32)
-    batches = TrainingBatches(X, np.zeros(33, np.int64), None, 32, torch.device("cpu"),
-                              True, seed=0)
+    batches = TrainingBatches(
+        X, np.zeros(33, np.int64), None, 32, torch.device("cpu"), True, seed=0
+    )
     assert [len(xb) for xb, _ in batches] == [32]
 
 
@@ -115,13 +118,16 @@ def test_cpu_defaults_resolve_to_fp32_eager(fitted):
     assert fitted.capture_ is False
 
 
-@pytest.mark.parametrize("params, error, match", [
-    ({"precision": "fp16"}, ValueError, "precision='fp16' needs a CUDA device"),
-    ({"capture": True}, ValueError, "capture=True cannot capture"),
-    ({"capture": "yes"}, TypeError, "capture must be 'auto', True or False"),
-    ({"resident_data": 1}, TypeError, "resident_data must be"),
-    ({"optimizer__momentum": 1.5}, ValueError, "optimizer__momentum"),
-])
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"precision": "fp16"}, ValueError, "precision='fp16' needs a CUDA device"),
+        ({"capture": True}, ValueError, "capture=True cannot capture"),
+        ({"capture": "yes"}, TypeError, "capture must be 'auto', True or False"),
+        ({"resident_data": 1}, TypeError, "resident_data must be"),
+        ({"optimizer__momentum": 1.5}, ValueError, "optimizer__momentum"),
+    ],
+)
 def test_bad_settings(digits, params, error, match):
     X, y = digits
     with pytest.raises(error, match=match):
@@ -160,8 +166,9 @@ def test_gpu_captured_steps_match_eager_steps(digits, lambda_c):
     b = np.array(captured.history[:, "batches", :, "train_loss"], dtype=float)
     np.testing.assert_allclose(b, a, rtol=2e-2, atol=2e-3)
     assert int(captured.module_.queue_ptr) == int(eager.module_.queue_ptr)
-    np.testing.assert_allclose(captured.transform(X[:64]), eager.transform(X[:64]),
-                               rtol=5e-2, atol=5e-2)
+    np.testing.assert_allclose(
+        captured.transform(X[:64]), eager.transform(X[:64]), rtol=5e-2, atol=5e-2
+    )
 
 
 @pytest.mark.gpu
@@ -218,14 +225,23 @@ def test_capture_rules():
             pass
 
     def est(**kw):
-        base = dict(capture="auto", device_="cuda", optimizer=torch.optim.SGD,
-                    precision_="bf16", callbacks_=[("timer", EpochTimer())])
+        base = dict(
+            capture="auto",
+            device_="cuda",
+            optimizer=torch.optim.SGD,
+            precision_="bf16",
+            callbacks_=[("timer", EpochTimer())],
+        )
         return SimpleNamespace(**{**base, **kw})
 
     assert resolve_capture(est()) is True
     assert resolve_capture(est(capture=False)) is False
-    for change in [dict(device_="cpu"), dict(optimizer=torch.optim.Adam),
-                   dict(precision_="fp16"), dict(callbacks_=[("g", ReadsGradients())])]:
+    for change in [
+        dict(device_="cpu"),
+        dict(optimizer=torch.optim.Adam),
+        dict(precision_="fp16"),
+        dict(callbacks_=[("g", ReadsGradients())]),
+    ]:
         assert resolve_capture(est(**change)) is False
         with pytest.raises(ValueError, match="capture=True cannot capture"):
             resolve_capture(est(capture=True, **change))

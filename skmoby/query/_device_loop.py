@@ -57,6 +57,7 @@ class GreedyState:
 
 # -- torch step -----------------------------------------------------------------------
 
+
 def _select_torch(st: GreedyState) -> None:
     j = torch.argmax(st.min_d).view(1)  # first maximum: ties go to the lowest index
     st.last.copy_(j)
@@ -71,15 +72,27 @@ def _update_torch(st: GreedyState) -> None:
     xj = x.index_select(0, st.last)
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
     for s in range(0, x.shape[0], rows):
-        part = min_d[s:s + rows]
-        torch.minimum(part, torch.linalg.vector_norm(x[s:s + rows] - xj, dim=1), out=part)
+        part = min_d[s : s + rows]
+        torch.minimum(part, torch.linalg.vector_norm(x[s : s + rows] - xj, dim=1), out=part)
 
 
 # -- Triton step ----------------------------------------------------------------------
 
-def _update_kernel(x_ptr, min_d_ptr, last_ptr, bmax_ptr, barg_ptr, N, D, stride,
-                   UPDATE: tl.constexpr, F64: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+
+def _update_kernel(
+    x_ptr,
+    min_d_ptr,
+    last_ptr,
+    bmax_ptr,
+    barg_ptr,
+    N,
+    D,
+    stride,
+    UPDATE: tl.constexpr,
+    F64: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     in_rows = rows < N
@@ -93,8 +106,11 @@ def _update_kernel(x_ptr, min_d_ptr, last_ptr, bmax_ptr, barg_ptr, N, D, stride,
         for d0 in range(0, D, BLOCK_D):
             cols = d0 + tl.arange(0, BLOCK_D)
             in_cols = cols < D
-            xb = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride + cols[None, :],
-                         mask=in_rows[:, None] & in_cols[None, :], other=0.0)
+            xb = tl.load(
+                x_ptr + rows[:, None].to(tl.int64) * stride + cols[None, :],
+                mask=in_rows[:, None] & in_cols[None, :],
+                other=0.0,
+            )
             cb = tl.load(x_ptr + j * stride + cols, mask=in_cols, other=0.0)
             diff = xb - cb[None, :]
             acc += tl.sum(diff * diff, axis=1)
@@ -109,8 +125,18 @@ def _update_kernel(x_ptr, min_d_ptr, last_ptr, bmax_ptr, barg_ptr, N, D, stride,
     tl.store(barg_ptr + pid, arg.to(tl.int64))
 
 
-def _select_kernel(bmax_ptr, barg_ptr, n_blocks, min_d_ptr, last_ptr, picks_ptr,
-                   dists_ptr, count_ptr, BIG, BLOCK_P: tl.constexpr):
+def _select_kernel(
+    bmax_ptr,
+    barg_ptr,
+    n_blocks,
+    min_d_ptr,
+    last_ptr,
+    picks_ptr,
+    dists_ptr,
+    count_ptr,
+    BIG,
+    BLOCK_P: tl.constexpr,
+):
     best = tl.zeros([], dtype=bmax_ptr.dtype.element_ty) - float("inf")
     arg = tl.zeros([], dtype=tl.int64) + BIG
     for s in range(0, n_blocks, BLOCK_P):
@@ -159,14 +185,36 @@ def _triton_step(st: GreedyState, update: bool) -> None:
     upd, sel = _kernels(os.environ.get("TRITON_INTERPRET") == "1")
     N, D = st.x.shape
     n_blocks = st.block_max.shape[0]
-    upd[(n_blocks,)](st.x, st.min_d, st.last, st.block_max, st.block_arg, N, D,
-                     st.x.stride(0), UPDATE=update, F64=st.x.dtype == torch.float64,
-                     BLOCK_N=_BLOCK_N, BLOCK_D=_BLOCK_D)
-    sel[(1,)](st.block_max, st.block_arg, n_blocks, st.min_d, st.last, st.picks, st.dists,
-              st.count, N, BLOCK_P=_BLOCK_P)
+    upd[(n_blocks,)](
+        st.x,
+        st.min_d,
+        st.last,
+        st.block_max,
+        st.block_arg,
+        N,
+        D,
+        st.x.stride(0),
+        UPDATE=update,
+        F64=st.x.dtype == torch.float64,
+        BLOCK_N=_BLOCK_N,
+        BLOCK_D=_BLOCK_D,
+    )
+    sel[(1,)](
+        st.block_max,
+        st.block_arg,
+        n_blocks,
+        st.min_d,
+        st.last,
+        st.picks,
+        st.dists,
+        st.count,
+        N,
+        BLOCK_P=_BLOCK_P,
+    )
 
 
 # -- the loop -------------------------------------------------------------------------
+
 
 def _steps(st: GreedyState, impl: str):
     if impl == "triton":
@@ -174,8 +222,15 @@ def _steps(st: GreedyState, impl: str):
     return (lambda: _select_torch(st)), (lambda: (_update_torch(st), _select_torch(st)))
 
 
-def run(x: torch.Tensor, min_d: torch.Tensor, n: int, *, impl: str = "torch",
-        graph_steps: int = 0, first: int | None = None) -> GreedyState:
+def run(
+    x: torch.Tensor,
+    min_d: torch.Tensor,
+    n: int,
+    *,
+    impl: str = "torch",
+    graph_steps: int = 0,
+    first: int | None = None,
+) -> GreedyState:
     """Make ``n`` greedy picks on ``x``'s device; ``min_d`` is updated in place.
 
     Parameters
@@ -224,8 +279,15 @@ def run(x: torch.Tensor, min_d: torch.Tensor, n: int, *, impl: str = "torch",
     return st
 
 
-def greedy(x: torch.Tensor, min_d: torch.Tensor, n: int, *, impl: str, graph_steps: int,
-           first: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def greedy(
+    x: torch.Tensor,
+    min_d: torch.Tensor,
+    n: int,
+    *,
+    impl: str,
+    graph_steps: int,
+    first: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`run` with fallbacks; returns picks and distances on the host.
 
     A Triton step or a graph capture that fails (a compiler missing, an unsupported
@@ -250,7 +312,8 @@ def greedy(x: torch.Tensor, min_d: torch.Tensor, n: int, *, impl: str, graph_ste
                 f"k_center_greedy: the {how} step{' in a CUDA graph' if g else ''} failed "
                 f"({type(exc).__name__}: {exc}); using the {nxt[0]} step"
                 f"{' in a CUDA graph' if nxt[1] else ''} instead.",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning,
+                stacklevel=3,
             )
             min_d.copy_(start)
     raise AssertionError("unreachable")

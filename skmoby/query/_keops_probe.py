@@ -98,8 +98,10 @@ def _key(kind: str, origin: str) -> dict[str, str]:
         "cuda": str(torch.version.cuda),
         "python": sys.executable,
         # where KeOps looks for its compiler, CUDA headers and libraries
-        "env": {k: os.environ.get(k, "") for k in
-                ("CUDA_PATH", "CUDA_HOME", "LD_LIBRARY_PATH", "CXX", "KEOPS_CACHE_FOLDER")},
+        "env": {
+            k: os.environ.get(k, "")
+            for k in ("CUDA_PATH", "CUDA_HOME", "LD_LIBRARY_PATH", "CXX", "KEOPS_CACHE_FOLDER")
+        },
     }
 
 
@@ -113,8 +115,12 @@ def _child_env() -> dict[str, str]:
 
 def _run_child(kind: str, timeout: float) -> tuple[bool, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, kind], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=_child_env(), start_new_session=True,
+        [sys.executable, "-c", _CHILD, kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -129,13 +135,14 @@ def _run_child(kind: str, timeout: float) -> tuple[bool, str]:
             name = signal.Signals(-proc.returncode).name
         except ValueError:
             name = f"signal {-proc.returncode}"
-        return False, (f"a test reduction crashed the process with {name} "
-                       f"(signal {-proc.returncode})")
+        return False, (
+            f"a test reduction crashed the process with {name} (signal {-proc.returncode})"
+        )
     lines = [ln for ln in out.splitlines() if ln.startswith(_MARK)]
     if not lines:
         tail = (err or out).strip().splitlines()[-1:] or ["no output"]
         return False, f"the test process exited with code {proc.returncode}: {tail[0][:300]}"
-    verdict = json.loads(lines[-1][len(_MARK):])
+    verdict = json.loads(lines[-1][len(_MARK) :])
     return bool(verdict["ok"]), str(verdict["reason"])
 
 

@@ -47,9 +47,11 @@ def _kmeans(F: np.ndarray, k: int, random_state: Any) -> np.ndarray:
     if k == 1:
         return np.zeros(len(F), dtype=np.int64)
     seed = check_random_state(random_state).randint(2**31 - 1)
-    model = (KMeans(k, n_init="auto", random_state=seed) if k <= 50
-             else MiniBatchKMeans(k, n_init="auto", batch_size=max(1024, 3 * k),
-                                  random_state=seed))
+    model = (
+        KMeans(k, n_init="auto", random_state=seed)
+        if k <= 50
+        else MiniBatchKMeans(k, n_init="auto", batch_size=max(1024, 3 * k), random_state=seed)
+    )
     return model.fit_predict(F).astype(np.int64)
 
 
@@ -67,8 +69,9 @@ def _typicality(F: np.ndarray, n_neighbors: int) -> np.ndarray:
         return 1.0 / mean
 
 
-def _typiclust_picks(F: np.ndarray, labels: np.ndarray, m: int, n: int,
-                     n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+def _typiclust_picks(
+    F: np.ndarray, labels: np.ndarray, m: int, n: int, n_neighbors: int
+) -> tuple[np.ndarray, np.ndarray]:
     """TypiClust's loop on cluster ``labels``: rows ``:m`` of ``F`` are labelled.
 
     Each pick goes to the cluster with the fewest labelled members (the largest first,
@@ -199,8 +202,9 @@ def _sq_dist(A: torch.Tensor, B: torch.Tensor, b2: torch.Tensor) -> torch.Tensor
     return ((A * A).sum(1, keepdim=True) - 2 * A @ B.T + b2).clamp_min_(0)
 
 
-def radius_graph(features: Any, delta: float, *, max_edges: int = 200_000_000
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def radius_graph(
+    features: Any, delta: float, *, max_edges: int = 200_000_000
+) -> tuple[np.ndarray, np.ndarray]:
     """The δ-ball graph of ``features`` as CSR arrays, built in row blocks.
 
     Row ``i`` lists every ``j`` with ``||f_i - f_j|| <= delta`` (``i`` itself
@@ -227,8 +231,12 @@ def radius_graph(features: Any, delta: float, *, max_edges: int = 200_000_000
     >>> [indices[indptr[i]:indptr[i + 1]].tolist() for i in range(3)]
     [[0, 1], [0, 1], [2]]
     """
-    if isinstance(delta, bool) or not isinstance(delta, int | float | np.floating) \
-            or not np.isfinite(delta) or delta < 0:
+    if (
+        isinstance(delta, bool)
+        or not isinstance(delta, int | float | np.floating)
+        or not np.isfinite(delta)
+        or delta < 0
+    ):
         raise ValueError(f"delta must be a finite number >= 0; got {delta!r}")
     F = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features)
     if not F.is_floating_point():
@@ -243,8 +251,10 @@ def radius_graph(features: Any, delta: float, *, max_edges: int = 200_000_000
         rows, c = near.nonzero(as_tuple=True)
         total += len(c)
         if total > max_edges:
-            raise ValueError(f"delta={delta} gives more than max_edges={max_edges} edges "
-                             f"on {len(F)} points; choose a smaller delta")
+            raise ValueError(
+                f"delta={delta} gives more than max_edges={max_edges} edges "
+                f"on {len(F)} points; choose a smaller delta"
+            )
         counts.append(torch.bincount(rows, minlength=len(A)).cpu())
         cols.append(c.cpu())
     indptr = np.zeros(len(F) + 1, dtype=np.int64)
@@ -281,8 +291,11 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     True
     """
     labels = np.asarray(labels)
-    if isinstance(purity, bool) or not isinstance(purity, int | float | np.floating) \
-            or not 0 < purity <= 1:
+    if (
+        isinstance(purity, bool)
+        or not isinstance(purity, int | float | np.floating)
+        or not 0 < purity <= 1
+    ):
         raise ValueError(f"purity must be in (0, 1]; got {purity!r}")
     if len(np.unique(labels)) < 2:
         raise ValueError("labels must hold at least two classes to measure purity")
@@ -301,8 +314,9 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     return edge * (1 - 1e-4)
 
 
-def _greedy_coverage(indptr: np.ndarray, indices: np.ndarray, m: int, n: int,
-                     rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+def _greedy_coverage(
+    indptr: np.ndarray, indices: np.ndarray, m: int, n: int, rng: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n`` of the points ``m..`` whose balls cover the most uncovered points;
     points ``:m`` are labelled and cover their balls from the start. Ties go to the
     lowest index; once every point is covered, the rest are drawn at random."""
@@ -310,7 +324,7 @@ def _greedy_coverage(indptr: np.ndarray, indices: np.ndarray, m: int, n: int,
     starts, ends = indptr[:-1], indptr[1:]
 
     def ball(i):
-        return indices[starts[i]:ends[i]]
+        return indices[starts[i] : ends[i]]
 
     covered = np.zeros(N, dtype=bool)
     if m:
@@ -410,11 +424,16 @@ def probcover(
         F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize)
         rng = check_random_state(random_state)
         if delta is None:
-            k = n_clusters if n_clusters is not None else len(
-                getattr(_estimator(learner), "classes_", ()))
+            k = (
+                n_clusters
+                if n_clusters is not None
+                else len(getattr(_estimator(learner), "classes_", ()))
+            )
             if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-                raise ValueError("probcover needs n_clusters >= 2 (or an estimator with "
-                                 f"classes_) to choose delta; got {k!r}")
+                raise ValueError(
+                    "probcover needs n_clusters >= 2 (or an estimator with "
+                    f"classes_) to choose delta; got {k!r}"
+                )
             labels = _kmeans(F, int(k), rng)
             if len(np.unique(labels)) < 2:
                 raise ValueError("the features hold a single distinct point: give delta")

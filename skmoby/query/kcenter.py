@@ -126,8 +126,12 @@ def _centre_row(c: torch.Tensor) -> torch.Tensor:
     return c[::step].median(dim=0).values
 
 
-def _nearest_torch(x: torch.Tensor, c: torch.Tensor, mu: torch.Tensor | None = None,
-                   dist: torch.Tensor | None = None) -> torch.Tensor:
+def _nearest_torch(
+    x: torch.Tensor,
+    c: torch.Tensor,
+    mu: torch.Tensor | None = None,
+    dist: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Index of the nearest row of ``c`` for every row of ``x`` (chunked matmul), and
     in ``dist`` (when given) the distance to it, from differences.
 
@@ -154,14 +158,16 @@ def _nearest_torch(x: torch.Tensor, c: torch.Tensor, mu: torch.Tensor | None = N
     rows = max(1, _CHUNK_BYTES // (max(1, c.shape[0], x.shape[1]) * x.element_size()))
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for s in range(0, x.shape[0], rows):
-        xb = x[s:s + rows]
+        xb = x[s : s + rows]
         xc = xb - mu
         # ||x||^2 is the same for every centre, so argmin needs only ||c||^2 - 2 x.c
         scores = torch.addmm(c_sq[None, :], xc, cc.t(), alpha=-2.0)
         best = scores.argmin(dim=1)
         d_star = torch.linalg.vector_norm(xb - c[best], dim=1)
-        reach = scores.gather(1, best[:, None])[:, 0] + k * (
-            2.0 * torch.linalg.vector_norm(xc, dim=1) + d_star) ** 2
+        reach = (
+            scores.gather(1, best[:, None])[:, 0]
+            + k * (2.0 * torch.linalg.vector_norm(xc, dim=1) + d_star) ** 2
+        )
         reach[d_star == 0] = -math.inf  # a copy of a centre: nothing is nearer
         scores.scatter_(1, best[:, None], math.inf)
         # rows with other candidates: their second-best score is within reach
@@ -172,18 +178,21 @@ def _nearest_torch(x: torch.Tensor, c: torch.Tensor, mu: torch.Tensor | None = N
             d_ij = torch.empty(i.shape[0], dtype=x.dtype, device=x.device)
             step = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
             for p in range(0, i.shape[0], step):  # long lists: bounded temporaries
-                d_ij[p:p + step] = torch.linalg.vector_norm(
-                    xb[i[p:p + step]] - c[j[p:p + step]], dim=1)
-            low = torch.minimum(d_star, torch.full_like(d_star, math.inf).scatter_reduce(
-                0, i, d_ij, "amin"))
+                d_ij[p : p + step] = torch.linalg.vector_norm(
+                    xb[i[p : p + step]] - c[j[p : p + step]], dim=1
+                )
+            low = torch.minimum(
+                d_star, torch.full_like(d_star, math.inf).scatter_reduce(0, i, d_ij, "amin")
+            )
             # the lowest index among the nearest, as argmin would pick
             top = torch.full_like(best, c.shape[0]).scatter_reduce(
-                0, i[d_ij == low[i]], j[d_ij == low[i]], "amin")
+                0, i[d_ij == low[i]], j[d_ij == low[i]], "amin"
+            )
             best = torch.where(d_star == low, torch.minimum(best, top), top)
             d_star = low
-        out[s:s + rows] = best
+        out[s : s + rows] = best
         if dist is not None:
-            dist[s:s + rows] = d_star
+            dist[s : s + rows] = d_star
     return out
 
 
@@ -192,19 +201,22 @@ def _dist_to(x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
     if x.shape[0] <= rows:
         return torch.linalg.vector_norm(x - point, dim=1)
-    return torch.cat([torch.linalg.vector_norm(x[s:s + rows] - point, dim=1)
-                      for s in range(0, x.shape[0], rows)])
+    return torch.cat(
+        [
+            torch.linalg.vector_norm(x[s : s + rows] - point, dim=1)
+            for s in range(0, x.shape[0], rows)
+        ]
+    )
 
 
-def _dist_rows(x: torch.Tensor, c: torch.Tensor,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+def _dist_rows(x: torch.Tensor, c: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
     """``||x_i - c_i||`` (or ``||x_i - c[index_i]||``) row by row, in blocks (never an
     (N, d) temporary at once)."""
     rows = max(1, _SCAN_BYTES // max(1, x.shape[1] * x.element_size()))
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
-        cb = c[s:s + rows] if index is None else c[index[s:s + rows]]
-        out[s:s + rows] = torch.linalg.vector_norm(x[s:s + rows] - cb, dim=1)
+        cb = c[s : s + rows] if index is None else c[index[s : s + rows]]
+        out[s : s + rows] = torch.linalg.vector_norm(x[s : s + rows] - cb, dim=1)
     return out
 
 
@@ -213,14 +225,16 @@ def _matmul_unit(x: torch.Tensor) -> float:
     or bfloat16's where torch may compute float32 products in lower precision."""
     u = float(torch.finfo(x.dtype).eps) / 2
     if x.dtype == torch.float32 and (
-            torch.get_float32_matmul_precision() != "highest"
-            or (x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)):
-        u = max(u, 2.0 ** -8)
+        torch.get_float32_matmul_precision() != "highest"
+        or (x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+    ):
+        u = max(u, 2.0**-8)
     return u
 
 
-def _nearest_dist(x: torch.Tensor, c: torch.Tensor, backend: str,
-                  mu: torch.Tensor | None = None) -> torch.Tensor:
+def _nearest_dist(
+    x: torch.Tensor, c: torch.Tensor, backend: str, mu: torch.Tensor | None = None
+) -> torch.Tensor:
     """Distance from every row of ``x`` to its nearest row of ``c``, from differences
     (``mu``: see :func:`_nearest_torch`)."""
     if backend == "keops":
@@ -243,7 +257,8 @@ def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
     if not keops_available(device):
         warnings.warn(
             f"KeOps is not usable on {device.type} ({_keops_reason(device.type)}); "
-            "k_center_greedy falls back to the torch backend.", RuntimeWarning,
+            "k_center_greedy falls back to the torch backend.",
+            RuntimeWarning,
             stacklevel=3,
         )
         return "torch"
@@ -251,6 +266,7 @@ def _auto_backend(device: torch.device, n: int, m: int, d: int) -> str:
 
 
 # -- input checks ---------------------------------------------------------------------
+
 
 def _as_tensor(features: Any) -> torch.Tensor:
     if isinstance(features, torch.Tensor):
@@ -261,19 +277,23 @@ def _as_tensor(features: Any) -> torch.Tensor:
             if x.numel() and float(x.max()) >= 2**53:
                 raise ValueError(
                     "features holds integers beyond 2**53, which float64 cannot represent "
-                    "exactly; convert them to floating point yourself")
+                    "exactly; convert them to floating point yourself"
+                )
     else:
         if hasattr(features, "tocsr") or type(features).__module__.startswith("scipy.sparse"):
-            raise TypeError("features must be a dense array; got a sparse matrix (call "
-                            ".toarray() on it)")
+            raise TypeError(
+                "features must be a dense array; got a sparse matrix (call .toarray() on it)"
+            )
         arr = np.asarray(features)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)):
             raise TypeError(f"features must be a numeric array; got dtype {arr.dtype}")
         if np.issubdtype(arr.dtype, np.complexfloating):
             raise TypeError("features must be real-valued; got a complex array")
         if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
-            raise TypeError(f"features of dtype {arr.dtype} (extended precision) are not "
-                            "supported; convert them to float64 yourself")
+            raise TypeError(
+                f"features of dtype {arr.dtype} (extended precision) are not "
+                "supported; convert them to float64 yourself"
+            )
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))  # the same values, this byte order
         if arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
@@ -282,7 +302,8 @@ def _as_tensor(features: Any) -> torch.Tensor:
             if arr.size and int(arr.max()) > 2**53:
                 raise ValueError(
                     "features holds integers beyond 2**53, which float64 cannot represent "
-                    "exactly; convert them to floating point yourself")
+                    "exactly; convert them to floating point yourself"
+                )
             arr = arr.astype(np.float64)
         with warnings.catch_warnings():
             # a read-only array (a data frame's, a memory map): never written to here
@@ -296,14 +317,16 @@ def _as_tensor(features: Any) -> torch.Tensor:
         raise ValueError(f"features must be 2-D (N, d); got shape {tuple(x.shape)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(
-            f"features must have at least one row and one column; got shape {tuple(x.shape)}")
+            f"features must have at least one row and one column; got shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         # from the extremes as Python ints: abs() of int64's minimum overflows
         big = max(abs(int(x.min())), abs(int(x.max()))) if x.numel() else 0
         if big > 2**53:
             raise ValueError(
                 "features holds integers beyond 2**53, which float64 cannot represent "
-                "exactly; convert them to floating point yourself")
+                "exactly; convert them to floating point yourself"
+            )
         x = x.double()  # exact for these integers
     elif x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()  # exact: every float16/bfloat16 value is a float32 value
@@ -332,7 +355,7 @@ def _magnitudes(x: torch.Tensor) -> tuple[float, float]:
     big = torch.zeros((), dtype=x.dtype, device=x.device)
     small = torch.full((), math.inf, dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
-        a = x[s:s + rows].abs()
+        a = x[s : s + rows].abs()
         big = torch.maximum(big, a.max())
         small = torch.minimum(small, a.masked_fill_(a == 0, math.inf).min())
     big_f, small_f = (float(v) for v in torch.stack([big, small]).cpu())  # one sync
@@ -377,7 +400,7 @@ def _times_pow2(t: torch.Tensor, k: int, out: torch.Tensor | None = None) -> tor
     """``t * 2**k``, exactly, in steps that never overflow the factor itself."""
     while k:
         s = max(-500, min(500, k))
-        t = torch.mul(t, 2.0 ** s, out=out)
+        t = torch.mul(t, 2.0**s, out=out)
         k -= s
     return t
 
@@ -386,21 +409,25 @@ def _centre_mask(initial_centers: Any, N: int) -> torch.Tensor:
     center = torch.zeros(N, dtype=torch.bool)
     if initial_centers is None:
         return center
-    ic = np.asarray(initial_centers.cpu() if isinstance(initial_centers, torch.Tensor)
-                    else initial_centers)
+    ic = np.asarray(
+        initial_centers.cpu() if isinstance(initial_centers, torch.Tensor) else initial_centers
+    )
     if ic.dtype == bool:
         if ic.shape != (N,):
             raise ValueError(
-                f"initial_centers as a boolean mask must have shape ({N},); got {ic.shape}")
+                f"initial_centers as a boolean mask must have shape ({N},); got {ic.shape}"
+            )
         return torch.from_numpy(ic.copy())
     ic = ic.reshape(-1)
     if ic.size and not np.issubdtype(ic.dtype, np.integer):
         raise TypeError(
-            f"initial_centers must be integer indices or a boolean mask; got {ic.dtype}")
+            f"initial_centers must be integer indices or a boolean mask; got {ic.dtype}"
+        )
     if ic.size and (ic.min() < -N or ic.max() >= N):
         raise ValueError(
             f"initial_centers must index rows 0..{N - 1} (or -{N}..-1); got values in "
-            f"[{ic.min()}, {ic.max()}]")
+            f"[{ic.min()}, {ic.max()}]"
+        )
     center[torch.from_numpy(ic.astype(np.int64) % N)] = True
     return center
 
@@ -416,6 +443,7 @@ def _check_n(n: Any, N: int, free: int) -> int:
 
 
 # -- CPU: pivots, groups and the pruned loop ------------------------------------------
+
 
 def _n_pivots(N: int, d: int, itemsize: int) -> int:
     # the float64 pivot table stays within half the size of the features
@@ -441,8 +469,7 @@ def _choose_pivots(x: torch.Tensor, P: int, k: int) -> torch.Tensor:
     return sub[picked].clone()
 
 
-def _pivot_table(x: torch.Tensor, piv: torch.Tensor,
-                 k: int) -> tuple[np.ndarray, float]:
+def _pivot_table(x: torch.Tensor, piv: torch.Tensor, k: int) -> tuple[np.ndarray, float]:
     """Distances (float64) from every scaled row to every pivot, and a bound on their error."""
     p64 = piv.double()
     p_sq = (p64 * p64).sum(1)
@@ -450,11 +477,11 @@ def _pivot_table(x: torch.Tensor, piv: torch.Tensor,
     T = torch.empty((x.shape[0], piv.shape[0]), dtype=torch.float64)
     r2 = 0.0
     for s in range(0, x.shape[0], rows):
-        xb = _times_pow2(x[s:s + rows].double(), k)  # never in place: may be a view of x
+        xb = _times_pow2(x[s : s + rows].double(), k)  # never in place: may be a view of x
         x_sq = (xb * xb).sum(1)
         r2 = max(r2, float(x_sq.max()))
         sq = torch.addmm(x_sq[:, None] + p_sq[None, :], xb, p64.t(), alpha=-2.0)
-        T[s:s + rows] = sq.clamp_(min=0.0).sqrt_()
+        T[s : s + rows] = sq.clamp_(min=0.0).sqrt_()
     # Each squared distance is off by at most ~4 d eps64 max(||x||^2, ||p||^2), so a
     # distance by at most the square root of that.
     r2 = max(r2, float(p_sq.max()))
@@ -510,7 +537,7 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
     c_start = gr.start[:-1]
     c_end = c_start + gr.n_centres
     for g in range(gr.G):
-        min_d[c_start[g]:c_end[g]] = -1.0
+        min_d[c_start[g] : c_end[g]] = -1.0
     if gr.n_centres.sum() == 0:
         return min_d
     cidx = np.concatenate([np.arange(c_start[h], c_end[h]) for h in range(gr.G)])
@@ -540,7 +567,7 @@ def _initial_min_d(gr: _Groups, backend: str, slack_rel: float) -> np.ndarray:
         bound[~has_c] = np.inf
         order = np.argsort(bound, kind="stable")
         h0 = order[0]
-        best = _nearest_dist(xg, C[c_off[h0]:c_off[h0 + 1]], "torch", mu).numpy()
+        best = _nearest_dist(xg, C[c_off[h0] : c_off[h0 + 1]], "torch", mu).numpy()
         reach = float(best.max()) * (1.0 + slack_rel) + 2.0 * gr.t_err
         rest = [h for h in order[1:] if bound[h] <= reach]
         if rest:
@@ -559,8 +586,7 @@ def _parallel_scan(x: torch.Tensor) -> bool:
     return x.numel() * x.element_size() > _PARALLEL_BYTES
 
 
-def _exact_dist(x: torch.Tensor, point: torch.Tensor, parallel: bool | None = None
-                ) -> np.ndarray:
+def _exact_dist(x: torch.Tensor, point: torch.Tensor, parallel: bool | None = None) -> np.ndarray:
     """Distances from rows of ``x`` to one point, from differences.
 
     For small feature matrices NumPy does it in one thread, in blocks whose temporaries
@@ -574,20 +600,24 @@ def _exact_dist(x: torch.Tensor, point: torch.Tensor, parallel: bool | None = No
     if parallel is None:
         parallel = _parallel_scan(x)
     if parallel:
-        return torch.cdist(x, point[None, :],
-                           compute_mode="donot_use_mm_for_euclid_dist").view(-1).numpy()
+        return (
+            torch.cdist(x, point[None, :], compute_mode="donot_use_mm_for_euclid_dist")
+            .view(-1)
+            .numpy()
+        )
     a, p = x.numpy(), point.numpy()
     rows = max(1, _BLOCK_BYTES // (a.shape[1] * a.itemsize))
     out = np.empty(a.shape[0], dtype=a.dtype)
     buf = np.empty((min(rows, a.shape[0]), a.shape[1]), dtype=a.dtype)
     for s in range(0, a.shape[0], rows):
-        diff = np.subtract(a[s:s + rows], p, out=buf[:min(rows, a.shape[0] - s)])
-        np.einsum("ij,ij->i", diff, diff, out=out[s:s + rows])
+        diff = np.subtract(a[s : s + rows], p, out=buf[: min(rows, a.shape[0] - s)])
+        np.einsum("ij,ij->i", diff, diff, out=out[s : s + rows])
     return np.sqrt(out, out=out)
 
 
-def _greedy_cpu(gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune: bool,
-                slack_rel: float) -> tuple[np.ndarray, np.ndarray]:
+def _greedy_cpu(
+    gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune: bool, slack_rel: float
+) -> tuple[np.ndarray, np.ndarray]:
     x, start, G = gr.x, gr.start, gr.G
     gmax = np.full(G, -np.inf, dtype=min_d.dtype)
     nonempty = start[1:] > start[:-1]
@@ -604,7 +634,7 @@ def _greedy_cpu(gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune
             top = gmax.max()
             best_orig, j = None, -1
             for g in np.flatnonzero(gmax == top):
-                jj = int(start[g]) + int(np.argmax(min_d[start[g]:start[g + 1]]))
+                jj = int(start[g]) + int(np.argmax(min_d[start[g] : start[g + 1]]))
                 if best_orig is None or gr.perm[jj] < best_orig:
                     best_orig, j = gr.perm[jj], jj
             dj = float(min_d[j])
@@ -631,6 +661,7 @@ def _greedy_cpu(gr: _Groups, min_d: np.ndarray, n: int, first: int | None, prune
 
 
 # -- the public function --------------------------------------------------------------
+
 
 def k_center_greedy(
     features: np.ndarray | torch.Tensor,
@@ -726,8 +757,7 @@ def k_center_greedy(
     """
     n_threads = check_n_threads(n_threads)
     with limit_threads(n_threads):
-        return _k_center_greedy(features, n, initial_centers, backend, prune,
-                                random_state)
+        return _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
 
 
 def _k_center_greedy(features, n, initial_centers, backend, prune, random_state):
@@ -750,7 +780,8 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
     elif backend == "keops" and M and not keops_available(device):
         raise RuntimeError(
             f"backend='keops' was asked for, but KeOps cannot run on {device.type}: "
-            f"{_keops_reason(device.type)}")
+            f"{_keops_reason(device.type)}"
+        )
     first = None if M else int(check_random_state(random_state).randint(N))
     # rounding of the exact distances: a margin for the pruning bounds
     slack_rel = 4.0 * d * float(torch.finfo(x.dtype).eps)
@@ -774,8 +805,7 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
             _times_pow2(xs, -e, out=xs)
             min_d = torch.full((N,), float("inf"), dtype=x.dtype, device=device)
         step = _DEVICE_STEP if _device_loop.triton_usable(device) else "torch"
-        p, dd = _device_loop.greedy(xs, min_d, n, impl=step, graph_steps=_GRAPH_STEPS,
-                                    first=first)
+        p, dd = _device_loop.greedy(xs, min_d, n, impl=step, graph_steps=_GRAPH_STEPS, first=first)
         picks = (pool.cpu()[p] if M else p).numpy()
         dists = dd.double().numpy()
         if first is not None:

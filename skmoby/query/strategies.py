@@ -114,7 +114,8 @@ def _stacked_features(learner: Any, X_pool: Any, X_labeled: Any) -> tuple[np.nda
         raise TypeError(
             "a modAL Committee has one feature space per member and no labelled set of "
             "its own; select with one member (committee.learner_list[0]) as the learner, "
-            "or with a fitted estimator and X_labeled=")
+            "or with a fitted estimator and X_labeled="
+        )
     est = _estimator(learner)
     if X_labeled is None:
         X_labeled = getattr(learner, "X_training", None)
@@ -124,7 +125,8 @@ def _stacked_features(learner: Any, X_pool: Any, X_labeled: Any) -> tuple[np.nda
     F_lab = _features(est, X_labeled, "X_labeled")
     if F_lab.shape[1] != F_pool.shape[1]:
         raise ValueError(
-            f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}")
+            f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}"
+        )
     # the wider dtype of the two: never round one set's features to the other's
     F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
     return F, len(F_lab)
@@ -190,8 +192,14 @@ def coreset(
             raise ValueError("X_pool is empty: there is nothing to select")
         n = _check_n(n_instances, n_pool)
         F, m = _stacked_features(learner, X_pool, X_labeled)
-        idx, dist = k_center_greedy(F, n, initial_centers=np.arange(m), backend=backend,
-                                    prune=prune, random_state=random_state)
+        idx, dist = k_center_greedy(
+            F,
+            n,
+            initial_centers=np.arange(m),
+            backend=backend,
+            prune=prune,
+            random_state=random_state,
+        )
         return _result(learner, idx - m, dist)
 
 

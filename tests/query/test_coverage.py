@@ -28,8 +28,10 @@ def _ref_coverage(F, delta, m, n):
         covered |= set(balls[i].tolist())
     picks = []
     for _ in range(n):
-        gains = [(-1 if (i < m or i in picks) else len(set(balls[i].tolist()) - covered))
-                 for i in range(len(F))]
+        gains = [
+            (-1 if (i < m or i in picks) else len(set(balls[i].tolist()) - covered))
+            for i in range(len(F))
+        ]
         best = int(np.argmax(gains))
         if gains[best] <= 0:
             break
@@ -44,8 +46,7 @@ def _ref_typiclust(F, labels, m, n, k):
     size = {c: int(np.sum(labels == c)) for c in count}
     picks = []
     for _ in range(n):
-        open_ = [c for c in count if any(labels[i] == c and i not in taken
-                                         for i in range(len(F)))]
+        open_ = [c for c in count if any(labels[i] == c and i not in taken for i in range(len(F)))]
         c = min(open_, key=lambda c: (count[c], -size[c], c))
         members = [i for i in range(len(F)) if labels[i] == c]
         D = _dense(F[members])
@@ -54,8 +55,13 @@ def _ref_typiclust(F, labels, m, n, k):
         for a, i in enumerate(members):
             if i in taken:
                 continue
-            t = 0.0 if kk < 1 else 1.0 / np.sort(D[a])[1:kk + 1].mean() \
-                if np.sort(D[a])[1:kk + 1].mean() > 0 else np.inf
+            t = (
+                0.0
+                if kk < 1
+                else 1.0 / np.sort(D[a])[1 : kk + 1].mean()
+                if np.sort(D[a])[1 : kk + 1].mean() > 0
+                else np.inf
+            )
             if t > best_t:
                 best, best_t = i, t
         picks.append(best)
@@ -67,8 +73,9 @@ def _ref_typiclust(F, labels, m, n, k):
 @pytest.fixture
 def points():
     rng = np.random.RandomState(0)
-    return np.concatenate([rng.normal(0, 0.3, (25, 3)), rng.normal(3, 0.5, (15, 3)),
-                           rng.normal(-4, 1.0, (8, 3))])
+    return np.concatenate(
+        [rng.normal(0, 0.3, (25, 3)), rng.normal(3, 0.5, (15, 3)), rng.normal(-4, 1.0, (8, 3))]
+    )
 
 
 # ============================================================================ the graph
@@ -76,7 +83,7 @@ def points():
 def test_radius_graph_equals_the_dense_reference(points, delta, monkeypatch):
     monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 7 * len(points))  # several blocks
     indptr, indices = radius_graph(points, delta)
-    got = [indices[indptr[i]:indptr[i + 1]] for i in range(len(points))]
+    got = [indices[indptr[i] : indptr[i + 1]] for i in range(len(points))]
     for a, b in zip(got, _ref_graph(points, delta), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -111,8 +118,14 @@ def test_purity_radius_is_the_largest_pure_enough_radius(points, purity, monkeyp
 # ============================================================================ ProbCover
 @pytest.mark.parametrize(("delta", "m", "n"), [(0.5, 0, 5), (0.9, 6, 4), (1.5, 10, 3)])
 def test_probcover_equals_the_greedy_reference(points, delta, m, n):
-    idx, gains = probcover(DummyClassifier(), points[m:], n, X_labeled=points[:m] if m else
-                           None, delta=delta, normalize=False)
+    idx, gains = probcover(
+        DummyClassifier(),
+        points[m:],
+        n,
+        X_labeled=points[:m] if m else None,
+        delta=delta,
+        normalize=False,
+    )
     want = _ref_coverage(points, delta, m, n)
     assert (idx + m).tolist() == want
     assert np.all(gains > 0)
@@ -124,16 +137,14 @@ def test_probcover_with_every_ball_one_point_picks_in_index_order(points):
 
 
 def test_probcover_with_one_ball_holding_all_then_draws_at_random(points):
-    idx, gains = probcover(DummyClassifier(), points, 5, delta=1e6, normalize=False,
-                           random_state=0)
+    idx, gains = probcover(DummyClassifier(), points, 5, delta=1e6, normalize=False, random_state=0)
     assert gains[0] == len(points) and gains[1:].tolist() == [0] * 4
     assert len(set(idx.tolist())) == 5 and idx.min() >= 0 and idx.max() < len(points)
 
 
 def test_probcover_duplicates_and_identical_features():
     X = np.zeros((10, 4))
-    idx, gains = probcover(DummyClassifier(), X, 3, delta=0.1, normalize=False,
-                           random_state=0)
+    idx, gains = probcover(DummyClassifier(), X, 3, delta=0.1, normalize=False, random_state=0)
     assert idx[0] == 0 and gains.tolist() == [10, 0, 0] and len(set(idx.tolist())) == 3
     with pytest.raises(ValueError, match="single distinct point: give delta"):
         probcover(DummyClassifier(), X, 3, n_clusters=3)
@@ -163,8 +174,9 @@ def test_typiclust_one_pick_per_cluster_largest_first(points):
 
 
 def test_typiclust_with_more_picks_than_clusters(points):
-    idx, _ = typiclust(DummyClassifier(), points, 10, max_clusters=3, normalize=False,
-                       random_state=0)
+    idx, _ = typiclust(
+        DummyClassifier(), points, 10, max_clusters=3, normalize=False, random_state=0
+    )
     assert len(set(idx.tolist())) == 10
 
 
@@ -176,8 +188,7 @@ def test_typiclust_on_identical_features_and_duplicates():
 
 def test_typiclust_one_cluster_takes_its_most_typical_point():
     X = np.array([[0.0], [1.0], [1.1], [1.2], [5.0]])
-    idx, _ = typiclust(DummyClassifier(), X, 1, max_clusters=1, n_neighbors=2,
-                       normalize=False)
+    idx, _ = typiclust(DummyClassifier(), X, 1, max_clusters=1, n_neighbors=2, normalize=False)
     assert idx.tolist() == [2]
 
 
@@ -200,8 +211,12 @@ def test_strategies_refuse_bad_input(points, strategy):
 @pytest.mark.parametrize("strategy", [typiclust, probcover])
 def test_strategies_in_a_modal_learner_use_its_labels(points, strategy):
     y = np.repeat([0, 1, 2], [25, 15, 8])
-    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=strategy,
-                            X_training=points[::4], y_training=y[::4])
+    learner = ActiveLearner(
+        estimator=LogisticRegression(),
+        query_strategy=strategy,
+        X_training=points[::4],
+        y_training=y[::4],
+    )
     idx, _ = learner.query(points, n_instances=4)
     assert len(idx) == 4 and len(set(np.asarray(idx).tolist())) == 4
 
@@ -212,8 +227,7 @@ def test_typiclust_on_the_estimators_contrastive_features(fitted, digits):
     assert len(set(idx.tolist())) == 10 and np.all(t > 0)
 
 
-@pytest.mark.parametrize("strategy", ["coreset", "typiclust", "probcover",
-                                      "high_contrastive_loss"])
+@pytest.mark.parametrize("strategy", ["coreset", "typiclust", "probcover", "high_contrastive_loss"])
 def test_feature_strategies_on_a_committee_are_refused_clearly(points, strategy):
     # Once: coreset on a Committee picked in raw pixel space with no labelled centres.
     from modAL.models import Committee
@@ -221,8 +235,10 @@ def test_feature_strategies_on_a_committee_are_refused_clearly(points, strategy)
     import skmoby
 
     y = np.repeat([0, 1, 2], [25, 15, 8])
-    members = [ActiveLearner(estimator=LogisticRegression(), X_training=points[i::3],
-                             y_training=y[i::3]) for i in range(2)]
+    members = [
+        ActiveLearner(estimator=LogisticRegression(), X_training=points[i::3], y_training=y[i::3])
+        for i in range(2)
+    ]
     committee = Committee(learner_list=members, query_strategy=getattr(skmoby, strategy))
     with pytest.raises(TypeError, match=r"Committee|contrastive_loss"):
         getattr(skmoby, strategy)(committee, points, 2)
@@ -237,8 +253,10 @@ def test_committee_wide_strategies_work_on_a_committee(points, strategy):
     import skmoby
 
     y = np.repeat([0, 1, 2], [25, 15, 8])
-    members = [ActiveLearner(estimator=LogisticRegression(), X_training=points[i::3],
-                             y_training=y[i::3]) for i in range(2)]
+    members = [
+        ActiveLearner(estimator=LogisticRegression(), X_training=points[i::3], y_training=y[i::3])
+        for i in range(2)
+    ]
     committee = Committee(learner_list=members, query_strategy=getattr(skmoby, strategy))
     idx, _ = committee.query(points, n_instances=3)
     assert len(set(np.asarray(idx).tolist())) == 3

@@ -18,8 +18,7 @@ from skmoby import k_center_greedy
 from skmoby.query import _device_loop, kcenter
 from tests.query.test_kcenter import clustered, reference
 
-needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
-                                  reason="needs triton")
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -70,10 +69,20 @@ def triton_interpreted(tmp_path, x, min_d, n, block_n=0, block_p=0):
     imported it already (torchvision's datasets do), after which the step falls back to
     torch and such a test could not fail.
     """
-    np.savez(tmp_path / "args.npz", x=x.numpy(), min_d=min_d.numpy(), n=n,
-             _BLOCK_N=block_n, _BLOCK_P=block_p)
-    out = subprocess.run([sys.executable, "-c", _INTERPRETED, str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+    np.savez(
+        tmp_path / "args.npz",
+        x=x.numpy(),
+        min_d=min_d.numpy(),
+        n=n,
+        _BLOCK_N=block_n,
+        _BLOCK_P=block_p,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _INTERPRETED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     res = np.load(tmp_path / "out.npz")
     return res["picks"], res["dists"]
@@ -94,8 +103,7 @@ def test_torch_step_first_pick_without_centres():
     want = reference(F, 10, (), random_state=3)
     x, min_d = start(F, [])
     first = int(np.random.RandomState(3).randint(len(F)))
-    picks, dists = _device_loop.greedy(x, min_d, 10, impl="torch", graph_steps=0,
-                                       first=first)
+    picks, dists = _device_loop.greedy(x, min_d, 10, impl="torch", graph_steps=0, first=first)
     np.testing.assert_array_equal(picks.numpy(), want[0])
     assert dists[0] == float("inf")
 
@@ -193,8 +201,9 @@ def test_cuda_loop_never_syncs_with_the_host(step):
         st = _device_loop.run(x, min_d, 300, impl=step)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    want = _device_loop.greedy(x, start(F, range(200), device="cuda")[1], 300,
-                               impl="torch", graph_steps=0)[0]
+    want = _device_loop.greedy(
+        x, start(F, range(200), device="cuda")[1], 300, impl="torch", graph_steps=0
+    )[0]
     np.testing.assert_array_equal(st.picks.cpu().numpy(), want.numpy())
 
 

@@ -100,13 +100,14 @@ def test_property_matches_reference(n_points, d, n_init, seed, dup, prune, data)
     rng = np.random.RandomState(seed)
     F = rng.randint(-3, 4, size=(n_points, d)).astype(np.float64)  # many exact ties
     if dup:
-        F[: n_points // 2] = F[n_points // 2: 2 * (n_points // 2)]
+        F[: n_points // 2] = F[n_points // 2 : 2 * (n_points // 2)]
     n_init = min(n_init, n_points - 1)
     init = rng.choice(n_points, n_init, replace=False)
     n = data.draw(st.integers(1, n_points - n_init))
     want = reference(F, n, init, random_state=seed)
-    got = k_center_greedy(F, n, initial_centers=init, backend="torch", prune=prune,
-                          random_state=seed)
+    got = k_center_greedy(
+        F, n, initial_centers=init, backend="torch", prune=prune, random_state=seed
+    )
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1])
 
@@ -174,7 +175,7 @@ def test_property_grouped_pruning_matches_reference(n_points, d, k, n_init, seed
     """Clustered integer points (many exact ties) with enough dimensions for pivots."""
     rng = np.random.RandomState(seed)
     means = rng.randint(-20, 21, size=(k, d))
-    F = (means[rng.randint(k, size=n_points)] + rng.randint(-2, 3, size=(n_points, d)))
+    F = means[rng.randint(k, size=n_points)] + rng.randint(-2, 3, size=(n_points, d))
     F = F.astype(np.float64)
     n_init = min(n_init, n_points - 1)
     init = rng.choice(n_points, n_init, replace=False)
@@ -234,8 +235,10 @@ def test_one_extreme_outlier_leaves_float32_picks_exact(value, role, prune):
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
 
 
-@pytest.mark.parametrize(("dtype", "offset"), [
-    (np.float32, 1e6), (np.float32, 1e20), (np.float64, 1e9), (np.float64, 1e20)])
+@pytest.mark.parametrize(
+    ("dtype", "offset"),
+    [(np.float32, 1e6), (np.float32, 1e20), (np.float64, 1e9), (np.float64, 1e20)],
+)
 @pytest.mark.parametrize("prune", [True, False])
 def test_centres_in_two_populations_far_apart(dtype, offset, prune):
     # Centres in two clusters of clusters far apart: no one centring point is near
@@ -291,11 +294,14 @@ def test_integers_are_exact_or_refused():
         k_center_greedy(big, 1, initial_centers=[0])
 
 
-@pytest.mark.parametrize(("offset", "spread", "dtype"), [
-    ((45.0, 7.0), 1e-3, np.float32),    # GPS-like coordinates
-    ((1e5, 1e5), 1.0, np.float32),
-    ((1e13, 1e13), 1.0, np.float64),
-])
+@pytest.mark.parametrize(
+    ("offset", "spread", "dtype"),
+    [
+        ((45.0, 7.0), 1e-3, np.float32),  # GPS-like coordinates
+        ((1e5, 1e5), 1.0, np.float32),
+        ((1e13, 1e13), 1.0, np.float64),
+    ],
+)
 @pytest.mark.parametrize("prune", [True, False])
 def test_a_large_common_offset_does_not_cost_exactness(offset, spread, dtype, prune):
     # ||c||^2 - 2 x.c cancelled what the features share: a wrong pick, its distance 10x
@@ -303,8 +309,7 @@ def test_a_large_common_offset_does_not_cost_exactness(offset, spread, dtype, pr
     rng = np.random.RandomState(0)
     X = (np.array(offset) + spread * rng.randn(2000, 2)).astype(dtype)
     want = reference(X, 5, range(300))
-    got = k_center_greedy(X, 5, initial_centers=np.arange(300), backend="torch",
-                          prune=prune)
+    got = k_center_greedy(X, 5, initial_centers=np.arange(300), backend="torch", prune=prune)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-4)
 
@@ -339,8 +344,11 @@ def test_one_feature_and_repeated_indices():
         ({"n": 19}, ValueError, "n must be in 1..18"),
         ({"n": 2.0}, TypeError, "n must be an int"),
         ({"features": np.full((20, 2), np.nan)}, ValueError, "features contain NaN"),
-        ({"features": np.where(np.eye(20, 2) > 0, np.inf, 0.0)}, ValueError,
-         "features contain NaN or inf"),
+        (
+            {"features": np.where(np.eye(20, 2) > 0, np.inf, 0.0)},
+            ValueError,
+            "features contain NaN or inf",
+        ),
         ({"features": np.zeros((0, 2))}, ValueError, "features must have at least one row"),
         ({"features": np.zeros((20, 0))}, ValueError, "and one column"),
         ({"initial_centers": np.arange(20)}, ValueError, "n: no point is left to pick"),
@@ -353,16 +361,14 @@ def test_one_feature_and_repeated_indices():
         ({"backend": "faiss"}, ValueError, "backend"),
         ({"prune": "sometimes"}, ValueError, "prune"),
         ({"features": np.array([["a", "b"]] * 20)}, TypeError, "numeric"),
-        ({"features": np.zeros((20, 2), dtype=np.longdouble)}, TypeError,
-         "extended precision"),
-        ({"features": np.full((20, 2), -2**63, dtype=np.int64)}, ValueError, r"2\*\*53"),
+        ({"features": np.zeros((20, 2), dtype=np.longdouble)}, TypeError, "extended precision"),
+        ({"features": np.full((20, 2), -(2**63), dtype=np.int64)}, ValueError, r"2\*\*53"),
         ({"prune": 1}, ValueError, "prune"),
         ({"prune": 1.0}, ValueError, "prune"),
     ],
 )
 def test_bad_input(kwargs, err, match):
-    args = {"features": np.random.RandomState(0).randn(20, 2), "n": 3,
-            "initial_centers": [0, 1]}
+    args = {"features": np.random.RandomState(0).randn(20, 2), "n": 3, "initial_centers": [0, 1]}
     args.update(kwargs)
     with pytest.raises(err, match=match):
         k_center_greedy(args.pop("features"), args.pop("n"), **args)
@@ -396,8 +402,8 @@ def test_pruning_never_changes_picks_of_near_ties(monkeypatch, dtype):
     U[:, 0] = -np.abs(U[:, 0]) - 0.5
     U /= np.linalg.norm(U, axis=1, keepdims=True)  # a sphere of radius 1 round 0
     far = np.zeros((2, d))
-    far[0, 0], far[1, 0] = -1000.0, 5000.0           # the initial centres
-    blob = far[1] + 0.01 * rng.randn(3000, d)        # a tight cluster at one of them
+    far[0, 0], far[1, 0] = -1000.0, 5000.0  # the initial centres
+    blob = far[1] + 0.01 * rng.randn(3000, d)  # a tight cluster at one of them
     X = np.concatenate([far, np.zeros((1, d)), U, blob]).astype(dtype)
     a = k_center_greedy(X, 12, initial_centers=[0, 1], prune=True, n_threads=1)
     b = k_center_greedy(X, 12, initial_centers=[0, 1], prune=False, n_threads=1)

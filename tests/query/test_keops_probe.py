@@ -29,15 +29,18 @@ REDUCTIONS = {
 def make_fake_pykeops(root, mode):
     pkg = root / mode / "pykeops"
     pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent("""
         import os
         with open(os.environ["FAKE_KEOPS_LOG"], "a") as f:
             f.write(f"{os.getpid()}\\n")
 
         def set_verbose(flag):
             pass
-    """))
-    (pkg / "torch.py").write_text(textwrap.dedent(f"""
+    """)
+    )
+    (pkg / "torch.py").write_text(
+        textwrap.dedent(f"""
         import os, signal, time
         import torch
 
@@ -52,7 +55,8 @@ def make_fake_pykeops(root, mode):
                 return self
             def argmin(self, dim):
                 {REDUCTIONS[mode]}
-    """))
+    """)
+    )
     return root / mode
 
 
@@ -125,8 +129,9 @@ def test_wrong_keops_answer_is_refused(fake_keops):
     fake_keops("wrong")
     assert not keops_available("cpu")
     with pytest.raises(RuntimeError, match=r"KeOps.*wrong answer"):
-        k_center_greedy(np.random.RandomState(1).randn(30, 2), 3, initial_centers=[0],
-                        backend="keops")
+        k_center_greedy(
+            np.random.RandomState(1).randn(30, 2), 3, initial_centers=[0], backend="keops"
+        )
 
 
 def test_missing_pykeops_needs_no_child(monkeypatch, tmp_path):

@@ -51,8 +51,7 @@ def test_coreset_accepts_a_list_pool(fitted, digits):
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1])
     tensors = [torch.from_numpy(x) for x in X[600:700]]
-    np.testing.assert_array_equal(coreset(fitted, tensors, 5, X_labeled=X[:300])[0],
-                                  want[0])
+    np.testing.assert_array_equal(coreset(fitted, tensors, 5, X_labeled=X[:300])[0], want[0])
 
 
 def test_coreset_keeps_the_wider_dtype(blobs):
@@ -105,8 +104,9 @@ class CountingStrategy:
 def test_modal_query_calls_once_and_returns_k(blobs, k):
     X, y = blobs
     strat = CountingStrategy(coreset)
-    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=strat,
-                            X_training=X[:10], y_training=y[:10])
+    learner = ActiveLearner(
+        estimator=LogisticRegression(), query_strategy=strat, X_training=X[:10], y_training=y[:10]
+    )
     idx, inst = learner.query(X[10:], n_instances=k)
     assert strat.calls == 1
     want, _ = k_center_greedy(X, k, initial_centers=np.arange(10))
@@ -117,8 +117,12 @@ def test_modal_query_calls_once_and_returns_k(blobs, k):
 @pytest.mark.parametrize("strategy", [coreset, random_sampling, max_entropy])
 def test_all_strategies_work_in_modal(blobs, strategy):
     X, y = blobs
-    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=strategy,
-                            X_training=X[:10], y_training=y[:10])
+    learner = ActiveLearner(
+        estimator=LogisticRegression(),
+        query_strategy=strategy,
+        X_training=X[:10],
+        y_training=y[:10],
+    )
     idx, _ = learner.query(X[10:], n_instances=2)
     assert len(set(idx.tolist())) == 2
     learner.teach(X[10:][idx], y[10:][idx])  # needs the force_all_finite fix on sklearn 1.8+
@@ -129,8 +133,11 @@ def test_modal_loop_with_mobyv2_on_digits(digits):
     X, y = digits
     X_pool, y_pool = X[200:800].copy(), y[200:800].copy()
     learner = ActiveLearner(
-        estimator=small_clf(max_epochs=1), query_strategy=coreset,
-        X_training=X[:100], y_training=y[:100], X_unlabeled=X[100:200],
+        estimator=small_clf(max_epochs=1),
+        query_strategy=coreset,
+        X_training=X[:100],
+        y_training=y[:100],
+        X_unlabeled=X[100:200],
     )
     picked = []
     for _ in range(3):
@@ -179,8 +186,7 @@ def test_contrastive_strategies_with_mobyv2(fitted, digits):
 
 
 @pytest.mark.parametrize("n", [0, -1, 61])
-@pytest.mark.parametrize("strategy", [coreset, random_sampling, max_entropy,
-                                      high_contrastive_loss])
+@pytest.mark.parametrize("strategy", [coreset, random_sampling, max_entropy, high_contrastive_loss])
 def test_bad_n_instances(fitted, digits, strategy, n):
     X, _ = digits
     with pytest.raises(ValueError, match=r"n_instances must be in 1\.\.60"):
@@ -189,8 +195,9 @@ def test_bad_n_instances(fitted, digits, strategy, n):
 
 def test_old_modal_contract_returns_indices_only(blobs, monkeypatch):
     X, y = blobs
-    learner = ActiveLearner(estimator=LogisticRegression(), query_strategy=coreset,
-                            X_training=X[:10], y_training=y[:10])
+    learner = ActiveLearner(
+        estimator=LogisticRegression(), query_strategy=coreset, X_training=X[:10], y_training=y[:10]
+    )
     monkeypatch.setattr(strategies, "query_returns_metrics", lambda: False)
     out = coreset(learner, X[10:], 2)
     assert isinstance(out, np.ndarray) and out.shape == (2,)
@@ -222,8 +229,9 @@ def test_patch_is_applied_and_idempotent():
     from sklearn.utils import check_X_y
 
     needed = "force_all_finite" not in inspect.signature(check_X_y).parameters
-    users = [m for m in (importlib.import_module(n) for n in compat._MODULES)
-             if hasattr(m, "check_X_y")]
+    users = [
+        m for m in (importlib.import_module(n) for n in compat._MODULES) if hasattr(m, "check_X_y")
+    ]
     assert users  # the installed modAL imports check_X_y somewhere we know
     for module in users:
         assert getattr(module.check_X_y, "_skmoby_patched", False) == needed
@@ -256,8 +264,12 @@ def interrupted_once(monkeypatch):
 
 def _learner(blobs, estimator=None, strategy=coreset):
     X, y = blobs
-    return ActiveLearner(estimator=estimator or LogisticRegression(), query_strategy=strategy,
-                         X_training=X[:10], y_training=y[:10])
+    return ActiveLearner(
+        estimator=estimator or LogisticRegression(),
+        query_strategy=strategy,
+        X_training=X[:10],
+        y_training=y[:10],
+    )
 
 
 def test_ctrl_c_during_a_modal_query_stops_it(blobs, interrupted_once):
@@ -397,9 +409,10 @@ def test_guard_modal_retry_keeps_the_strategy_and_pickles():
     guarded = compat.guard_modal_retry(random_sampling)
     assert guarded.__wrapped__ is random_sampling
     assert pickle.loads(pickle.dumps(coreset)) is coreset
-    np.testing.assert_array_equal(guarded(None, np.zeros((5, 1)), 2, random_state=0)[0],
-                                  random_sampling(None, np.zeros((5, 1)), 2,
-                                                  random_state=0)[0])
+    np.testing.assert_array_equal(
+        guarded(None, np.zeros((5, 1)), 2, random_state=0)[0],
+        random_sampling(None, np.zeros((5, 1)), 2, random_state=0)[0],
+    )
 
 
 def test_sparse_pools_are_refused_or_densified_by_transform(blobs):
