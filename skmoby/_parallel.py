@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import devices
 from ._streams import ensure_std_streams
 
 Job = tuple[str, int, dict[int, dict[str, Any]]]
@@ -60,16 +61,6 @@ def threads_per_job(cfg) -> int:
     return max(1, cpus // (len(cfg.methods) * cfg.trials))
 
 
-def _cuda_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _wants_gpu(device: str) -> bool:
-    return device.startswith("cuda") or (device == "auto" and _cuda_count() > 0)
-
-
 def check_resources(
     device: str, jobs_per_gpu: int | None, backend: str, ray_address: str | None
 ) -> None:
@@ -84,7 +75,7 @@ def check_resources(
         if ray_address is not None:
             _check_reachable(ray_address)
         return
-    if jobs_per_gpu is not None and not (device != "cpu" and _cuda_count() > 0):
+    if jobs_per_gpu is not None and not (device != "cpu" and devices.cuda_count() > 0):
         raise ValueError(
             f"jobs_per_gpu ({jobs_per_gpu}) shares GPUs between jobs, but "
             f"there is no CUDA GPU to share (device {device!r}); leave it out"
@@ -113,7 +104,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 def local_devices(device: str, jobs: int, jobs_per_gpu: int | None) -> list[str]:
     """The device of each local worker: GPUs round-robin, else the CPU."""
-    n_gpus = _cuda_count()
+    n_gpus = devices.cuda_count()
     if (
         device == "cpu"
         or (device == "auto" and n_gpus == 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import resolve_device
+from .devices import resolve_device
 
 __all__ = ["Persistence"]
 

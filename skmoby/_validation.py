@@ -21,6 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 from torch import nn
 
+from .devices import resolve_device
 from .threads import check_n_threads
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -233,44 +234,6 @@ def check_hyperparameters(est) -> None:
             f"(or (name, callback) pairs); got {cbs!r}"
         )
     resolve_device(est.device)
-
-
-def resolve_device(device: Any) -> Any:
-    """The device ``device`` names, checked to exist on this machine.
-
-    ``"auto"`` becomes ``"cuda"`` when a GPU is available and ``"cpu"`` otherwise; any
-    other value is returned unchanged after checking that torch knows it and that it is
-    present. Raises ``ValueError`` naming ``device`` otherwise, so that a fit fails
-    before any work rather than in the first tensor operation.
-    """
-    if isinstance(device, str) and device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    usage = "use 'auto' (the GPU when there is one), 'cpu', 'cuda' or 'cuda:<index>'"
-    try:
-        d = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device={device!r} is not a device torch knows; {usage}") from exc
-    if d.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} asks for a CUDA GPU, but torch finds none on this "
-                "machine (torch.cuda.is_available() is False); use device='auto' or 'cpu'"
-            )
-        n = torch.cuda.device_count()
-        if d.index is not None and d.index >= n:
-            raise ValueError(
-                f"device={device!r} names GPU {d.index}, but this machine has "
-                f"{n} (indices 0 to {n - 1})"
-            )
-    elif d.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(
-                f"device={device!r}: the MPS backend is not available here; "
-                "use device='auto' or 'cpu'"
-            )
-    elif d.type != "cpu":
-        raise ValueError(f"device={device!r} is not supported; {usage}")
-    return device
 
 
 def canonical_shape(input_shape: Any) -> tuple[int, ...]:

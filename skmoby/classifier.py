@@ -32,8 +32,9 @@ from ._skorch_parts import (
     expected_failed_checks,
     valid_accuracy,
 )
-from ._validation import UnlabeledData, resolve_device, stack_unlabeled
+from ._validation import UnlabeledData, stack_unlabeled
 from .backbones import build_encoder
+from .devices import resolve_device
 from .network import MoBYv2Network
 
 # modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it (only

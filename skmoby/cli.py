@@ -130,7 +130,8 @@ _CLI_WORDS = [
     (r"jobs_per_gpu=", "--jobs-per-gpu "),
     (r"\bjobs=", "--jobs "),
     (r"ray_address", "--ray-address"),
-    (r"use device 'cpu' or 'auto'", "use --device cpu or --device auto"),
+    (r"device=('[^']*'|\S+)", r"--device \1"),
+    (r"use 'auto' or 'cpu'", "use --device auto or --device cpu"),
     (r"backend 'ray'", "--backend ray"),
     (r"backend='ray'", "--backend ray"),
 ]
@@ -293,9 +294,10 @@ def _os_message(exc: OSError, out: Path) -> str:
 def _demo_jobs(cfg) -> int:
     """The demo's jobs at once: one per usable CPU (each job is single-threaded on a
     small machine, and the table does not depend on it), one on a GPU."""
-    from ._parallel import _wants_gpu, usable_cpus
+    from ._parallel import usable_cpus
+    from .devices import wants_gpu
 
-    if _wants_gpu(cfg.device):
+    if wants_gpu(cfg.device):
         return 1
     return max(1, min(usable_cpus(), len(cfg.methods) * cfg.trials))
 
@@ -328,12 +330,13 @@ def _remove_run_files(folder: Path) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .experiment import PRESETS, ExperimentConfig, _check_device, run_experiment
+    from .devices import check_device
+    from .experiment import PRESETS, ExperimentConfig, run_experiment
 
     cfg = ExperimentConfig(**{**PRESETS["demo"], "device": args.device, "seed": args.seed})
     try:
         cfg.validate()
-        _check_device(cfg.device)
+        check_device(cfg.device)
     except ValueError as exc:
         raise _usage(f"skmoby demo: error: {_cli_message(exc)}") from None
     base = _out_argument("demo", args.out)
@@ -425,14 +428,14 @@ def _plan(cfg, out: Path, ds=None):
     its cost; return the dataset, to be handed to the runner."""
     from ._plan import plan_run
     from ._runstore import RunFolder
+    from .devices import check_device
     from .experiment import (
-        _check_device,
         _check_same_protocol,
         _checked_dataset,
         _checked_folder,
     )
 
-    _check_device(cfg.device)
+    check_device(cfg.device)
     store = RunFolder(out)
     _check_same_protocol(store, cfg)  # a folder of another run: refused before the probe
     ds = _checked_dataset(cfg, ds)

@@ -54,6 +54,7 @@ from ._runstore import (
 )
 from .classifier import MoBYv2Classifier
 from .datasets import ImageDataset, load_dataset
+from .devices import check_device
 from .query.coverage import probcover, typiclust
 from .query.strategies import (
     coreset,
@@ -419,38 +420,6 @@ def _job_cycles(
         rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
 
 
-def _check_device(device: str) -> None:
-    """Refuse a device this machine does not have, before anything is written."""
-    import torch
-
-    if device == "auto":
-        return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}"
-        ) from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise ValueError(
-                f"device {device!r} was asked for, but this machine has no "
-                "usable CUDA GPU (torch.cuda.is_available() is False); use "
-                "device 'cpu' or 'auto'"
-            )
-        if dev.index is not None and dev.index >= n:
-            raise ValueError(
-                f"device {device!r} was asked for, but this machine has {n} "
-                f"CUDA GPU(s): cuda:0..cuda:{n - 1}"
-            )
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"device {device!r} was asked for, but MPS is not available")
-    elif dev.type != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
-
-
 def _save_model(out: Path, method: str, trial: int, cycle: int, model: bytes) -> None:
     folder = out / "models"
     folder.mkdir(exist_ok=True)
@@ -747,7 +716,7 @@ def run_experiment(
         raise TypeError(f"config must be an ExperimentConfig; got {type(config).__name__}")
     config.validate()
     _check_run_options(jobs, jobs_per_gpu, backend, ray_address, callbacks, save_models)
-    _check_device(config.device)
+    check_device(config.device)
     from . import _parallel
 
     _parallel.check_resources(config.device, jobs_per_gpu, backend, ray_address)
@@ -880,7 +849,7 @@ def resume_experiment(
         if changes:
             cfg = dataclasses.replace(cfg, **changes)
             cfg.validate()
-        _check_device(cfg.device)
+        check_device(cfg.device)
         from . import _parallel
 
         _parallel.check_resources(cfg.device, jobs_per_gpu, backend, ray_address)

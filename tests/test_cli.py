@@ -260,7 +260,7 @@ def test_bad_callback_spec(spec, message, capsys):
 
 
 def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):
-    from skmoby import _parallel
+    from skmoby import _parallel, devices
     from skmoby.experiment import PRESETS, ExperimentConfig
 
     cfg = ExperimentConfig(**{**PRESETS["demo"], "device": "cpu"})
@@ -268,7 +268,7 @@ def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):
     assert cli._demo_jobs(cfg) == 2
     monkeypatch.setattr(_parallel, "usable_cpus", lambda: 64)  # capped at the run's jobs
     assert cli._demo_jobs(cfg) == len(cfg.methods) * cfg.trials
-    monkeypatch.setattr(_parallel, "_cuda_count", lambda: 1)
+    monkeypatch.setattr(devices, "cuda_count", lambda: 1)
     assert cli._demo_jobs(ExperimentConfig(**{**PRESETS["demo"], "device": "auto"})) == 1
     with pytest.raises(SystemExit):
         cli.main(["demo", "--jobs", "0"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from skmoby import _parallel
+from skmoby import _parallel, devices
 from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
@@ -267,12 +267,12 @@ def test_resume_with_other_jobs_and_nothing_left(tmp_path, digits_ds, serial):
     ],
 )
 def test_gpus_are_assigned_round_robin(monkeypatch, device, jobs, per_gpu, gpus, expected):
-    monkeypatch.setattr(_parallel, "_cuda_count", lambda: gpus)
+    monkeypatch.setattr(devices, "cuda_count", lambda: gpus)
     assert _parallel.local_devices(device, jobs, per_gpu) == expected
 
 
 def test_jobs_per_gpu_caps_the_jobs_on_a_gpu(monkeypatch):
-    monkeypatch.setattr(_parallel, "_cuda_count", lambda: 2)
+    monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     with pytest.raises(ValueError, match="puts 3 jobs on a GPU, more than jobs_per_gpu=2"):
         _parallel.local_devices("cuda", 5, 2)
 
