@@ -19,11 +19,11 @@ from torch import nn
 from torch.utils.data import Subset
 
 from . import _validation
+from ._compat.modal import patch_modal
 from ._data import TrainingBatches
 from ._engine import Augment, DeviceSteps
 from ._fitting import Fitting
 from ._inference import Inference
-from ._modal_compat import patch_modal
 from ._persistence import Persistence
 from ._skorch_parts import (
     MilestoneLR,
@@ -39,7 +39,7 @@ from .network import MoBYv2Network
 
 # modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it (only
 # where needed) wherever skmoby's estimator or strategies are used, so that
-# ActiveLearner.teach works. See skmoby/_modal_compat.py.
+# ActiveLearner.teach works. See skmoby/_compat/modal.py.
 patch_modal()
 
 __all__ = [

@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 from skorch.callbacks import Callback, EarlyStopping
 
+from ._compat.modal import guard_modal_retry
 from ._config import METHODS, PRESETS, ExperimentConfig, is_joint
-from ._modal_compat import guard_modal_retry
 from ._runstore import (
     RESULT_DTYPES,
     RunFolder,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from .._modal_compat import modal_retry_guard
+from .._compat.modal import modal_retry_guard
 from .strategies import _check_n, _estimator, _n_samples, _result, _stacked_features
 
 __all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]

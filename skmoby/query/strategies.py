@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._modal_compat import modal_retry_guard, patch_modal, query_returns_metrics
+from .._compat.modal import modal_retry_guard, patch_modal, query_returns_metrics
 from .kcenter import k_center_greedy
 
 # modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it (only
 # where needed) wherever skmoby's estimator or strategies are used, so that
-# ActiveLearner.teach works. See skmoby/_modal_compat.py.
+# ActiveLearner.teach works. See skmoby/_compat/modal.py.
 patch_modal()
 
 __all__ = [

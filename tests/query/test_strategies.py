@@ -4,7 +4,6 @@ import torch
 from modAL.models import ActiveLearner
 from sklearn.linear_model import LogisticRegression
 
-from skmoby import _modal_compat as compat
 from skmoby import (
     coreset,
     high_contrastive_loss,
@@ -13,6 +12,7 @@ from skmoby import (
     max_entropy,
     random_sampling,
 )
+from skmoby._compat import modal as compat
 from skmoby.query import strategies
 from tests.conftest import small_clf
 

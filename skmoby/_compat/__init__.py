@@ -1,0 +1,1 @@
+"""Version-gated fixes for the libraries skmoby works with, kept in one place."""
