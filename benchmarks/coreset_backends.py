@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from skmoby.query import kcenter
+from skmoby.query import _distances, kcenter
 
 
 def _time(fn, repeat: int, device: str) -> float:
@@ -60,9 +60,11 @@ def main() -> None:
         g = torch.Generator().manual_seed(d)
         x = torch.randn(args.n, d, generator=g).to(args.device)
         c = torch.randn(args.m, d, generator=g).to(args.device)
-        t_torch = _time(lambda x=x, c=c: kcenter._nearest_torch(x, c), args.repeat, args.device)
+        t_torch = _time(lambda x=x, c=c: _distances.nearest_torch(x, c), args.repeat, args.device)
         if keops:
-            t_keops = _time(lambda x=x, c=c: kcenter._nearest_keops(x, c), args.repeat, args.device)
+            t_keops = _time(
+                lambda x=x, c=c: _distances.nearest_keops(x, c), args.repeat, args.device
+            )
             print(f"{d:>5}{t_torch:>10.4f}{t_keops:>10.4f}{t_torch / t_keops:>13.2f}", flush=True)
         else:
             print(f"{d:>5}{t_torch:>10.4f}{'-':>10}{'-':>13}", flush=True)

@@ -1,4 +1,4 @@
-"""The greedy picks of k-center greedy without host synchronisation (for GPUs).
+"""The greedy picks of k-center greedy without host synchronization (for GPUs).
 
 Every pick reads the whole feature matrix once, so on a GPU the loop is bound by memory
 bandwidth -- unless each pick waits for the host, as it does when the pick's index is
@@ -116,7 +116,7 @@ def _update_kernel(
             acc += tl.sum(diff * diff, axis=1)
         # correctly rounded square roots, as torch and NumPy compute them
         dist = tl.sqrt(acc) if F64 else tl.sqrt_rn(acc)
-        md = tl.minimum(md, dist)  # centres hold -1 and stay there
+        md = tl.minimum(md, dist)  # centers hold -1 and stay there
         tl.store(min_d_ptr + rows, md, mask=in_rows)
     md = tl.where(in_rows, md, -float("inf"))
     best = tl.max(md, axis=0)
@@ -237,8 +237,8 @@ def run(
     ----------
     x : Tensor of shape (N, d), contiguous
     min_d : Tensor of shape (N,)
-        Distance of every point to its nearest centre, -1 for centres; ``inf`` for all
-        points when there are no centres yet (then ``first`` must be given).
+        Distance of every point to its nearest center, -1 for centers; ``inf`` for all
+        points when there are no centers yet (then ``first`` must be given).
     n : int
         Picks to make.
     impl : {"torch", "triton"}
@@ -246,7 +246,7 @@ def run(
         On CUDA, capture this many steps as one CUDA graph and replay it; 0: launch
         every step from the host.
     first : int, optional
-        The first pick, when there are no centres to choose it by distance.
+        The first pick, when there are no centers to choose it by distance.
 
     Returns
     -------

@@ -2,11 +2,11 @@
 
 At small budgets, CoreSet's farthest-first picks favour outliers; picking *typical*
 samples of the dense regions (TypiClust, Hacohen et al., ICML 2022) or samples whose
-δ-balls *cover* the most unlabelled ones (ProbCover, Yehuda et al., NeurIPS 2022) does
+δ-balls *cover* the most unlabeled ones (ProbCover, Yehuda et al., NeurIPS 2022) does
 better. Both work in a self-supervised embedding; here that is the estimator's
 ``transform`` (for :class:`~skmoby.MoBYv2Classifier`, the query-encoder features ``f_q``
-that its contrastive loss shapes), L2-normalised by default, since the contrastive loss
-compares normalised embeddings (cosine geometry): distances between raw features also
+that its contrastive loss shapes), L2-normalized by default, since the contrastive loss
+compares normalized embeddings (cosine geometry): distances between raw features also
 carry their norms, which the loss leaves free.
 
 k-means and the within-cluster nearest neighbours are scikit-learn's; the δ-ball graph
@@ -23,7 +23,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from .._compat.modal import modal_retry_guard
-from .strategies import _check_n, _estimator, _n_samples, _result, _stacked_features
+from ._common import base_estimator, check_n, n_samples, stacked_features, strategy_result
 
 __all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]
 
@@ -37,13 +37,28 @@ def _normalized(F: np.ndarray) -> np.ndarray:
     return np.divide(F, norms, out=np.zeros_like(F), where=norms > 0)
 
 
+def _at_most_distinct(F: np.ndarray, k: int) -> int:
+    """``min(k, number of distinct rows of F)``, counting rows only where needed.
+
+    Counting distinct rows sorts whole rows. A column never holds more distinct values
+    than the matrix holds distinct rows, so when one of the first columns already has
+    ``k`` the count is not needed (the common case: embeddings rarely repeat a
+    coordinate). Above 100,000 rows every row is taken as distinct.
+    """
+    if len(F) > 100_000:
+        return min(k, len(F))
+    for j in range(min(F.shape[1], 4)):
+        if len(np.unique(F[:, j])) >= k:
+            return k
+    return min(k, len(np.unique(F, axis=0)))
+
+
 def _kmeans(F: np.ndarray, k: int, random_state: Any) -> np.ndarray:
     """k-means labels, as the TypiClust paper clusters: full k-means up to 50 clusters,
     mini-batch k-means above. ``k`` is capped by the number of distinct points."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    distinct = len(np.unique(F, axis=0)) if len(F) <= 100_000 else len(F)
-    k = max(1, min(k, distinct))
+    k = max(1, _at_most_distinct(F, k))
     if k == 1:
         return np.zeros(len(F), dtype=np.int64)
     seed = check_random_state(random_state).randint(2**31 - 1)
@@ -72,16 +87,16 @@ def _typicality(F: np.ndarray, n_neighbors: int) -> np.ndarray:
 def _typiclust_picks(
     F: np.ndarray, labels: np.ndarray, m: int, n: int, n_neighbors: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """TypiClust's loop on cluster ``labels``: rows ``:m`` of ``F`` are labelled.
+    """TypiClust's loop on cluster ``labels``: rows ``:m`` of ``F`` are labeled.
 
-    Each pick goes to the cluster with the fewest labelled members (the largest first,
+    Each pick goes to the cluster with the fewest labeled members (the largest first,
     then the lowest id) that has a free point, and takes its most typical free point
     (the lowest index on ties).
     """
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k)
-    labelled = np.bincount(labels[:m], minlength=k)
-    free = sizes - labelled
+    labeled = np.bincount(labels[:m], minlength=k)
+    free = sizes - labeled
     members = np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
     typical: dict[int, np.ndarray] = {}
     taken = np.zeros(len(F), dtype=bool)
@@ -89,7 +104,7 @@ def _typiclust_picks(
     picks, scores = [], []
     for _ in range(n):
         open_ = np.flatnonzero(free > 0)
-        c = int(open_[np.lexsort((open_, -sizes[open_], labelled[open_]))[0]])
+        c = int(open_[np.lexsort((open_, -sizes[open_], labeled[open_]))[0]])
         if c not in typical:
             typical[c] = _typicality(F[members[c]], n_neighbors)
         t = np.where(taken[members[c]], -np.inf, typical[c])
@@ -98,7 +113,7 @@ def _typiclust_picks(
         picks.append(i)
         scores.append(t[j])
         taken[i] = True
-        labelled[c] += 1
+        labeled[c] += 1
         free[c] -= 1
     return np.asarray(picks, dtype=np.int64), np.asarray(scores, dtype=np.float64)
 
@@ -116,9 +131,9 @@ def typiclust(
 ):
     """TypiClust: the most typical sample of each of the least-covered clusters.
 
-    The features of the labelled and pool samples are clustered by k-means into
+    The features of the labeled and pool samples are clustered by k-means into
     ``min(n_labeled + n_instances, max_clusters)`` clusters. Each pick goes to the
-    cluster with the fewest labelled members (among those, the largest), and takes its
+    cluster with the fewest labeled members (among those, the largest), and takes its
     most *typical* pool sample: the one with the highest typicality, 1 / mean distance
     to its ``n_neighbors`` nearest neighbours inside the cluster.
 
@@ -128,17 +143,17 @@ def typiclust(
         A modAL learner (its ``estimator`` and ``X_training`` are used) or a fitted
         estimator; features come from its ``transform`` (else the flattened inputs).
     X_pool : array-like
-        The unlabelled pool.
+        The unlabeled pool.
     n_instances : int, default=1
         Number of samples to select.
     X_labeled : array-like, optional
-        The labelled samples; defaults to ``learner.X_training``.
+        The labeled samples; defaults to ``learner.X_training``.
     max_clusters : int, default=500
         Cap on the number of clusters (the paper's).
     n_neighbors : int, default=20
         Neighbours that define typicality (the paper's).
     normalize : bool, default=True
-        L2-normalise the features first (the contrastive embedding's geometry).
+        L2-normalize the features first (the contrastive embedding's geometry).
     random_state : int, RandomState or None, default=None
         Seed of k-means.
 
@@ -178,17 +193,17 @@ def typiclust(
         F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize)
         labels = _kmeans(F, min(m + n, int(max_clusters), len(F)), random_state)
         picks, scores = _typiclust_picks(F, labels, m, n, int(n_neighbors))
-        return _result(learner, picks - m, scores)
+        return strategy_result(learner, picks - m, scores)
 
 
 def _prepared(learner, X_pool, n_instances, X_labeled, normalize):
-    n_pool = _n_samples(X_pool)
+    n_pool = n_samples(X_pool)
     if n_pool == 0:
         raise ValueError("X_pool is empty: there is nothing to select")
-    n = _check_n(n_instances, n_pool)
+    n = check_n(n_instances, n_pool)
     if not isinstance(normalize, bool | np.bool_):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")
-    F, m = _stacked_features(learner, X_pool, X_labeled)
+    F, m = stacked_features(learner, X_pool, X_labeled)
     return (_normalized(F) if normalize else np.asarray(F, dtype=np.float64)), m, n
 
 
@@ -318,7 +333,7 @@ def _greedy_coverage(
     indptr: np.ndarray, indices: np.ndarray, m: int, n: int, rng: np.random.RandomState
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n`` of the points ``m..`` whose balls cover the most uncovered points;
-    points ``:m`` are labelled and cover their balls from the start. Ties go to the
+    points ``:m`` are labeled and cover their balls from the start. Ties go to the
     lowest index; once every point is covered, the rest are drawn at random."""
     N = len(indptr) - 1
     starts, ends = indptr[:-1], indptr[1:]
@@ -370,7 +385,7 @@ def probcover(
     """ProbCover: greedy maximum coverage of δ-balls in the feature space.
 
     Each pick is the pool sample whose ball of radius ``delta`` holds the most samples
-    (labelled or pool) that no labelled or already picked sample's ball holds. The
+    (labeled or pool) that no labeled or already picked sample's ball holds. The
     graph of balls is sparse and built in blocks. Without ``delta``, it is chosen as the
     paper does: the largest radius whose balls are at least ``purity`` pure under
     k-means pseudo-labels with ``n_clusters`` clusters (the number of classes).
@@ -380,20 +395,20 @@ def probcover(
     learner : modAL learner or estimator
         As for :func:`typiclust`.
     X_pool : array-like
-        The unlabelled pool.
+        The unlabeled pool.
     n_instances : int, default=1
         Number of samples to select.
     X_labeled : array-like, optional
-        The labelled samples; defaults to ``learner.X_training``.
+        The labeled samples; defaults to ``learner.X_training``.
     delta : float, optional
-        Ball radius (in the normalised space when ``normalize``).
+        Ball radius (in the normalized space when ``normalize``).
     purity : float, default=0.95
         Purity the automatic ``delta`` keeps (the paper's α).
     n_clusters : int, optional
         Pseudo-label clusters for the automatic ``delta``; defaults to the number of the
         estimator's ``classes_``.
     normalize : bool, default=True
-        L2-normalise the features first.
+        L2-normalize the features first.
     max_edges : int, default=200_000_000
         Refuse a graph with more edges.
     random_state : int, RandomState or None, default=None
@@ -427,7 +442,7 @@ def probcover(
             k = (
                 n_clusters
                 if n_clusters is not None
-                else len(getattr(_estimator(learner), "classes_", ()))
+                else len(getattr(base_estimator(learner), "classes_", ()))
             )
             if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
                 raise ValueError(
@@ -440,4 +455,4 @@ def probcover(
             delta = purity_radius(F, labels, purity)
         indptr, indices = radius_graph(F, delta, max_edges=max_edges)
         picks, gains = _greedy_coverage(indptr, indices, m, n, rng)
-        return _result(learner, picks - m, gains)
+        return strategy_result(learner, picks - m, gains)

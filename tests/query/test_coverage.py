@@ -260,3 +260,19 @@ def test_committee_wide_strategies_work_on_a_committee(points, strategy):
     committee = Committee(learner_list=members, query_strategy=getattr(skmoby, strategy))
     idx, _ = committee.query(points, n_instances=3)
     assert len(set(np.asarray(idx).tolist())) == 3
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 40])
+def test_cluster_cap_counts_distinct_rows_only_as_needed(k):
+    rng = np.random.RandomState(3)
+    cases = [
+        rng.randn(30, 4),  # every column distinct
+        np.repeat(rng.randn(4, 3), 5, axis=0),  # four distinct rows
+        np.tile(rng.randint(0, 2, size=(10, 1)), (1, 6))  # columns equal, few values
+        + np.arange(10)[:, None] % 3 * np.eye(1, 6, 5),  # rows told apart by the last
+        np.zeros((12, 2)),
+        np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 2.0]]),  # -0.0 equals 0.0
+    ]
+    for F in cases:
+        want = min(k, len(np.unique(F, axis=0)))
+        assert coverage._at_most_distinct(F, k) == want

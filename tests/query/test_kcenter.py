@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skmoby import k_center_greedy
-from skmoby.query import kcenter, keops_available
+from skmoby.query import _kcenter_cpu, kcenter, keops_available
 
 
 def reference(F, n, initial=(), random_state=None):
@@ -129,13 +129,13 @@ def test_pruning_skips_work_on_clustered_data(monkeypatch):
     rng = np.random.RandomState(4)
     F = torch.from_numpy(clustered(rng, 3000, 16, k=10, spread=10.0))
     sizes = []
-    orig = kcenter._exact_dist
+    orig = _kcenter_cpu.exact_dist
 
     def spy(x, point, parallel=None):
         sizes.append(x.shape[0])
         return orig(x, point, parallel)
 
-    monkeypatch.setattr(kcenter, "_exact_dist", spy)
+    monkeypatch.setattr(_kcenter_cpu, "exact_dist", spy)
     pruned = k_center_greedy(F, 50, initial_centers=np.arange(300), prune=True)
     assert sum(sizes) < 0.3 * 3000 * 49  # rows scanned over 49 updates
     sizes.clear()
@@ -149,13 +149,13 @@ def test_initial_search_compares_few_centre_groups(monkeypatch):
     rng = np.random.RandomState(8)
     F = torch.from_numpy(clustered(rng, 4000, 32, k=10, spread=10.0))
     pairs = []
-    orig = kcenter._nearest_dist
+    orig = _kcenter_cpu.nearest_dist
 
     def spy(x, c, backend, mu=None):
         pairs.append(x.shape[0] * c.shape[0])
         return orig(x, c, backend, mu)
 
-    monkeypatch.setattr(kcenter, "_nearest_dist", spy)
+    monkeypatch.setattr(_kcenter_cpu, "nearest_dist", spy)
     got = k_center_greedy(F, 20, initial_centers=np.arange(1000))
     assert sum(pairs) < 0.35 * 3000 * 1000  # instead of every pool point x every centre
     want = reference(F.numpy(), 20, range(1000))
@@ -395,7 +395,7 @@ def test_pruning_never_changes_picks_of_near_ties(monkeypatch, dtype):
     # formulas that round differently, so once the features passed the size threshold,
     # near-ties (points on a sphere round a pick) were ordered differently with and
     # without pruning. The threshold is lowered to reach that case with small data.
-    monkeypatch.setattr(kcenter, "_PARALLEL_BYTES", 64 * 1024)
+    monkeypatch.setattr(_kcenter_cpu, "_PARALLEL_BYTES", 64 * 1024)
     rng = np.random.RandomState(0)
     d = 16
     U = rng.randn(600, d)
@@ -413,13 +413,13 @@ def test_pruning_never_changes_picks_of_near_ties(monkeypatch, dtype):
 
 def test_numpy_bools_for_prune_mean_what_they_say(monkeypatch):
     seen = []
-    real = kcenter._Groups
+    real = _kcenter_cpu.Groups
 
     def spy(x, center, k, prune):
         seen.append(prune)
         return real(x, center, k, prune)
 
-    monkeypatch.setattr(kcenter, "_Groups", spy)
+    monkeypatch.setattr(_kcenter_cpu, "Groups", spy)
     X = np.random.RandomState(5).randn(64, 4)
     k_center_greedy(X, 3, initial_centers=[0], prune=np.False_)
     k_center_greedy(X, 3, initial_centers=[0], prune=np.True_)

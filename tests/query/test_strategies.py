@@ -13,7 +13,7 @@ from skmoby import (
     random_sampling,
 )
 from skmoby._compat import modal as compat
-from skmoby.query import strategies
+from skmoby.query import _common, strategies
 from tests.conftest import small_clf
 
 
@@ -198,7 +198,7 @@ def test_old_modal_contract_returns_indices_only(blobs, monkeypatch):
     learner = ActiveLearner(
         estimator=LogisticRegression(), query_strategy=coreset, X_training=X[:10], y_training=y[:10]
     )
-    monkeypatch.setattr(strategies, "query_returns_metrics", lambda: False)
+    monkeypatch.setattr(_common, "query_returns_metrics", lambda: False)
     out = coreset(learner, X[10:], 2)
     assert isinstance(out, np.ndarray) and out.shape == (2,)
     # Standalone calls keep (indices, scores) whatever modAL is installed.
@@ -315,18 +315,18 @@ def test_every_strategy_raises_once_in_a_modal_query(blobs, strategy):
     learner = _learner(blobs, Failing(), strategy)
     if strategy is random_sampling:  # reads nothing of the estimator: a bad n instead
         checks = []
-        real_check = strategies._check_n
+        real_check = strategies.check_n
 
         def counted(*args, **kwargs):
             checks.append(1)
             return real_check(*args, **kwargs)
 
-        strategies._check_n = counted
+        strategies.check_n = counted
         try:
             with pytest.raises(ValueError, match="n_instances"):
                 learner.query(blobs[0][10:], n_instances=10**6)
         finally:
-            strategies._check_n = real_check
+            strategies.check_n = real_check
         assert len(checks) == 1
         return
     with pytest.raises(KeyboardInterrupt):
