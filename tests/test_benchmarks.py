@@ -223,6 +223,8 @@ RUNS = {
     # test_ablation_then_selection_stats.
     "ablation.py": [],
     "selection_stats.py": [],
+    # the scripts' shared module, not a script: every run above imports it
+    "harness.py": [],
 }
 
 
@@ -296,19 +298,22 @@ def test_ablation_then_selection_stats(tmp_path):
     assert "knn_disagree" in text and (out / "selection_stats.csv").is_file()
 
 
-def _load(name):
+def _load(name, monkeypatch):
+    """benchmarks/<name> as a module, importing ``harness`` as the script does when run."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / name)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
-def test_coreset_approaches_agree():
+def test_coreset_approaches_agree(monkeypatch):
     """Every CPU approach of benchmarks/coreset.py, in this process (the script runs each
     in a child process, seconds apiece); KeOps only where it compiles."""
     from skmoby.query import kcenter
 
-    coreset = _load("coreset.py")
+    coreset = _load("coreset.py", monkeypatch)
     x = coreset.make_features("clustered", 330, 8)
     approaches = [
         a for a in coreset.CPU_APPROACHES if "keops" not in a or kcenter.keops_available("cpu")
@@ -316,3 +321,23 @@ def test_coreset_approaches_agree():
     picks = {a: coreset.run(a, x, 30, 5)[0] for a in approaches}
     for a in approaches:
         np.testing.assert_array_equal(picks[a], picks["authors"], err_msg=a)
+
+
+def test_harness_table_and_timer(monkeypatch):
+    harness = _load("harness.py", monkeypatch)
+    cols = [
+        harness.Column("name", 6, align="<"),
+        harness.Column("s", 7, ".3f"),
+        harness.Column("x ref", 7, ".2f"),
+    ]
+    text = harness.table(cols, [["ref", 2.0, 1.0], ["fast", 0.5, harness.ratio(2.0, 0.5)]])
+    assert text.splitlines() == [
+        "name        s  x ref",
+        "ref     2.000   1.00",
+        "fast    0.500   4.00",
+    ]
+    assert harness.table(cols[:1] + cols[2:], [["n/a", None]]).splitlines()[1] == "n/a         -"
+    calls = []
+    timing = harness.measure(lambda: calls.append(1), 3, warmup=2)
+    assert len(calls) == 5 and len(timing.times) == 3
+    assert timing.best <= timing.median
