@@ -18,11 +18,8 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-
+import harness
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from skmoby import MoBYv2Classifier
 from skmoby.augment import StrongAugment, WeakAugment
@@ -38,14 +35,12 @@ SETTINGS = {
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--labelled", type=int, default=150)
     p.add_argument("--epochs", type=int, default=15)
     args = p.parse_args()
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    X_tr, X_te, y_tr, y_te = harness.digits_split()
     scores: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for draw in range(args.draws):
         order = np.random.default_rng(draw).permutation(len(X_tr))
@@ -66,12 +61,17 @@ def main() -> None:
             print(f"draw {draw}: {name:<34} {scores[name][-1]:.3f}", flush=True)
     ref = np.mean(scores["padding=4 (fixed pixels)"])
     print(f"\ndigits, {args.labelled} labels, {args.epochs} epochs, {args.draws} draws")
-    print(f"{'views':<34}{'accuracies':>24}{'mean':>8}{'ratio':>8}")
-    for name, acc in scores.items():
-        print(
-            f"{name:<34}{' '.join(f'{a:.3f}' for a in acc):>24}{np.mean(acc):>8.3f}"
-            f"{np.mean(acc) / ref:>8.2f}"
-        )
+    cols = [
+        harness.Column("views", 34, align="<"),
+        harness.Column("accuracies", 24),
+        harness.Column("mean", 8, ".3f"),
+        harness.Column("ratio", 8, ".2f"),
+    ]
+    rows = [
+        [name, " ".join(f"{a:.3f}" for a in acc), np.mean(acc), harness.ratio(np.mean(acc), ref)]
+        for name, acc in scores.items()
+    ]
+    print(harness.table(cols, rows))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Speed and memory of k-center greedy (CoreSet) selection against reference approaches.
 
-A pool of N points plus M labelled centres, d features, b picks, float32, on
+A pool of N points plus M labelled centers, d features, b picks, float32, on
 Gaussian-mixture features (10 clusters, like class-clustered network embeddings) and on
 isotropic noise. All approaches must select the same points; the script says from which
 pick on they differ (float32 near-ties are ordered differently by different formulas).
@@ -35,12 +35,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
+import harness
 import numpy as np
 
 CPU_APPROACHES = [
@@ -195,20 +193,17 @@ def child(args) -> None:
     import skmoby  # noqa: F401
 
     before = _rss("VmRSS")
-    t0 = time.perf_counter()
-    idx, ds = run(args.approach, x, args.m, args.b)
-    sec = time.perf_counter() - t0
+    with harness.Stopwatch() as sw:
+        idx, ds = run(args.approach, x, args.m, args.b)
     peak = _rss("VmHWM")
-    print(
-        json.dumps(
-            {
-                "seconds": sec,
-                "extra_bytes": max(0, peak - before),
-                "feature_bytes": x.nbytes,
-                "picks": [int(v) for v in idx],
-                "distances": [float(v) for v in ds],
-            }
-        )
+    harness.emit(
+        {
+            "seconds": sw.seconds,
+            "extra_bytes": max(0, peak - before),
+            "feature_bytes": x.nbytes,
+            "picks": [int(v) for v in idx],
+            "distances": [float(v) for v in ds],
+        }
     )
 
 
@@ -218,14 +213,7 @@ def cuda_copy_bandwidth(nbytes: int) -> float:
 
     src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda")
     dst = torch.empty_like(src)
-    dst.copy_(src)
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
+    best = harness.measure(lambda: dst.copy_(src), 5, warmup=1, device="cuda").best
     return 2 * src.numel() * 4 / best
 
 
@@ -239,14 +227,12 @@ def run_cuda(args, kind, chosen):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-            t0 = time.perf_counter()
-            idx, _ = run(name, x, args.m, args.b)
-            torch.cuda.synchronize()
-            sec = time.perf_counter() - t0
+            with harness.Stopwatch("cuda") as sw:
+                idx, _ = run(name, x, args.m, args.b)
             if rep == 0:
                 continue
             r = results.setdefault(name, {"times": [], "feature_bytes": x.numel() * 4})
-            r["times"].append(sec)
+            r["times"].append(sw.seconds)
             r["extra_bytes"] = torch.cuda.max_memory_allocated() - base
             r["picks"] = [int(v) for v in idx]
     return results
@@ -259,10 +245,15 @@ def report(kind, results, ref_name, args):
         f"\n{kind} features (ratio = {ref_name} time / time, median of {args.repeat}; "
         f"memory = peak extra memory / feature matrix of {fb / 2**20:.0f} MiB)"
     )
-    print(
-        f"{'approach':<26}{'seconds':>9}{'ratio':>8}{'extra MiB':>11}{'memory':>8}"
-        f"{'same picks':>12}"
-    )
+    cols = [
+        harness.Column("approach", 26, align="<"),
+        harness.Column("seconds", 9, ".3f"),
+        harness.Column("ratio", 8, ".2f"),
+        harness.Column("extra MiB", 11, ".0f"),
+        harness.Column("memory", 8, ".2f"),
+        harness.Column("same picks", 12),
+    ]
+    rows = []
     for a, r in results.items():
         sec, ref_sec = np.median(r["times"]), np.median(ref["times"])
         diverge = next(
@@ -270,26 +261,34 @@ def report(kind, results, ref_name, args):
             None,
         )
         same = "yes" if diverge is None else f"from {diverge}"
-        print(
-            f"{a:<26}{sec:>9.3f}{ref_sec / sec:>8.2f}{r['extra_bytes'] / 2**20:>11.0f}"
-            f"{r['extra_bytes'] / fb:>8.2f}{same:>12}"
-        )
+        extra = r["extra_bytes"]
+        rows.append([a, sec, harness.ratio(ref_sec, sec), extra / 2**20, extra / fb, same])
+    print(harness.table(cols, rows))
+
+
+def run_cpu(args, kind, chosen):
+    """Each approach in a child process, ``--repeat`` times, interleaved."""
+    results = {}
+    for _ in range(args.repeat):
+        for a in chosen:
+            cmd = [sys.executable, __file__, "--approach", a, "--kind", kind]
+            cmd += ["--n", str(args.n), "--m", str(args.m), "--d", str(args.d), "--b", str(args.b)]
+            res = harness.run_child(cmd, f"approach {a!r} ({kind} features)")
+            r = results.setdefault(a, {**res, "times": []})
+            r["times"].append(res["seconds"])
+            r["extra_bytes"] = max(r["extra_bytes"], res["extra_bytes"])
+    return results
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--n", type=int, default=50_000, help="pool size N (50000)")
-    p.add_argument("--m", type=int, default=5_000, help="labelled centres M (5000)")
+    p.add_argument("--m", type=int, default=5_000, help="labelled centers M (5000)")
     p.add_argument("--d", type=int, default=512, help="feature dimension (512)")
     p.add_argument("--b", type=int, default=2_500, help="picks (2500)")
     p.add_argument("--kinds", default="clustered,noise")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="runs per approach, interleaved; the median is reported",
-    )
+    harness.add_device(p, "cpu", choices=["cpu", "cuda"])
+    harness.add_repeat(p, 1, help="runs per approach, interleaved; the median is reported")
     p.add_argument("--only", default="", help="comma-separated approach prefixes to run")
     p.add_argument("--approach", help=argparse.SUPPRESS)
     p.add_argument("--kind", help=argparse.SUPPRESS)
@@ -321,35 +320,7 @@ def main() -> None:
             results = run_cuda(args, kind, chosen)
             ref_name = "cdist" if "cdist" in results else chosen[0]
         else:
-            results = {}
-            for _ in range(args.repeat):
-                for a in chosen:
-                    cmd = [
-                        sys.executable,
-                        __file__,
-                        "--approach",
-                        a,
-                        "--kind",
-                        kind,
-                        "--n",
-                        str(args.n),
-                        "--m",
-                        str(args.m),
-                        "--d",
-                        str(args.d),
-                        "--b",
-                        str(args.b),
-                    ]
-                    out = subprocess.run(cmd, capture_output=True, text=True)
-                    if out.returncode != 0:  # the child's traceback, not only its command
-                        sys.exit(
-                            f"approach {a!r} ({kind} features) failed with exit status "
-                            f"{out.returncode}:\n{out.stderr.strip()}"
-                        )
-                    res = json.loads(out.stdout.strip().splitlines()[-1])
-                    r = results.setdefault(a, {**res, "times": []})
-                    r["times"].append(res["seconds"])
-                    r["extra_bytes"] = max(r["extra_bytes"], res["extra_bytes"])
+            results = run_cpu(args, kind, chosen)
             ref_name = "argmin_min" if "argmin_min" in results else chosen[0]
         report(kind, results, ref_name, args)
         if args.device == "cuda":

@@ -15,59 +15,50 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
-import time
 
+import harness
 import torch
 
-from skmoby.query import _distances, kcenter
-
-
-def _time(fn, repeat: int, device: str) -> float:
-    fn()  # compile (KeOps) / warm up
-    best = float("inf")
-    for _ in range(repeat):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from skmoby.query import _distances, kcenter, keops_available
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--n", type=int, default=50_000)
     p.add_argument("--m", type=int, default=5_000)
     p.add_argument("--dims", default="2,4,8,16,32,64,128,512")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--repeat", type=int, default=3)
+    harness.add_device(p, "cpu")
+    harness.add_repeat(p, 3)
     args = p.parse_args()
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
-    keops = kcenter.keops_available(args.device)
+    keops = keops_available(args.device)
     print(
         f"N={args.n} M={args.m} device={args.device} ({where}), float32, best of "
         f"{args.repeat}, {datetime.date.today()}"
     )
     if not keops:
         print(f"KeOps is not usable here: {kcenter._keops_reason(torch.device(args.device).type)}")
-    print(f"{'d':>5}{'torch s':>10}{'keops s':>10}{'torch/keops':>13}")
+    cols = [
+        harness.Column("d", 5),
+        harness.Column("torch s", 10, ".4f"),
+        harness.Column("keops s", 10, ".4f"),
+        harness.Column("torch/keops", 13, ".2f"),
+    ]
+    print(harness.header(cols))
     for d in (int(v) for v in args.dims.split(",")):
         g = torch.Generator().manual_seed(d)
         x = torch.randn(args.n, d, generator=g).to(args.device)
         c = torch.randn(args.m, d, generator=g).to(args.device)
-        t_torch = _time(lambda x=x, c=c: _distances.nearest_torch(x, c), args.repeat, args.device)
-        if keops:
-            t_keops = _time(
-                lambda x=x, c=c: _distances.nearest_keops(x, c), args.repeat, args.device
-            )
-            print(f"{d:>5}{t_torch:>10.4f}{t_keops:>10.4f}{t_torch / t_keops:>13.2f}", flush=True)
-        else:
-            print(f"{d:>5}{t_torch:>10.4f}{'-':>10}{'-':>13}", flush=True)
+
+        def best(fn):  # the first call compiles (KeOps) or warms up
+            return harness.measure(fn, args.repeat, warmup=1, device=args.device).best
+
+        t_torch = best(lambda x=x, c=c: _distances.nearest_torch(x, c))
+        t_keops = best(lambda x=x, c=c: _distances.nearest_keops(x, c)) if keops else None
+        ratio = harness.ratio(t_torch, t_keops) if keops else None
+        print(harness.row(cols, [d, t_torch, t_keops, ratio]), flush=True)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
+
+import harness
 
 APPROACHES = ("coreset", "typiclust", "probcover-delta", "probcover-auto")
 
@@ -29,8 +28,8 @@ def _features(n: int, d: int, seed: int = 0):
     import numpy as np
 
     rng = np.random.RandomState(seed)
-    centres = rng.normal(0, 1, (20, d))
-    F = centres[rng.randint(0, 20, n)] + rng.normal(0, 0.6, (n, d))
+    centers = rng.normal(0, 1, (20, d))
+    F = centers[rng.randint(0, 20, n)] + rng.normal(0, 0.6, (n, d))
     return F.astype(np.float32)
 
 
@@ -56,17 +55,13 @@ def _child(args: argparse.Namespace) -> None:
             est, pool, args.budget, X_labeled=lab, n_clusters=10, random_state=0
         ),
     }[args.approach]
-    best = float("inf")
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
+    best = harness.measure(run, args.repeat).best
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-    print(json.dumps({"seconds": best, "peak_mb": peak / 1024}))
+    harness.emit({"seconds": best, "peak_mb": peak / 1024})
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--n", type=int, default=60_000)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--labelled", type=int, default=1000)
@@ -75,9 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         "--delta",
         type=float,
         default=0.3,
-        help="radius of probcover-delta, on L2-normalised features",
+        help="radius of probcover-delta, on L2-normalized features",
     )
-    p.add_argument("--repeat", type=int, default=3)
+    harness.add_repeat(p, 3)
     p.add_argument("--only", default=",".join(APPROACHES))
     p.add_argument("--approach", help=argparse.SUPPRESS)  # run one in this process
     args = p.parse_args(argv)
@@ -92,17 +87,26 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name in args.only.split(","):
         cmd = [sys.executable, __file__, "--approach", name, *(argv or sys.argv[1:])]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            sys.stderr.write(done.stderr)
-            raise SystemExit(f"{name} failed (exit {done.returncode}); its error is above")
-        rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        rows[name] = harness.run_child(cmd, name)
     ref = rows.get("coreset")
-    print(f"{'approach':<17}{'seconds':>10}{'x coreset':>11}{'peak MB':>10}{'x coreset':>11}")
-    for name, r in rows.items():
-        ts = f"{r['seconds'] / ref['seconds']:.2f}" if ref else "-"
-        ms = f"{r['peak_mb'] / max(ref['peak_mb'], 1e-9):.2f}" if ref else "-"
-        print(f"{name:<17}{r['seconds']:>10.3f}{ts:>11}{r['peak_mb']:>10.0f}{ms:>11}")
+    cols = [
+        harness.Column("approach", 17, align="<"),
+        harness.Column("seconds", 10, ".3f"),
+        harness.Column("x coreset", 11, ".2f"),
+        harness.Column("peak MB", 10, ".0f"),
+        harness.Column("x coreset", 11, ".2f"),
+    ]
+    table = [
+        [
+            name,
+            r["seconds"],
+            harness.ratio(r["seconds"], ref["seconds"]) if ref else None,
+            r["peak_mb"],
+            harness.ratio(r["peak_mb"], max(ref["peak_mb"], 1e-9)) if ref else None,
+        ]
+        for name, r in rows.items()
+    ]
+    print(harness.table(cols, table))
 
 
 if __name__ == "__main__":

@@ -122,19 +122,27 @@ def measure(
 
 
 class Stopwatch:
-    """``with Stopwatch(device) as sw: ...`` then ``sw.seconds``: one timed block."""
+    """``with Stopwatch(device) as sw: ...`` then ``sw.seconds``: one timed block (or
+    ``start()`` and ``stop()`` where the block spans two callbacks)."""
 
     def __init__(self, device: Any = "cpu") -> None:
         self.device, self.seconds = device, float("nan")
 
-    def __enter__(self) -> Stopwatch:
+    def start(self) -> Stopwatch:
         synchronize(self.device)
         self._t0 = time.perf_counter()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> float:
         synchronize(self.device)
         self.seconds = time.perf_counter() - self._t0
+        return self.seconds
+
+    def __enter__(self) -> Stopwatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # -- child processes --------------------------------------------------------------------
@@ -172,18 +180,21 @@ class Column:
     align: str = ">"
 
 
+def _cell(col: Column, v: Any) -> str:
+    text = v if isinstance(v, str) else "-" if v is None else format(v, col.fmt)
+    return f"{text:{col.align}{col.width}}"
+
+
+def header(columns: Sequence[Column]) -> str:
+    """The line of column titles."""
+    return "".join(_cell(c, c.title) for c in columns)
+
+
+def row(columns: Sequence[Column], values: Sequence[Any]) -> str:
+    """One line of the table: each value formatted and padded to its column's width."""
+    return "".join(_cell(c, v) for c, v in zip(columns, values, strict=True))
+
+
 def table(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> str:
-    """The header and rows, each cell formatted and padded to its column's width."""
-
-    def cell(col: Column, v: Any, header: bool = False) -> str:
-        if header or isinstance(v, str):
-            text = v
-        elif v is None:
-            text = "-"
-        else:
-            text = format(v, col.fmt)
-        return f"{text:{col.align}{col.width}}"
-
-    lines = ["".join(cell(c, c.title, header=True) for c in columns)]
-    lines += ["".join(cell(c, v) for c, v in zip(columns, row, strict=True)) for row in rows]
-    return "\n".join(lines)
+    """The header and the rows (for a table printed as its rows come, see :func:`row`)."""
+    return "\n".join([header(columns), *(row(columns, r) for r in rows)])

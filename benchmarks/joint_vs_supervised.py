@@ -17,54 +17,57 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import time
-
+import harness
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from skmoby import MoBYv2Classifier
 
 
+def fit_three(seed: int, epochs: int, n_labelled: int, X_tr, y_tr) -> dict:
+    """The three learners of one seed, fitted on one draw of the labelled set."""
+    idx = np.random.RandomState(seed).permutation(len(X_tr))
+    lab, unl = idx[:n_labelled], idx[n_labelled:]
+    kw = dict(
+        backbone="cnn", batch_size=64, queue_size=1024, lr=0.05, random_state=seed, device="cpu"
+    )
+    joint = MoBYv2Classifier(max_epochs=epochs, **kw)
+    joint.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
+    sup = MoBYv2Classifier(max_epochs=epochs, lambda_c=0.0, **kw)
+    sup.fit(X_tr[lab], y_tr[lab])
+    same = MoBYv2Classifier(
+        max_epochs=epochs * joint.steps_per_epoch_ // sup.steps_per_epoch_,
+        lambda_c=0.0,
+        **kw,
+    ).fit(X_tr[lab], y_tr[lab])
+    return {"joint": joint, "supervised": sup, "supervised, same steps": same}
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--labelled", type=int, default=100)
     args = p.parse_args()
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    X_tr, X_te, y_tr, y_te = harness.digits_split()
     scores: dict[str, list[float]] = {"joint": [], "supervised": [], "supervised, same steps": []}
-    t0 = time.perf_counter()
-    for seed in range(args.seeds):
-        idx = np.random.RandomState(seed).permutation(len(X_tr))
-        lab, unl = idx[: args.labelled], idx[args.labelled :]
-        kw = dict(
-            backbone="cnn", batch_size=64, queue_size=1024, lr=0.05, random_state=seed, device="cpu"
-        )
-        joint = MoBYv2Classifier(max_epochs=args.epochs, **kw)
-        joint.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
-        sup = MoBYv2Classifier(max_epochs=args.epochs, lambda_c=0.0, **kw)
-        sup.fit(X_tr[lab], y_tr[lab])
-        same = MoBYv2Classifier(
-            max_epochs=args.epochs * joint.steps_per_epoch_ // sup.steps_per_epoch_,
-            lambda_c=0.0,
-            **kw,
-        ).fit(X_tr[lab], y_tr[lab])
-        for name, clf in (("joint", joint), ("supervised", sup), ("supervised, same steps", same)):
-            scores[name].append(clf.score(X_te, y_te))
-        print(
-            f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()), flush=True
-        )
+    with harness.Stopwatch() as sw:
+        for seed in range(args.seeds):
+            for name, clf in fit_three(seed, args.epochs, args.labelled, X_tr, y_tr).items():
+                scores[name].append(clf.score(X_te, y_te))
+            print(
+                f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()),
+                flush=True,
+            )
     print(
         f"\ndigits, {args.labelled} labels, {len(X_tr) - args.labelled} unlabelled, "
-        f"{args.epochs} epochs, {args.seeds} seeds ({time.perf_counter() - t0:.0f} s)"
+        f"{args.epochs} epochs, {args.seeds} seeds ({sw.seconds:.0f} s)"
     )
-    print(f"{'learner':<26}{'mean acc':>10}{'std':>8}")
-    for name, v in scores.items():
-        print(f"{name:<26}{np.mean(v):>10.3f}{np.std(v):>8.3f}")
+    cols = [
+        harness.Column("learner", 26, align="<"),
+        harness.Column("mean acc", 10, ".3f"),
+        harness.Column("std", 8, ".3f"),
+    ]
+    print(harness.table(cols, [[k, np.mean(v), np.std(v)] for k, v in scores.items()]))
 
 
 if __name__ == "__main__":
