@@ -16,10 +16,10 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
-import time
+
+import harness
 
 
 def fit_worker(args: dict, barrier, queue) -> None:
@@ -39,14 +39,10 @@ def fit_worker(args: dict, barrier, queue) -> None:
 
     class Timer(Callback):
         def on_train_begin(self, net, **kwargs):
-            if args["device"].startswith("cuda"):
-                torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
+            self.watch = harness.Stopwatch(args["device"]).start()
 
         def on_train_end(self, net, **kwargs):
-            if args["device"].startswith("cuda"):
-                torch.cuda.synchronize()
-            self.seconds = time.perf_counter() - self.t0
+            self.seconds = self.watch.stop()
 
     def fit(epochs):
         timer = Timer()
@@ -62,11 +58,11 @@ def fit_worker(args: dict, barrier, queue) -> None:
         clf.fit(X, y, X_unlabeled=U)
         return clf.steps_per_epoch_ * epochs / timer.seconds
 
-    t0 = time.perf_counter()
-    fit(1)  # warm-up
-    warm = time.perf_counter() - t0
+    with harness.Stopwatch() as warm:
+        fit(1)  # warm-up
     barrier.wait()
-    queue.put({"rank": args["rank"], "steps_per_s": fit(args["epochs"]), "warmup_s": warm})
+    steps_per_s = fit(args["epochs"])
+    queue.put({"rank": args["rank"], "steps_per_s": steps_per_s, "warmup_s": warm.seconds})
 
 
 def measure(k: int, base: dict) -> list[dict]:
@@ -84,8 +80,8 @@ def measure(k: int, base: dict) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
+    p = harness.parser(__doc__)
+    harness.add_device(p, "cuda")
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--n", type=int, default=4096, help="labelled (and unlabelled) images")
     p.add_argument("--size", type=int, default=32, help="image side")
@@ -104,9 +100,7 @@ def main() -> None:
     alone = None
     for k in sorted(set(args.jobs)):
         if args.device == "cpu":
-            import os
-
-            base["threads"] = max(1, len(os.sched_getaffinity(0)) // k)
+            base["threads"] = max(1, harness.cpus() // k)
         rows = measure(k, base)
         total = sum(r["steps_per_s"] for r in rows)
         alone = alone if alone is not None else total / k
@@ -118,7 +112,7 @@ def main() -> None:
                     "jobs": k,
                     "steps_per_s_each": each,
                     "aggregate_steps_per_s": round(total, 2),
-                    "vs_one_alone": round(total / alone, 2),
+                    "vs_one_alone": round(harness.ratio(total, alone), 2),
                     "warmup_s": [round(r["warmup_s"], 1) for r in rows],
                 }
             ),

@@ -21,15 +21,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import harness
 import pandas as pd
 
 from skmoby.experiment import PRESETS
@@ -37,13 +35,22 @@ from skmoby.experiment import PRESETS
 VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
 
 
+def run_cli(jobs: int, out: Path, args, options: list[str]) -> tuple[float, pd.DataFrame, dict]:
+    """``skmoby run`` with ``--jobs jobs`` into ``out``: its wall time, table, selections."""
+    data = ["--data-root", args.data_root] if args.data_root else []
+    cmd = [sys.executable, "-m", "skmoby.cli", "run", "--preset", args.preset]
+    cmd += ["--device", "cpu", *data, "--out", str(out), "--quiet", "--jobs", str(jobs)]
+    with harness.Stopwatch() as sw:
+        done = subprocess.run([*cmd, *options], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"--jobs {jobs} failed:\n{done.stderr[-3000:]}")
+    selections = json.loads((out / "selections.json").read_text())
+    return sw.seconds, pd.read_csv(out / "results.csv"), selections
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--data-root",
-        default=os.environ.get("SKMOBY_DATA"),
-        help="FashionMNIST folder (torchvision layout or the four .gz files)",
-    )
+    p = harness.parser(__doc__)
+    harness.add_data_root(p, env=True)
     p.add_argument(
         "--preset",
         default="fashionmnist-cpu",
@@ -69,48 +76,25 @@ def main() -> None:
         }
     )
     options = [word for k, v in changes.items() for word in (f"--{k}", str(v))]
-    data = ["--data-root", args.data_root] if args.data_root else []
+    # Import once untimed, so that neither timed command pays for compiling the
+    # bytecode of torch, torchvision and skmoby (written on first import).
+    subprocess.run([sys.executable, "-c", "import skmoby.experiment, torchvision"], check=True)
+    times, tables, selections = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        times, tables, selections = {}, {}, {}
-        # Import once untimed, so that neither timed command pays for compiling the
-        # bytecode of torch, torchvision and skmoby (written on first import).
-        subprocess.run([sys.executable, "-c", "import skmoby.experiment, torchvision"], check=True)
         for jobs in (1, args.jobs):
             out = Path(tmp) / f"jobs{jobs}"
-            cmd = [
-                sys.executable,
-                "-m",
-                "skmoby.cli",
-                "run",
-                "--preset",
-                args.preset,
-                "--device",
-                "cpu",
-                *data,
-                "--out",
-                str(out),
-                "--quiet",
-                "--jobs",
-                str(jobs),
-                *options,
-            ]
-            t0 = time.perf_counter()
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            times[jobs] = time.perf_counter() - t0
-            if done.returncode != 0:
-                sys.exit(f"--jobs {jobs} failed:\n{done.stderr[-3000:]}")
-            tables[jobs] = pd.read_csv(out / "results.csv")
-            selections[jobs] = json.loads((out / "selections.json").read_text())
+            times[jobs], tables[jobs], selections[jobs] = run_cli(jobs, out, args, options)
             print(f"--jobs {jobs}: {times[jobs]:.1f} s", flush=True)
     same = (
         tables[1][VALUES].equals(tables[args.jobs][VALUES])
         and selections[1] == selections[args.jobs]
     )
     print(
-        f"cpus: {len(os.sched_getaffinity(0))}, preset: {args.preset}"
+        f"cpus: {harness.cpus()}, preset: {args.preset}"
         + "".join(f", {k} {v}" for k, v in changes.items())
     )
-    print(f"speed-up of --jobs {args.jobs} over --jobs 1: {times[1] / times[args.jobs]:.2f}x")
+    speed_up = harness.ratio(times[1], times[args.jobs])
+    print(f"speed-up of --jobs {args.jobs} over --jobs 1: {speed_up:.2f}x")
     for jobs in (1, args.jobs):
         t = tables[jobs]
         print(

@@ -31,17 +31,14 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
+import ablation
+import harness
 import numpy as np
 import pandas as pd
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ablation
 
 from skmoby.experiment import ExperimentConfig
 
@@ -131,9 +128,9 @@ def selection_stats(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--out", required=True, help="the folder of an ablation run")
-    p.add_argument("--data-root", default=None)
+    harness.add_data_root(p)
     p.add_argument("--k", type=int, default=10)
     args = p.parse_args(argv)
     table, classes = selection_stats(Path(args.out), args.data_root, args.k)

@@ -11,7 +11,7 @@ Workloads (small enough for a 2-core CPU):
 * ``fit``: ``MoBYv2Classifier("cnn")``, one epoch on scikit-learn's digits, 300 labelled
   and 1,497 unlabelled images, batch 64;
 * ``kcg``: ``k_center_greedy`` with the torch backend, N = 20,000 pool points plus
-  M = 2,000 initial centres, d = 512, b = 500 picks, clustered features.
+  M = 2,000 initial centers, d = 512, b = 500 picks, clustered features.
 
 Settings (each a column of the table):
 
@@ -37,13 +37,14 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+import harness
 
 SETTINGS = {
     # name: (environment, threads: "torch" = untouched, "auto" = limit_threads(), or int)
@@ -143,33 +144,8 @@ def _load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", default="fit,kcg", help="comma list of fit, kcg")
-    p.add_argument(
-        "--settings",
-        default="default,limit_threads,1-thread,passive,spin=10000",
-        help=f"comma list of {', '.join(SETTINGS)}, spin=N",
-    )
-    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is kept")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
-    p.add_argument(
-        "--small",
-        action="store_true",
-        help="tiny workloads, to check that the script works (seconds)",
-    )
-    args = p.parse_args(argv)
-    works = args.work.split(",")
-    settings = args.settings.split(",")
-    for s in settings:
-        if s not in SETTINGS and not (s.startswith("spin=") and s[5:].isdigit()):
-            p.error(f"unknown setting {s!r}; choose from {list(SETTINGS)} or spin=N")
-        LABELS.setdefault(s, s)
-    print(
-        f"CPUs: os.cpu_count()={os.cpu_count()}, affinity={len(os.sched_getaffinity(0))}; "
-        f"load average at start: {_load()}"
-    )
-
+def measure_all(args, works: list[str], settings: list[str]) -> dict:
+    """Median wall and CPU seconds of every (work, setting, alone or competitor)."""
     # Alone and next to the competitor back to back for each setting, so that both see
     # the same background load; repeats go round the whole list again.
     runs: dict[tuple[str, str, str], list[dict]] = {}
@@ -196,32 +172,71 @@ def main(argv: list[str] | None = None) -> None:
                         f"cpu {res['cpu']:7.2f} s  (load {_load()})",
                         flush=True,
                     )
-    results = {
+    return {
         key: {
             "wall": statistics.median(r["wall"] for r in rs),
             "cpu": statistics.median(r["cpu"] for r in rs),
         }
         for key, rs in runs.items()
     }
-    print(f"load average at end: {_load()}\n")
 
+
+def print_tables(results: dict, works: list[str], settings: list[str]) -> None:
     # The reference is the fastest setting alone: on a machine that others use too, it is
     # the closest measurement of the machine's quiet speed.
-    header = f"{'':28s}" + "".join(f"{LABELS[s]:>18s}" for s in settings)
+    cols = [harness.Column("", 28, align="<")]
+    cols += [harness.Column(LABELS[s], 18, ".2f") for s in settings]
     for work in works:
         alone = {s: results[work, s, "alone"] for s in settings}
-        busy_ = {s: results[work, s, "competitor"] for s in settings}
+        busy = {s: results[work, s, "competitor"] for s in settings}
         ref = min(settings, key=lambda s: alone[s]["wall"])
         base = alone[ref]["wall"]
+        own = {s: alone[s]["wall"] for s in settings}
+        ratios = [
+            ("  alone", alone, dict.fromkeys(settings, base)),
+            ("  next to a competitor", busy, dict.fromkeys(settings, base)),
+            ("  competitor / own alone", busy, own),
+        ]
+        rows = [
+            [title, *(f"{harness.ratio(num[s]['wall'], den[s]):.2f}x" for s in settings)]
+            for title, num, den in ratios
+        ]
+        rows.append(
+            ["  CPUs used (competitor)", *(busy[s]["cpu"] / busy[s]["wall"] for s in settings)]
+        )
         print(f"{work}: wall time / fastest alone ({LABELS[ref]}, {base:.2f} s)")
-        print(header)
-        for condition, res in (("alone", alone), ("next to a competitor", busy_)):
-            row = "".join(f"{res[s]['wall'] / base:17.2f}x" for s in settings)
-            print(f"  {condition:26s}{row}")
-        row = "".join(f"{busy_[s]['wall'] / alone[s]['wall']:17.2f}x" for s in settings)
-        print(f"  {'competitor / own alone':26s}{row}")
-        row = "".join(f"{busy_[s]['cpu'] / busy_[s]['wall']:18.2f}" for s in settings)
-        print(f"  {'CPUs used (competitor)':26s}{row}\n")
+        print(harness.table(cols, rows) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = harness.parser(__doc__)
+    p.add_argument("--work", default="fit,kcg", help="comma list of fit, kcg")
+    p.add_argument(
+        "--settings",
+        default="default,limit_threads,1-thread,passive,spin=10000",
+        help=f"comma list of {', '.join(SETTINGS)}, spin=N",
+    )
+    harness.add_repeat(p, 1, help="runs per cell; the median is kept")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="tiny workloads, to check that the script works (seconds)",
+    )
+    args = p.parse_args(argv)
+    works = args.work.split(",")
+    settings = args.settings.split(",")
+    for s in settings:
+        if s not in SETTINGS and not (s.startswith("spin=") and s[5:].isdigit()):
+            p.error(f"unknown setting {s!r}; choose from {list(SETTINGS)} or spin=N")
+        LABELS.setdefault(s, s)
+    print(
+        f"CPUs: os.cpu_count()={os.cpu_count()}, affinity={harness.cpus()}; "
+        f"load average at start: {_load()}"
+    )
+    results = measure_all(args, works, settings)
+    print(f"load average at end: {_load()}\n")
+    print_tables(results, works, settings)
 
 
 if __name__ == "__main__":

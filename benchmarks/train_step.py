@@ -21,9 +21,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import time
 from contextlib import nullcontext
 
+import harness
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -87,30 +87,28 @@ def reference_fit(images, labels, args, device) -> float:
     )
     total = args.epochs * len(loader)
     step = 0
-    t0 = time.perf_counter()
-    for _ in range(args.epochs):
-        for weak, strong, y in loader:
-            weak, strong, y = weak.to(device), strong.to(device), y.to(device)
-            con, f_weak, k_w, k_s = net.contrastive_terms(weak, strong, 0.2)
-            loss = F.cross_entropy(net.head(f_weak), y) + 0.5 * con.mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            m = cosine_momentum(step, total, 0.99)
-            with torch.no_grad():  # the authors' per-parameter Python loop
-                for pq, pk in zip(
-                    net.encoder.parameters(), net.key_encoder.parameters(), strict=True
-                ):
-                    pk.data = pk.data * m + pq.data * (1.0 - m)
-                for pq, pk in zip(
-                    net.projector.parameters(), net.key_projector.parameters(), strict=True
-                ):
-                    pk.data = pk.data * m + pq.data * (1.0 - m)
-            net.enqueue(k_w, k_s)
-            step += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    with harness.Stopwatch(device) as sw:
+        for _ in range(args.epochs):
+            for weak, strong, y in loader:
+                weak, strong, y = weak.to(device), strong.to(device), y.to(device)
+                con, f_weak, k_w, k_s = net.contrastive_terms(weak, strong, 0.2)
+                loss = F.cross_entropy(net.head(f_weak), y) + 0.5 * con.mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                m = cosine_momentum(step, total, 0.99)
+                with torch.no_grad():  # the authors' per-parameter Python loop
+                    for pq, pk in zip(
+                        net.encoder.parameters(), net.key_encoder.parameters(), strict=True
+                    ):
+                        pk.data = pk.data * m + pq.data * (1.0 - m)
+                    for pq, pk in zip(
+                        net.projector.parameters(), net.key_projector.parameters(), strict=True
+                    ):
+                        pk.data = pk.data * m + pq.data * (1.0 - m)
+                net.enqueue(k_w, k_s)
+                step += 1
+    return sw.seconds
 
 
 def network_only(images, labels, args, device, precision="fp32", channels_last=False) -> float:
@@ -141,30 +139,28 @@ def network_only(images, labels, args, device, precision="fp32", channels_last=F
     )
     n_batch = -(-len(X) // args.batch_size)
     total, step, ptr = args.epochs * n_batch, 0, 0
-    t0 = time.perf_counter()
-    for _ in range(args.epochs):
-        perm = torch.randperm(len(X), generator=g, device=device)
-        for i in range(n_batch):
-            idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
-            x = X.index_select(0, idx).float().div_(255)
-            weak = (weak_fn(x, g) - mean) / std
-            strong = (strong_fn(x, g) - mean) / std
-            if channels_last:
-                weak = weak.contiguous(memory_format=torch.channels_last)
-                strong = strong.contiguous(memory_format=torch.channels_last)
-            with amp:
-                con, f_weak, k_w, k_s = net.contrastive_terms(weak, strong, 0.2)
-                logits = net.head(f_weak).float()
-            loss = F.cross_entropy(logits, y.index_select(0, idx)) + 0.5 * con.float().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            net.update_keys(cosine_momentum(step, total, 0.99))
-            ptr = net.enqueue(k_w, k_s, ptr=ptr)
-            step += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    with harness.Stopwatch(device) as sw:
+        for _ in range(args.epochs):
+            perm = torch.randperm(len(X), generator=g, device=device)
+            for i in range(n_batch):
+                idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
+                x = X.index_select(0, idx).float().div_(255)
+                weak = (weak_fn(x, g) - mean) / std
+                strong = (strong_fn(x, g) - mean) / std
+                if channels_last:
+                    weak = weak.contiguous(memory_format=torch.channels_last)
+                    strong = strong.contiguous(memory_format=torch.channels_last)
+                with amp:
+                    con, f_weak, k_w, k_s = net.contrastive_terms(weak, strong, 0.2)
+                    logits = net.head(f_weak).float()
+                loss = F.cross_entropy(logits, y.index_select(0, idx)) + 0.5 * con.float().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                net.update_keys(cosine_momentum(step, total, 0.99))
+                ptr = net.enqueue(k_w, k_s, ptr=ptr)
+                step += 1
+    return sw.seconds
 
 
 def skmoby_fit(images, labels, args, device, **extra) -> float:
@@ -178,37 +174,13 @@ def skmoby_fit(images, labels, args, device, **extra) -> float:
         device=str(device),
         **extra,
     )
-    t0 = time.perf_counter()
-    clf.fit(X, labels)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    with harness.Stopwatch(device) as sw:
+        clf.fit(X, labels)
+    return sw.seconds
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backbone", default="lenet5")
-    p.add_argument("--size", type=int, default=32, help="image side (32)")
-    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
-    p.add_argument("--n", type=int, default=2048, help="images per epoch (2048)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--queue", type=int, default=4096)
-    p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args()
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
-    rng = np.random.RandomState(0)
-    images = rng.randint(0, 256, (args.n, args.size, args.size, args.channels), dtype=np.uint8)
-    labels = rng.randint(0, 10, args.n)
-    # Warm-up: first CUDA/cuDNN calls and worker start-up do not count.
-    warm = argparse.Namespace(**{**vars(args), "epochs": 1})
-    skmoby_fit(images[:256], labels[:256], warm, device)
-    n_img = args.n * args.epochs
+def measure_rows(images, labels, args, device) -> list[tuple[str, float]]:
+    """Seconds of each loop, the reference first and network only (fp32) second."""
     cuda = device.type == "cuda"
     rows = [
         ("reference (PIL workers, loop EMA, fp32)", reference_fit(images, labels, args, device))
@@ -239,16 +211,52 @@ def main() -> None:
             skmoby_fit(images, labels, args, device, lambda_c=0.0),
         )
     )
+    return rows
+
+
+def main() -> None:
+    p = harness.parser(__doc__)
+    p.add_argument("--backbone", default="lenet5")
+    p.add_argument("--size", type=int, default=32, help="image side (32)")
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--n", type=int, default=2048, help="images per epoch (2048)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--queue", type=int, default=4096)
+    p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
+    harness.add_device(p, "auto")
+    args = p.parse_args()
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (args.n, args.size, args.size, args.channels), dtype=np.uint8)
+    labels = rng.randint(0, 10, args.n)
+    # Warm-up: first CUDA/cuDNN calls and worker start-up do not count.
+    warm = argparse.Namespace(**{**vars(args), "epochs": 1})
+    skmoby_fit(images[:256], labels[:256], warm, device)
+    rows = measure_rows(images, labels, args, device)
+    cuda = device.type == "cuda"
+    n_img = args.n * args.epochs
     ref = n_img / rows[0][1]
     net_only = n_img / rows[2 if cuda else 1][1]
     print(
         f"device={device} backbone={args.backbone} images={args.n}x{args.epochs} "
         f"size={args.channels}x{args.size}x{args.size} batch={args.batch_size}"
     )
-    print(f"{'loop':<46}{'images/s':>10}{'x ref':>8}{'x net':>8}")
-    for name, sec in rows:
-        ips = n_img / sec
-        print(f"{name:<46}{ips:>10.1f}{ips / ref:>8.2f}{ips / net_only:>8.2f}")
+    cols = [
+        harness.Column("loop", 46, align="<"),
+        harness.Column("images/s", 10, ".1f"),
+        harness.Column("x ref", 8, ".2f"),
+        harness.Column("x net", 8, ".2f"),
+    ]
+    table = [
+        [name, n_img / sec, harness.ratio(n_img / sec, ref), harness.ratio(n_img / sec, net_only)]
+        for name, sec in rows
+    ]
+    print(harness.table(cols, table))
     print(
         f"'x net' is against the network-only row at the defaults' precision "
         f"({'bf16, channels_last' if cuda else 'fp32'})."
