@@ -301,12 +301,44 @@ def k_center_greedy(
     >>> idx.tolist(), dist.tolist()
     ([3, 2], [10.0, 5.0])
     """
+    return _k_center_greedy(
+        features,
+        n,
+        initial_centers=initial_centers,
+        backend=backend,
+        prune=prune,
+        random_state=random_state,
+        n_threads=n_threads,
+    )
+
+
+def _k_center_greedy(
+    features,
+    n,
+    *,
+    initial_centers,
+    backend,
+    prune,
+    random_state,
+    n_threads,
+    device_step: str = _DEVICE_STEP,
+    graph_steps: int = _GRAPH_STEPS,
+):
+    """:func:`k_center_greedy`, with how the picks are made on CUDA as arguments.
+
+    ``device_step`` is ``"triton"`` or ``"torch"`` (torch where Triton cannot run) and
+    ``graph_steps`` the greedy steps per CUDA graph (0: launch each step from the host);
+    both are ignored on the CPU. The defaults are what :func:`k_center_greedy` uses;
+    the benchmarks pin them to time each way.
+    """
     n_threads = check_n_threads(n_threads)
     with limit_threads(n_threads):
-        return _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
+        return _select(
+            features, n, initial_centers, backend, prune, random_state, device_step, graph_steps
+        )
 
 
-def _k_center_greedy(features, n, initial_centers, backend, prune, random_state):
+def _select(features, n, initial_centers, backend, prune, random_state, device_step, graph_steps):
     x = _as_tensor(features)
     N, d = x.shape
     center = _center_mask(initial_centers, N)
@@ -337,7 +369,9 @@ def _k_center_greedy(features, n, initial_centers, backend, prune, random_state)
         min_d = _kcenter_cpu.initial_min_d(gr, backend, slack_rel)
         picks, dists = _kcenter_cpu.greedy(gr, min_d, n, first, prune is not False, slack_rel)
     else:
-        picks, dists = _greedy_on_device(x, center, e, n, first, backend)
+        picks, dists = _greedy_on_device(
+            x, center, e, n, first, backend, device_step=device_step, graph_steps=graph_steps
+        )
     # undo the scaling exactly (a power of two), in float64 so nothing overflows first
     with np.errstate(over="ignore"):
         return picks, np.ldexp(dists, e).astype(out_dtype)
@@ -353,7 +387,15 @@ def _check_options(backend: Any, prune: Any) -> bool | str:
 
 
 def _greedy_on_device(
-    x: torch.Tensor, center: torch.Tensor, e: int, n: int, first: int | None, backend: str
+    x: torch.Tensor,
+    center: torch.Tensor,
+    e: int,
+    n: int,
+    first: int | None,
+    backend: str,
+    *,
+    device_step: str,
+    graph_steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Picks and their distances (of ``x * 2**-e``, float64) from the device loop."""
     N, device = x.shape[0], x.device
@@ -371,8 +413,8 @@ def _greedy_on_device(
         xs = x.contiguous() if e == 0 else x.clone()
         times_pow2(xs, -e, out=xs)
         min_d = torch.full((N,), float("inf"), dtype=x.dtype, device=device)
-    step = _DEVICE_STEP if _device_loop.triton_usable(device) else "torch"
-    p, dd = _device_loop.greedy(xs, min_d, n, impl=step, graph_steps=_GRAPH_STEPS, first=first)
+    step = device_step if _device_loop.triton_usable(device) else "torch"
+    p, dd = _device_loop.greedy(xs, min_d, n, impl=step, graph_steps=graph_steps, first=first)
     picks = (pool.cpu()[p] if M else p).numpy()
     dists = dd.double().numpy()
     if first is not None:

@@ -167,13 +167,21 @@ STEPS = ["torch", pytest.param("triton", marks=needs_triton)]
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_loop_equals_reference(step, graph_steps, dtype, monkeypatch):
+def test_cuda_loop_equals_reference(step, graph_steps, dtype):
     rng = np.random.RandomState(6)
     F = clustered(rng, 3000, 48).astype(dtype)
     want = reference(F, 200, range(100))
-    monkeypatch.setattr(kcenter, "_DEVICE_STEP", step)
-    monkeypatch.setattr(kcenter, "_GRAPH_STEPS", graph_steps)
-    got = k_center_greedy(torch.from_numpy(F).cuda(), 200, initial_centers=np.arange(100))
+    got = kcenter._k_center_greedy(
+        torch.from_numpy(F).cuda(),
+        200,
+        initial_centers=np.arange(100),
+        backend="auto",
+        prune="auto",
+        random_state=None,
+        n_threads=None,
+        device_step=step,
+        graph_steps=graph_steps,
+    )
     if dtype == np.float64:
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
@@ -264,3 +272,53 @@ def test_device_route_of_k_center_greedy_on_the_cpu(monkeypatch, n_init, dtype):
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12 if dtype == np.float64 else 1e-5)
     assert got[1].dtype == dtype
+
+
+GRAPH_THEN_TRITON_FAILED = ["triton step in a CUDA graph failed", "triton step failed"]
+
+
+@pytest.mark.parametrize(
+    ("pinned", "failed"),
+    [
+        ({}, GRAPH_THEN_TRITON_FAILED),  # the defaults
+        ({"device_step": "triton", "graph_steps": 16}, GRAPH_THEN_TRITON_FAILED),
+        ({"device_step": "triton", "graph_steps": 0}, ["triton step failed"]),
+        ({"device_step": "torch", "graph_steps": 16}, ["torch step in a CUDA graph"]),
+        ({"device_step": "torch", "graph_steps": 0}, []),
+    ],
+)
+@needs_triton
+def test_device_step_and_graph_steps_reach_the_device_loop(monkeypatch, pinned, failed):
+    """The fallback warnings name the step and graph that were asked for and failed."""
+
+    def broken_triton(st, update):
+        raise RuntimeError("no compiler")
+
+    def broken_graph(x, min_d, n, *, impl, graph_steps, first=None):
+        if graph_steps:
+            raise RuntimeError("no graphs")
+        return run(x, min_d, n, impl=impl, graph_steps=0, first=first)
+
+    run = _device_loop.run
+    monkeypatch.setattr(kcenter, "_PRUNED_DEVICES", ())
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the Triton step counts as usable here
+    monkeypatch.setattr(_device_loop, "_triton_step", broken_triton)
+    monkeypatch.setattr(_device_loop, "run", broken_graph)
+    F, init = data("clustered")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        got = kcenter._k_center_greedy(
+            F,
+            25,
+            initial_centers=init,
+            backend="torch",
+            prune="auto",
+            random_state=None,
+            n_threads=None,
+            **pinned,
+        )
+    msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == len(failed), msgs
+    for msg, what in zip(msgs, failed, strict=True):
+        assert what in msg
+    np.testing.assert_array_equal(got[0], reference(F, 25, init)[0])
