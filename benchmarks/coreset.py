@@ -143,30 +143,29 @@ def run_cdist(x, m, b):
 
 
 def run_skmoby(x, m, b, name):
-    from skmoby import k_center_greedy
     from skmoby.query import kcenter
 
     parts = name.split("-")
-    kcenter._DEVICE_STEP, kcenter._GRAPH_STEPS = _DEFAULTS
+    pinned = {}  # none: the CUDA step and graph size k_center_greedy uses
     if parts[1] == "cuda":
         backend, prune = "torch", "auto"
         if parts[2] != "auto":
-            kcenter._DEVICE_STEP = parts[2]
-            kcenter._GRAPH_STEPS = _DEFAULTS[1] if parts[3] == "graph" else 0
+            graph_steps = kcenter._GRAPH_STEPS if parts[3] == "graph" else 0
+            pinned = {"device_step": parts[2], "graph_steps": graph_steps}
     else:
         backend = parts[1]
         prune = {"auto": "auto", "noprune": False}[parts[2]]
-    idx, ds = k_center_greedy(x, b, initial_centers=np.arange(m), backend=backend, prune=prune)
+    idx, ds = kcenter._k_center_greedy(
+        x,
+        b,
+        initial_centers=np.arange(m),
+        backend=backend,
+        prune=prune,
+        random_state=None,
+        n_threads=None,
+        **pinned,
+    )
     return idx - m, ds
-
-
-def _defaults():
-    from skmoby.query import kcenter
-
-    return kcenter._DEVICE_STEP, kcenter._GRAPH_STEPS
-
-
-_DEFAULTS = _defaults()
 
 
 def run(name, x, m, b):
