@@ -44,15 +44,14 @@ autodoc_default_options = {
     "exclude-members": "set_fit_request, set_partial_fit_request, set_score_request, "
     "set_transform_request",
 }
-# MoBYv2Classifier is built from mixins (skmoby/_fitting.py, _inference.py,
-# _persistence.py): its page documents their methods with its own, and not those it
-# inherits from skorch, scikit-learn or the device steps (skmoby/_engine.py). The class
+# MoBYv2Classifier has its inference and pickling methods in bases of its own
+# (skmoby/classifier/_inference.py, _persistence.py): its page documents their methods
+# with its own, and not those it inherits from skorch or scikit-learn. The class
 # template gives autodoc these bases as :inherited-members:, the classes to leave out.
 _ESTIMATOR_MODULES = {
-    "skmoby.classifier",
-    "skmoby._fitting",
-    "skmoby._inference",
-    "skmoby._persistence",
+    "skmoby.classifier.classifier",
+    "skmoby.classifier._inference",
+    "skmoby.classifier._persistence",
 }
 templates_path = ["_templates"]
 autosummary_context = {

@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._compat import pickles as _pickles
+
+_pickles.install()  # pickles of earlier releases name modules that have moved
+
 __all__ = [
     "MoBYv2Classifier",
     "UnlabeledData",

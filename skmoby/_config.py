@@ -250,12 +250,9 @@ class ExperimentConfig:
         """
         import pandas as pd
 
-        from ._data import drops_lone_last
+        from .classifier import steps_per_epoch
 
         self._check_pool(n_pool)
-
-        def batches(n: int) -> int:
-            return -(-n // self.batch_size) - drops_lone_last(n, self.batch_size)
 
         labelled = self.n_labelled()
         table = pd.DataFrame(
@@ -264,11 +261,11 @@ class ExperimentConfig:
         for method in self.methods:
             if is_joint(method):
                 per_epoch = [
-                    2 * max(batches(n), batches(u)) if u else batches(n)
+                    steps_per_epoch(n, u, self.batch_size)
                     for n, u in zip(labelled, self.n_unlabelled(n_pool), strict=True)
                 ]
             else:
-                per_epoch = [batches(n) for n in labelled]
+                per_epoch = [steps_per_epoch(n, 0, self.batch_size) for n in labelled]
             table[method] = [self.epochs * k for k in per_epoch]
         return table
 

@@ -21,15 +21,17 @@ from .losses import symmetric_info_nce
 __all__ = ["MoBYv2Network", "ProjectionHead", "cosine_momentum", "momentum_update"]
 
 
-def cosine_momentum(step: int, total_steps: int, base: float = 0.99) -> float:
+def cosine_momentum(step: int | Tensor, total_steps: int, base: float = 0.99) -> float | Tensor:
     """Key-encoder momentum at a training step: ``1 - (1 - base) (cos(pi t / T) + 1) / 2``.
 
     Rises from ``base`` at step 0 to 1 at step ``total_steps`` (and stays at 1 after it).
 
     Parameters
     ----------
-    step : int
-        Current step ``t`` (0-based).
+    step : int or Tensor
+        Current step ``t`` (0-based). A 0-d device tensor (the step counter of a
+        captured training step) gives the momentum as a 0-d tensor, computed on the
+        device without reading the step back.
     total_steps : int
         Number of training steps ``T`` (> 0).
     base : float, default=0.99
@@ -37,7 +39,7 @@ def cosine_momentum(step: int, total_steps: int, base: float = 0.99) -> float:
 
     Returns
     -------
-    float
+    float or Tensor
 
     Examples
     --------
@@ -46,12 +48,15 @@ def cosine_momentum(step: int, total_steps: int, base: float = 0.99) -> float:
     """
     if total_steps <= 0:
         raise ValueError(f"total_steps must be > 0, got {total_steps}")
-    t = min(max(step, 0), total_steps)
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * t / total_steps) + 1.0) / 2.0
+    if isinstance(step, Tensor):
+        cos = torch.cos(math.pi * torch.clamp(step, min=0, max=total_steps) / total_steps)
+    else:
+        cos = math.cos(math.pi * min(max(step, 0), total_steps) / total_steps)
+    return 1.0 - (1.0 - base) * (cos + 1.0) / 2.0
 
 
 @torch.no_grad()
-def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
+def momentum_update(target: nn.Module, source: nn.Module, momentum: float | Tensor) -> None:
     """In place ``theta_target <- m theta_target + (1 - m) theta_source`` over parameters.
 
     Only parameters move; buffers such as batch-norm statistics are kept by each module
@@ -61,8 +66,9 @@ def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> No
     ----------
     target, source : torch.nn.Module
         Modules of identical structure.
-    momentum : float
-        ``m`` in ``[0, 1]``.
+    momentum : float or Tensor
+        ``m`` in ``[0, 1]``, a number or a 0-d device tensor (a captured training step's
+        momentum, which the host does not know).
 
     Examples
     --------
@@ -73,8 +79,14 @@ def momentum_update(target: nn.Module, source: nn.Module, momentum: float) -> No
     True
     """
     t_params = list(target.parameters())
-    if t_params:  # theta_t + (1 - m) (theta_s - theta_t), one fused kernel per group
-        torch._foreach_lerp_(t_params, list(source.parameters()), 1.0 - momentum)
+    if not t_params:
+        return
+    s_params = list(source.parameters())
+    if isinstance(momentum, Tensor):  # m theta_t + (1 - m) theta_s with a device scalar
+        torch._foreach_mul_(t_params, momentum)
+        torch._foreach_add_(t_params, torch._foreach_mul(s_params, 1.0 - momentum))
+    else:  # theta_t + (1 - m) (theta_s - theta_t), one fused kernel per group
+        torch._foreach_lerp_(t_params, s_params, 1.0 - momentum)
 
 
 #: Endings of :class:`ProjectionHead` (and of ``MoBYv2Network(projection_head=...)``).
@@ -251,28 +263,32 @@ class MoBYv2Network(nn.Module):
         return loss, f_weak, k_weak, k_strong
 
     @torch.no_grad()
-    def update_keys(self, momentum: float) -> None:
+    def update_keys(self, momentum: float | Tensor) -> None:
         """Move the key branch towards the query branch with momentum ``m``."""
         momentum_update(self.key_encoder, self.encoder, momentum)
         momentum_update(self.key_projector, self.projector, momentum)
 
     @torch.no_grad()
-    def enqueue(self, k_weak: Tensor, k_strong: Tensor, ptr: int | None = None) -> int:
+    def enqueue(
+        self, k_weak: Tensor, k_strong: Tensor, ptr: int | Tensor | None = None
+    ) -> int | Tensor:
         """Write keys into the ring buffers, overwriting the oldest ones.
 
         Parameters
         ----------
         k_weak, k_strong : Tensor of shape (n, projection_dim)
             Keys of the weak and strong views.
-        ptr : int, optional
-            The current write position, when the caller keeps it on the host (as the
-            training loop does: the next position is known there, so nothing is read
-            from the device). ``None`` reads ``queue_ptr``.
+        ptr : int or Tensor, optional
+            The current write position, when the caller keeps it: an int on the host
+            (as the training loop does: the next position is known there, so nothing
+            is read from the device) or a 0-d device tensor (a captured step). ``None``
+            reads ``queue_ptr``.
 
         Returns
         -------
-        int
-            The new write position (also stored in ``queue_ptr``).
+        int or Tensor
+            The new write position (also stored in ``queue_ptr``), of the type of
+            ``ptr``.
         """
         n = k_weak.shape[0]
         size = self.queue_size
@@ -284,5 +300,22 @@ class MoBYv2Network(nn.Module):
         self.queue_weak.index_copy_(0, idx, k_weak.to(self.queue_weak.dtype))
         self.queue_strong.index_copy_(0, idx, k_strong.to(self.queue_strong.dtype))
         new = (ptr + n) % size
-        self.queue_ptr.fill_(new)
+        if isinstance(new, Tensor):
+            self.queue_ptr.copy_(new)
+        else:
+            self.queue_ptr.fill_(new)
         return new
+
+    @torch.no_grad()
+    def follow_query(
+        self, k_weak: Tensor, k_strong: Tensor, momentum: float | Tensor, ptr: int | Tensor
+    ) -> int | Tensor:
+        """The key branch's part of a training step, after the optimizer step: move it
+        towards the query branch (:meth:`update_keys`), then :meth:`enqueue` the step's
+        keys at ``ptr``. Returns the new write position.
+
+        Eager and captured training steps both call this; a captured step passes the
+        momentum and the position as 0-d device tensors.
+        """
+        self.update_keys(momentum)
+        return self.enqueue(k_weak, k_strong, ptr=ptr)

@@ -19,7 +19,9 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, Checkpoint, LoadInitState, TrainEndCheckpoint
 
 from skmoby import MoBYv2Classifier, stack_unlabeled
+from skmoby.classifier import classifier as classifier_module
 from skmoby.classifier import expected_failed_checks
+from skmoby.classifier._step import FitState
 from skmoby.network import MoBYv2Network
 from tests.conftest import small_clf
 
@@ -247,7 +249,7 @@ def test_cuda_without_gpu_is_refused_before_any_work(digits, device, monkeypatch
     def no_work(*args, **kwargs):
         raise AssertionError("fit validated data before checking the device")
 
-    monkeypatch.setattr(type(clf), "_prepare_fit_data", no_work)
+    monkeypatch.setattr(classifier_module, "prepare_fit_data", no_work)
     with pytest.raises(ValueError, match="device"):
         clf.fit(X[:40], y[:40])
 
@@ -553,7 +555,7 @@ def test_weighted_loss_matches_the_definition():
     logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     target = torch.tensor([0, 1, 2, 0, 1, 2])
     w = torch.tensor([0.0, 1.0, 2.0, 0.5, 1.5, 1.0])
-    clf._batch_weight_ = w
+    clf._fit_state = FitState(batch_weight=w)
     expected = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * w).mean()
     torch.testing.assert_close(clf.get_loss(logits, target), expected)
 

@@ -36,8 +36,41 @@ RESIDENT_FRACTION = 0.25
 
 def drops_lone_last(n: int, batch_size: int) -> bool:
     """Whether training on ``n`` samples drops the last batch: it would hold a single
-    sample, which breaks batch norm in training mode."""
+    sample, which breaks batch norm in training mode.
+
+    Examples
+    --------
+    >>> drops_lone_last(65, 32), drops_lone_last(64, 32)
+    (True, False)
+    """
     return n > 1 and n % batch_size == 1
+
+
+def steps_per_epoch(n_labelled: int, n_unlabelled: int, batch_size: int) -> int:
+    """Optimizer steps in one training epoch on ``n_labelled`` and ``n_unlabelled``
+    samples: one per batch, labelled and unlabelled batches alternating over the longer
+    of the two (a lone last sample of either is dropped, see :func:`drops_lone_last`).
+
+    Parameters
+    ----------
+    n_labelled, n_unlabelled : int
+        Sample counts (``n_unlabelled=0``: labelled batches only).
+    batch_size : int
+        Samples per batch (``-1``: one batch of everything).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> steps_per_epoch(100, 0, 32), steps_per_epoch(100, 300, 32)
+    (4, 20)
+    """
+    lab = n_batches(n_labelled, batch_size)
+    if not n_unlabelled:
+        return lab
+    return 2 * max(lab, n_batches(n_unlabelled, batch_size))
 
 
 def n_batches(n: int, batch_size: int) -> int:
@@ -137,9 +170,8 @@ class TrainingBatches:
         return t.to(self.storage)
 
     def __len__(self) -> int:
-        if self.U is None:
-            return self.n_labelled_batches
-        return 2 * max(self.n_labelled_batches, self.n_unlabelled_batches)
+        n_u = 0 if self.U is None else len(self.U)
+        return steps_per_epoch(len(self.X), n_u, self.batch_size)
 
     def _index_batches(self, n: int, n_batch: int) -> Iterator[torch.Tensor]:
         """Index batches of ``n`` samples, forever, a new permutation per pass."""
@@ -192,11 +224,3 @@ def inference_batches(
         if pin:
             chunk = chunk.pin_memory()
         yield chunk.to(device, non_blocking=True)
-
-
-def steps_per_epoch(n_labelled: int, n_unlabelled: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch of :class:`TrainingBatches`."""
-    lab = n_batches(n_labelled, batch_size)
-    if not n_unlabelled:
-        return lab
-    return 2 * max(lab, n_batches(n_unlabelled, batch_size))

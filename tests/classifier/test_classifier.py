@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skmoby import MoBYv2Classifier, UnlabeledData, stack_unlabeled
+from skmoby.classifier._inputs import prepare_fit_data
 from tests.conftest import small_clf
 
 
@@ -176,7 +177,7 @@ def test_unlabelled_pixel_types_are_reconciled(digits):
     X = X[:40]
     U8 = (X * 255).round().astype(np.uint8)
     clf = small_clf(max_epochs=1)
-    _, _, U, _ = clf._prepare_fit_data(X, y[:40], U8, reset=True)
+    U = prepare_fit_data(clf, X, y[:40], U8, reset=True).U
     np.testing.assert_allclose(U, X[:, None], atol=0.5 / 255)  # onto X's [0, 1] scale
     with pytest.raises(ValueError, match="X_unlabeled holds floats but X holds uint8"):
         small_clf(max_epochs=1).fit(U8, y[:40], X_unlabeled=X)

@@ -1,22 +1,25 @@
 """Pickling and saved parameters of :class:`~skmoby.MoBYv2Classifier`.
 
-A pickle (or deep copy) leaves out the per-fit working state and resolves
-``device="auto"``, and the settings that follow the device, on the machine that loads
-it; :meth:`load_params` restores a network
-saved by ``save_params`` or skorch's ``Checkpoint``, with its input normalisation.
+A pickle (or deep copy) leaves out the working state of a training call in progress
+(:class:`~skmoby.classifier._step.FitState`) and resolves ``device="auto"``, and the
+settings that follow the device, on the machine that loads it; :meth:`load_params`
+restores a network saved by ``save_params`` or skorch's ``Checkpoint``, with its input
+normalization.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .devices import resolve_device
+from ..devices import resolve_device
+from ._views import device_settings
 
 __all__ = ["Persistence"]
 
-# Per-fit working state: device tensors, CUDA graphs and references to the training
-# data. None of it is needed after a fit, so none of it is pickled or deep-copied.
-_TRANSIENT = (
+#: Per-fit working state that pickles of 0.1.0.dev0 may hold as attributes of their own.
+#: Each training call sets it up afresh (queue position from the network, run position
+#: from the history), so it is dropped on loading.
+_OLD_PER_FIT_ATTRIBUTES = (
     "_norm_cache_",
     "_steps_",
     "_keys_",
@@ -24,19 +27,21 @@ _TRANSIENT = (
     "_sample_weight_",
     "_batch_weight_",
     "_aug_generator_",
+    "_queue_ptr_",
+    "_run_epoch_",
+    "_steps_before_",
 )
 
 
 class Persistence:
-    """The estimator's pickling and parameter loading. A mixin placed before skorch's
-    ``NeuralNetClassifier`` in the bases of :class:`~skmoby.MoBYv2Classifier`, so that
-    its methods override skorch's.
+    """The estimator's pickling and parameter loading: a base of
+    :class:`~skmoby.MoBYv2Classifier` placed before skorch's ``NeuralNetClassifier``,
+    so that its methods override skorch's.
     """
 
     def __getstate__(self):
         state = super().__getstate__()
-        for name in _TRANSIENT:
-            state.pop(name, None)
+        state.pop("_fit_state", None)  # device tensors, CUDA graphs, the training data
         return state
 
     def __setstate__(self, state):
@@ -44,7 +49,7 @@ class Persistence:
         # "auto" is resolved here, on the machine that loads (an unfitted estimator
         # holds no tensors). An explicit "cuda" on a machine without one falls back to
         # the CPU with skorch's DeviceWarning, and the parameter then says "cpu".
-        state = dict(state)
+        state = {k: v for k, v in state.items() if k not in _OLD_PER_FIT_ATTRIBUTES}
         requested = state.get("device", "auto")
         fitted = state.get("initialized_", False)
         auto = isinstance(requested, str) and requested == "auto"
@@ -66,7 +71,7 @@ class Persistence:
         if not hasattr(self, "sample_shape_"):
             return
         was = getattr(self, "channels_last_", False)
-        self._resolve_device_settings(strict=False)
+        self.precision_, self.channels_last_ = device_settings(self, strict=False)
         if was and not self.channels_last_ and getattr(self, "module_", None) is not None:
             self.module_ = self.module_.to(memory_format=torch.contiguous_format)
 

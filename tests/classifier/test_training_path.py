@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from skmoby import _data
-from skmoby._data import TrainingBatches, n_batches
+from skmoby.classifier import _batches
+from skmoby.classifier._batches import TrainingBatches, n_batches
 from tests.conftest import small_clf
 
 SYNCS = ("item", "__bool__", "__int__", "__float__", "tolist")
@@ -56,7 +56,7 @@ def test_resident_and_streaming_paths_train_the_same_model(digits):
 
 def test_data_that_does_not_fit_is_streamed_with_a_warning(digits, monkeypatch):
     X, y = digits
-    monkeypatch.setattr(_data, "free_device_memory", lambda device: 1000)  # 1 kB free
+    monkeypatch.setattr(_batches, "free_device_memory", lambda device: 1000)  # 1 kB free
     with pytest.warns(RuntimeWarning, match="streamed from host memory"):
         clf = small_clf(max_epochs=1).fit(X[:100], y[:100])
     assert not clf.resident_data_
@@ -94,22 +94,21 @@ def test_lone_last_sample_is_dropped():
     assert [len(xb) for xb, _ in batches] == [32]
 
 
-def test_uint8_images_stay_uint8_on_the_device(digits):
+def test_uint8_images_stay_uint8_on_the_device(digits, monkeypatch):
+    from skmoby.classifier import classifier as classifier_module
+
     X, y = digits
     X8 = (X[:64] * 255).round().astype(np.uint8)
     clf = small_clf(max_epochs=1)
     seen = []
-    original = type(clf).step_loss
+    original = classifier_module.step_loss
 
-    def spy(self, xb, yb):
+    def spy(est, xb, yb, generator):
         seen.append(xb.dtype)
-        return original(self, xb, yb)
+        return original(est, xb, yb, generator)
 
-    type(clf).step_loss = spy
-    try:
-        clf.fit(X8, y[:64])
-    finally:
-        type(clf).step_loss = original
+    monkeypatch.setattr(classifier_module, "step_loss", spy)
+    clf.fit(X8, y[:64])
     assert seen and set(seen) == {torch.uint8}
 
 
@@ -200,7 +199,7 @@ def test_gpu_no_sync_in_steady_state_steps(digits, capture):
 
 
 def test_bf16_on_a_gpu_without_bf16_names_the_parameter(monkeypatch):
-    from skmoby._engine import resolve_precision
+    from skmoby.classifier._views import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
@@ -218,7 +217,7 @@ def test_capture_rules():
 
     from skorch.callbacks import Callback, EpochTimer
 
-    from skmoby._engine import resolve_capture
+    from skmoby.classifier._step import resolve_capture
 
     class ReadsGradients(Callback):
         def on_grad_computed(self, net, named_parameters, **kw):

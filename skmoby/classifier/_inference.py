@@ -5,6 +5,9 @@ each computed over large batches on the device and copied back once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
@@ -12,24 +15,44 @@ from sklearn.utils.validation import column_or_1d
 from skorch.utils import to_numpy
 from torch.utils.data import Dataset
 
-__all__ = ["Inference"]
+from ..threads import check_n_threads, limit_threads
+from ._batches import inference_batches
+from ._inputs import check_X
+from ._step import seeded_generator
+from ._unlabeled import unlabeled_mask
+from ._views import autocast, network_input, views
+
+__all__ = ["Inference", "check_predict_X", "map_batches"]
+
+
+def check_predict_X(est: Any, X: Any) -> Any:
+    """``X`` checked against the fitted estimator ``est`` (a skorch dataset as it is)."""
+    if not getattr(est, "initialized_", False) or not hasattr(est, "module_"):
+        raise NotFittedError(
+            f"This {type(est).__name__} instance is not fitted yet; call 'fit' first."
+        )
+    if isinstance(X, Dataset):  # skorch's own callers pass datasets
+        return X
+    return check_X(est, X, "X", reset=False, sample_shape=est.sample_shape_)
+
+
+@torch.no_grad()
+def map_batches(est: Any, X: np.ndarray, fn: Callable, width: int | None) -> np.ndarray:
+    """``fn`` over large device batches of ``X`` in eval mode; one copy back."""
+    est.module_.eval()
+    with limit_threads(check_n_threads(getattr(est, "n_threads", None))):
+        out = [fn(xb) for xb in inference_batches(X, torch.device(est.device_))]
+    if not out:
+        return np.zeros((0,) if width is None else (0, width), np.float32)
+    return torch.cat(out).float().cpu().numpy()
 
 
 class Inference:
-    """The estimator's inference methods. A mixin placed before skorch's
-    ``NeuralNetClassifier`` in the bases of :class:`~skmoby.MoBYv2Classifier`, so that
-    its methods override skorch's; it expects a fitted estimator (``module_``,
-    ``classes_``, ...) and :class:`~skmoby._engine.DeviceSteps`.
+    """The estimator's inference methods: a base of :class:`~skmoby.MoBYv2Classifier`
+    placed before skorch's ``NeuralNetClassifier``, so that its methods override
+    skorch's. Each checks ``X`` (:func:`check_predict_X`) and maps the network over
+    device batches (:func:`map_batches`); the estimator's ``infer`` gives the logits.
     """
-
-    def _check_predict_X(self, X):
-        if not getattr(self, "initialized_", False) or not hasattr(self, "module_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call 'fit' first."
-            )
-        if isinstance(X, Dataset):  # skorch's own callers pass datasets
-            return X
-        return self._check_X(X, "X", reset=False)
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n, n_classes)``, columns ordered as ``classes_``.
@@ -56,7 +79,7 @@ class Inference:
         >>> P.shape, bool(abs(P.sum(axis=1) - 1).max() < 1e-5)
         ((5, 10), True)
         """
-        return self._predict_proba_checked(self._check_predict_X(X))
+        return self._predict_proba_checked(check_predict_X(self, X))
 
     def _predict_proba_checked(self, X):
         """:meth:`predict_proba` of an ``X`` that passed ``_check_predict_X`` (checking
@@ -64,7 +87,7 @@ class Inference:
         if isinstance(X, Dataset):
             return super().predict_proba(X)
         nonlin = self._get_predict_nonlinearity()
-        return self._map_batches(X, lambda xb: nonlin(self.infer(xb)), len(self.classes_))
+        return map_batches(self, X, lambda xb: nonlin(self.infer(xb)), len(self.classes_))
 
     def predict(self, X):
         """Predicted labels, in the type of the training labels.
@@ -92,7 +115,7 @@ class Inference:
         >>> clf.fit(X[:200], names[:200]).predict(X[200:203]).dtype.kind
         'U'
         """
-        return self._predict_checked(self._check_predict_X(X))
+        return self._predict_checked(check_predict_X(self, X))
 
     def _predict_checked(self, X):
         return self.classes_[self._predict_proba_checked(X).argmax(axis=1)]
@@ -131,10 +154,10 @@ class Inference:
         from sklearn.metrics import accuracy_score
 
         y = column_or_1d(to_numpy(y) if isinstance(y, torch.Tensor) else y)
-        keep = ~self._unlabeled_mask(y)
+        keep = ~unlabeled_mask(y, self.unlabeled_label)
         if not keep.any():
             raise ValueError("y has no labelled rows to score")
-        X = self._check_predict_X(X)
+        X = check_predict_X(self, X)
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
         return float(accuracy_score(y[keep], self._predict_checked(X[keep]), sample_weight=sw))
 
@@ -166,14 +189,14 @@ class Inference:
         >>> clf.fit(X[:200], y[:200]).transform(X[:4]).shape  # (n, feature_dim_)
         (4, 128)
         """
-        return self._transform_checked(self._check_predict_X(X))
+        return self._transform_checked(check_predict_X(self, X))
 
     def _transform_checked(self, X) -> np.ndarray:
         def features(xb):
-            with self._autocast():
-                return self.module_.features(self._normalized(self._to_unit(xb)))
+            with autocast(self):
+                return self.module_.features(network_input(self, xb))
 
-        return self._map_batches(X, features, self.feature_dim_)
+        return map_batches(self, X, features, self.feature_dim_)
 
     @torch.no_grad()
     def contrastive_loss(self, X) -> np.ndarray:
@@ -208,15 +231,15 @@ class Inference:
         >>> loss.shape, bool((loss == clf.contrastive_loss(X[400:410])).all())  # seeded
         ((10,), True)
         """
-        X = self._check_predict_X(X)
-        g = self._generator(10**6, device=self.device_)
+        X = check_predict_X(self, X)
+        g = seeded_generator(self.seed_, 10**6, device=self.device_)
 
         def loss(xb):
-            weak, strong = self._views(xb, g)
-            with self._autocast():
+            weak, strong = views(self, xb, g)
+            with autocast(self):
                 return self.module_.contrastive_terms(weak, strong, self.temperature)[0]
 
-        return self._map_batches(X, loss, None)
+        return map_batches(self, X, loss, None)
 
     def fit_transform(self, X, y, X_unlabeled=None, sample_weight=None) -> np.ndarray:
         """Fit, then return :meth:`transform` of ``X``.

@@ -1,11 +1,12 @@
 """``MoBYv2Classifier``: MoBYv2AL's joint contrastive + cross-entropy learner as a
-scikit-learn estimator built on skorch; here are the class, its constructor and its
-skorch hooks. It inherits ``fit``/``partial_fit`` (``_fitting.py``), inference
-(``_inference.py``), pickling (``_persistence.py``) and device steps (``_engine.py``).
+scikit-learn estimator built on skorch. Here are the class, its constructor, ``fit`` and
+``partial_fit`` and skorch's hooks down to ``train_step``; the step itself is in
+``_step.py``, inference in ``_inference.py`` and pickling in ``_persistence.py``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -13,45 +14,45 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, PrintLog
 from torch import nn
 from torch.utils.data import Subset
 
-from . import _validation
-from ._compat.modal import patch_modal
-from ._data import TrainingBatches
-from ._engine import Augment, DeviceSteps
-from ._fitting import Fitting
+from ..backbones import build_encoder
+from ..devices import resolve_device
+from ..network import MoBYv2Network
+from ..threads import limit_threads
+from ._batches import TrainingBatches
 from ._inference import Inference
-from ._persistence import Persistence
-from ._skorch_parts import (
-    MilestoneLR,
-    QuietPrintLog,
-    estimator_repr,
-    expected_failed_checks,
-    valid_accuracy,
+from ._inputs import (
+    FitData,
+    check_backbone,
+    data_free_state,
+    prepare_fit_data,
+    refuse_unlabeled_behind_pipeline_steps,
 )
-from ._validation import UnlabeledData, stack_unlabeled
-from .backbones import build_encoder
-from .devices import resolve_device
-from .network import MoBYv2Network
+from ._params import DEFAULT_MOMENTUM, seed_from, takes_argument, validate_params
+from ._persistence import Persistence
+from ._sklearn import estimator_repr
+from ._step import (
+    CapturedSteps,
+    FitState,
+    follow_query,
+    resolve_capture,
+    scaled_step,
+    seeded_generator,
+    step_loss,
+    sub_seed,
+)
+from ._views import Augment, autocast, device_settings, network_input
+from .callbacks import MilestoneLR, QuietPrintLog, run_position, valid_accuracy
 
-# modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it (only
-# where needed) wherever skmoby's estimator or strategies are used, so that
-# ActiveLearner.teach works. See skmoby/_compat/modal.py.
-patch_modal()
-
-__all__ = [
-    "MilestoneLR",
-    "MoBYv2Classifier",
-    "UnlabeledData",
-    "expected_failed_checks",
-    "stack_unlabeled",
-]
+__all__ = ["MoBYv2Classifier"]
 
 
-class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetClassifier):
+class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
     """MoBYv2AL's self-supervised classifier (Caramalau et al., BMVC 2022).
 
     A backbone ``f_q`` is trained jointly with a linear classifier on the weak view of
@@ -258,7 +259,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
         max_epochs: int = 200,
         batch_size: int = 128,
         optimizer: type = torch.optim.SGD,
-        optimizer__momentum: float | None = 0.9,
+        optimizer__momentum: float | None = DEFAULT_MOMENTUM,
         optimizer__weight_decay: float = 5e-4,
         lr_milestones: tuple[float, ...] | None = (0.6, 0.8),
         lr_gamma: float = 0.1,
@@ -321,6 +322,8 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
     initialized_ = False
     history_ = None
     virtual_params_ = MappingProxyType({})  # initialize() replaces it with a new dict
+    #: The working state of a training call in progress (:class:`FitState`), else None.
+    _fit_state: FitState | None = None
 
     # ------------------------------------------------------------------ skorch setup
     def __setattr__(self, name, attr):
@@ -335,16 +338,6 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         # scikit-learn's style: the class and the parameters that differ from defaults.
         return estimator_repr(self)
-
-    # Validation lives in _validation.py; bound here as private methods.
-    _check_hyperparameters = _validation.check_hyperparameters
-    _init_without_data = _validation.init_without_data
-    _check_backbone = _validation.check_backbone
-    _seed = _validation.seed
-    _check_X = _validation.check_X
-    _unlabeled_mask = _validation.unlabeled_mask
-    _prepare_fit_data = _validation.prepare_fit_data
-    _fit_normalization = _validation.fit_normalization
 
     def _get_param_names(self):
         # skorch lists every public attribute; its private bookkeeping is no parameter.
@@ -407,13 +400,14 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
             or ``classes`` is missing; when a module ``backbone`` fails on the sample
             shape.
         """
-        self._check_hyperparameters()
+        validate_params(self)
         if not hasattr(self, "sample_shape_"):
-            self._init_without_data()
-        self._check_backbone()
+            self._learn_from(data_free_state(self))
+            self.n_features_in_ = self.sample_shape_[0]
+        check_backbone(self.backbone, self.sample_shape_)
         self.device_ = resolve_device(self.device)
-        self._resolve_device_settings()
-        self.seed_ = self._seed()
+        self.precision_, self.channels_last_ = device_settings(self)
+        self.seed_ = seed_from(self.random_state)
         self.key_step_ = 0
         with self._device_resolved():
             return super().initialize()
@@ -426,10 +420,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
         if (
             prefix == "optimizer"
             and "momentum" in kwargs
-            and (
-                kwargs["momentum"] is None
-                or not _validation.takes_argument(self.optimizer, "momentum")
-            )
+            and (kwargs["momentum"] is None or not takes_argument(self.optimizer, "momentum"))
         ):
             del kwargs["momentum"]
         if (
@@ -504,10 +495,191 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
             if p.requires_grad:
                 yield name, p
 
-    # ------------------------------------------------------------ data validation
-    @property
-    def _is_image(self) -> bool:
-        return len(self.sample_shape_) == 3
+    def fit(self, X, y, X_unlabeled=None, sample_weight=None):
+        """Fit the network on labelled and unlabelled data (from scratch).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n, C, H, W), (n, H, W) or (n, d)
+            Training samples: images as floats in ``[0, 1]`` or ``uint8``; tabular rows.
+            Values must be finite and within float32's range (magnitude at most about
+            3.4e38): the network computes in float32.
+        y : array-like of shape (n,)
+            Labels of any type scikit-learn accepts. Rows whose label equals
+            ``unlabeled_label`` are used as unlabelled data.
+        X_unlabeled : array-like, torch.Tensor or UnlabeledData, optional
+            Unlabelled samples with the per-sample shape and value range of ``X``.
+            Inside a ``Pipeline`` with steps before the classifier it is refused (those
+            steps would not transform it): pass
+            ``pipe.fit(*stack_unlabeled(X, y, X_unlabeled))``.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights of the rows of ``X``, weighting their cross-entropy.
+            The weights of unlabelled rows are ignored (the contrastive loss is not
+            weighted), and the labelled rows' weights are rescaled to average 1, so
+            their scale does not change the step size: any finite weights, up to
+            1e308, train the model of their ratios (NaN or infinity are refused).
+            Batches then carry the weights and (on CUDA) labelled steps run eagerly
+            rather than as a captured graph.
+            With scikit-learn's metadata routing, request it with
+            ``set_fit_request(sample_weight=True)``.
+
+        Returns
+        -------
+        self : MoBYv2Classifier
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> y_semi = y[:300].copy()
+        >>> y_semi[100:] = -1                      # rows 100-299 are unlabelled
+        >>> clf.fit(X[:300], y_semi).classes_.tolist() == list(range(10))
+        True
+
+        Raises
+        ------
+        ValueError
+            On an unknown or absent ``device`` (checked first, before any work);
+            NaN/inf or values beyond float32's range in ``X`` or ``X_unlabeled``,
+            mismatched lengths or shapes, fewer than 2 classes, an empty
+            ``X``, an unknown backbone or one that fails on the data's shape, invalid
+            ``sample_weight`` or hyperparameters; and when training diverges (a
+            non-finite loss, checked once per epoch; the message names the epoch).
+        TypeError
+            When ``X`` or ``X_unlabeled`` is not an array-like of samples.
+
+        Notes
+        -----
+        Training losses are read from the device once per epoch: during an epoch the
+        batch rows of ``history`` hold them as 0-d tensors, and floats afterwards.
+
+        **Ctrl-C** (``KeyboardInterrupt``) during training is caught by skorch: ``fit``
+        returns normally, with ``interrupted_`` set to True. The estimator is then
+        fitted with the weights of the last completed step: ``history`` holds the
+        finished epochs, plus a last row for an epoch interrupted after its first batch
+        (its batch losses as floats, no ``train_batch_count``); callbacks'
+        ``on_train_end`` has run (so ``TrainEndCheckpoint`` saved that state); and a
+        later ``partial_fit`` (or ``fit`` with ``warm_start=True``) continues the
+        interrupted run, training the interrupted epoch again. Code that must not
+        mistake an interrupted fit for a finished one checks ``interrupted_``.
+        """
+        validate_params(self)  # the device first: before any work on the data
+        with limit_threads(self.n_threads):
+            return self._train(X, y, X_unlabeled, sample_weight, "fit")
+
+    def partial_fit(self, X, y=None, classes=None, X_unlabeled=None, sample_weight=None):
+        """Train for one more training run of ``max_epochs`` epochs (initialising on the
+        first call), from the current weights.
+
+        A *training run* is what the two schedules span: the learning rate's
+        milestones (``lr_milestones``, fractions of ``max_epochs``) and the key
+        momentum's cosine rise from ``key_momentum`` to 1 over the run's steps. Each
+        ``fit`` starts a run; each ``partial_fit`` call, and each ``fit`` with
+        ``warm_start=True``, starts a new run from the current weights, queues and
+        optimizer state, so both schedules start again (the learning rate from ``lr``,
+        the momentum from ``key_momentum``) rather than staying at their end values.
+        A call whose ``history`` ends in an unfinished run (after Ctrl-C, or with a
+        checkpoint restored by skorch's ``LoadInitState``) continues that run instead:
+        it trains the run's remaining epochs with both schedules where they stopped.
+
+        Parameters
+        ----------
+        X, y, X_unlabeled, sample_weight
+            As in :meth:`fit`.
+        classes : array-like, optional
+            All class labels, for a first call whose ``y`` does not contain every class.
+            A later call may repeat them; other classes raise ``ValueError``.
+
+        Returns
+        -------
+        self : MoBYv2Classifier
+
+        Examples
+        --------
+        >>> from skmoby import MoBYv2Classifier
+        >>> from sklearn.datasets import load_digits
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = (X / 16).reshape(-1, 8, 8).astype("float32")
+        >>> clf = MoBYv2Classifier("cnn", max_epochs=1, batch_size=32, queue_size=64,
+        ...                        random_state=0, device="cpu")
+        >>> clf = clf.partial_fit(X[:100], y[:100], X_unlabeled=X[100:300])
+        >>> clf = clf.partial_fit(X[:100], y[:100], X_unlabeled=X[100:300])
+        >>> len(clf.history)                       # two epochs in all
+        2
+        """
+        validate_params(self)
+        with limit_threads(self.n_threads):
+            return self._train(X, y, X_unlabeled, sample_weight, "partial_fit", classes)
+
+    def _train(self, X, y, X_unlabeled, sample_weight, routing, classes=None):
+        """Check the data, initialise when a new model starts, train one run."""
+        if X_unlabeled is not None:
+            refuse_unlabeled_behind_pipeline_steps(self)
+        if routing == "fit":
+            reset = not (self.warm_start and self.initialized_)
+        else:
+            reset = not self.initialized_
+            if not reset and classes is not None:
+                self._refuse_new_classes(classes)
+        if reset:  # a failed check leaves no data-derived state of an earlier fit
+            for attr in ("sample_shape_", "classes_inferred_"):
+                self.__dict__.pop(attr, None)
+        data = prepare_fit_data(
+            self, X, y, X_unlabeled, reset=reset, classes=classes, sample_weight=sample_weight
+        )
+        if reset:
+            self._learn_from(data)
+            self.initialize()
+        if data.w is not None and not hasattr(self.criterion_, "reduction"):
+            raise TypeError(
+                f"sample_weight needs a criterion with a `reduction` "
+                f"argument; {type(self.criterion_).__name__} has none"
+            )
+        super().partial_fit(
+            data.X, data.y, _routing_method=routing, X_unlabeled=data.U, sample_weight=data.w
+        )
+        self._warn_if_collapsed(data.X)
+        return self
+
+    def _learn_from(self, data: FitData) -> None:
+        """Keep what a first fit (or ``initialize`` without data) learned."""
+        self.sample_shape_ = data.sample_shape
+        self.classes_inferred_ = data.classes
+        self.mean_, self.std_ = data.mean, data.std
+
+    def _refuse_new_classes(self, classes) -> None:
+        if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(
+                f"classes={np.asarray(classes).tolist()!r} differs from the "
+                f"fitted classes {self.classes_.tolist()!r}; a fitted network's "
+                "classes cannot change (call fit to start afresh)"
+            )
+
+    def _warn_if_collapsed(self, X: np.ndarray, n: int = 256) -> None:
+        """Warn when training ended with the encoder giving every sample the same features.
+
+        That happens when, for instance, a learning rate too high for a backbone without
+        batch norm kills all its ReLUs: the loss stays finite, but every prediction is
+        the same class. Checked on up to ``n`` distinct training samples, in eval mode.
+        """
+        sample = X[:n]
+        if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
+            return
+        with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
+            features = self._transform_checked(sample)
+        if np.ptp(features, axis=0).max() == 0:
+            warnings.warn(
+                f"{type(self).__name__} training collapsed: the encoder maps every training "
+                "sample to the same features, so all predictions are one class (dead ReLUs "
+                f"after too large steps, for example). Try a lower lr (now {self.lr}), a "
+                "backbone with batch norm, or fewer epochs at the initial rate.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
     # ------------------------------------------------- training (skorch's loop)
     def check_data(self, X, y):
@@ -519,7 +691,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
         """skorch's fit loop over the epochs left in the training run (see
         :meth:`partial_fit`), with the unlabelled data and the weights taken out of the
         fit parameters."""
-        self._unlabeled_, self._sample_weight_ = X_unlabeled, sample_weight
+        self._fit_state = FitState(unlabeled=X_unlabeled, sample_weight=sample_weight)
         self.interrupted_ = False
         remaining = self._start_run()
         try:
@@ -532,8 +704,21 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
                 self.history.pop()  # an epoch interrupted before its first batch
             raise
         finally:
-            self._unlabeled_ = self._sample_weight_ = None
-            self._finish_steps()
+            captured = self._fit_state.captured
+            if captured is not None:
+                captured.close()
+            self._fit_state = None
+
+    def _start_run(self) -> int:
+        """Set the schedules' position for this training call; return its epochs."""
+        history = self.history
+        while history and "train_batch_count" not in history[-1]:
+            history.pop()  # an epoch interrupted before its end is trained again
+        done, steps = run_position(history, self.max_epochs)
+        self._fit_state.run_epoch = done
+        self._fit_state.steps_before = sum(int(row["train_batch_count"]) for row in history)
+        self.key_step_ = steps
+        return self.max_epochs - done
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """skorch's new history row, plus the epoch's position in the training run
@@ -541,39 +726,45 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
         super().on_epoch_begin(
             net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs
         )
-        self._run_epoch_ += 1
-        self.history.record("run_epoch", self._run_epoch_)
+        self._fit_state.run_epoch += 1
+        self.history.record("run_epoch", self._fit_state.run_epoch)
 
     def get_iterator(self, dataset, training=False):
-        """Training: :class:`~skmoby._data.TrainingBatches` (labelled and unlabelled
-        batches in turn, drawn on the device); otherwise skorch's loader."""
+        """Training: :class:`~skmoby.classifier._batches.TrainingBatches` (labelled and
+        unlabelled batches in turn, drawn on the device), and the step loop set up for
+        them; otherwise skorch's loader."""
         if not training:
             return super().get_iterator(dataset, training=False)
+        state = self._fit_state
         if isinstance(dataset, Subset):  # a train_split of skorch's Dataset
             idx = np.asarray(dataset.indices)
             X, y = dataset.dataset.X[idx], dataset.dataset.y[idx]
-            w = self._sample_weight_
+            w = state.sample_weight
             if w is not None:
                 w = w[idx]
         else:
-            X, y, w = dataset.X, dataset.y, self._sample_weight_
-        step = getattr(self, "_steps_before_", 0)  # a new stream for every call
+            X, y, w = dataset.X, dataset.y, state.sample_weight
+        step = state.steps_before  # a new stream for every call
         device = torch.device(self.device_)
         batches = TrainingBatches(
             X,
             np.asarray(y, dtype=np.int64),
-            getattr(self, "_unlabeled_", None),
+            state.unlabeled,
             self.batch_size,
             device,
             self.resident_data,
-            self._seed_for(step, 1),
+            sub_seed(self.seed_, step, 1),
             w=w,
         )
         self.resident_data_ = batches.resident
         self.steps_per_epoch_ = len(batches)
         self.total_steps_ = max(1, self.steps_per_epoch_ * self.max_epochs)
-        self._aug_generator_ = self._generator(step, 3, device=device)
-        self._start_steps()
+        state.aug_generator = seeded_generator(self.seed_, step, 3, device=device)
+        # The host's copy of the queue position: one read per call, every later value
+        # is known on the host.
+        state.queue_ptr = int(self.module_.queue_ptr)
+        state.captured = CapturedSteps(self, state) if resolve_capture(self) else None
+        self.capture_ = state.captured is not None
         return batches
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
@@ -615,8 +806,8 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
 
     def infer(self, x, **fit_params):
         """Class logits (float32) of a raw batch: scaling and normalisation happen here."""
-        with self._autocast():
-            out = self.module_(self._normalized(self._to_unit(x)), **fit_params)
+        with autocast(self):
+            out = self.module_(network_input(self, x), **fit_params)
         return out.float()
 
     def get_loss(self, y_pred, y_true, *args, **kwargs):
@@ -625,7 +816,7 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
         ``sample_weight``, the mean over the batch of the weighted per-row losses (the
         weights average 1 over the labelled data)."""
         y_true = torch.as_tensor(y_true, device=y_pred.device)
-        w = self.__dict__.get("_batch_weight_")
+        w = None if self._fit_state is None else self._fit_state.batch_weight
         if w is None:
             return self.criterion_(y_pred, y_true)
         criterion = self.criterion_
@@ -638,23 +829,36 @@ class MoBYv2Classifier(Fitting, Inference, Persistence, DeviceSteps, NeuralNetCl
 
     def train_step_single(self, batch, **fit_params):
         """One MoBYv2AL step: contrastive loss on two views, plus CE if labelled."""
+        state = self._fit_state
         self._set_training(True)
-        loss, y_pred, self._keys_ = self.step_loss(*batch[:2])
+        loss, y_pred, state.keys = step_loss(self, *batch[:2], state.aug_generator)
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
 
     def train_step(self, batch, **fit_params):
         """Optimizer step, then the key branch's EMA update and the queue update (as
         one replayed CUDA graph when steps are captured)."""
-        self._batch_weight_ = batch[2] if len(batch) > 2 else None
+        state = self._fit_state
+        state.batch_weight = batch[2] if len(batch) > 2 else None
         try:
-            steps = getattr(self, "_steps_", None)
-            out = steps.step(batch) if steps is not None else None  # None: run eagerly
+            captured = state.captured
+            out = captured.step(batch) if captured is not None else None  # None: eager
             if out is None:
                 out = self._eager_step(batch, **fit_params)
         finally:
-            self._batch_weight_ = None
+            state.batch_weight = None
         self.key_step_ += 1
+        return out
+
+    def _eager_step(self, batch, **fit_params):
+        """skorch's step (fp16: with loss scaling), then the key branch's EMA and the
+        enqueue."""
+        state = self._fit_state
+        if self.precision_ == "fp16":
+            out = scaled_step(self, state, batch)
+        else:
+            out = super().train_step(batch, **fit_params)
+        follow_query(self, state)
         return out
 
     def __sklearn_tags__(self):
