@@ -44,12 +44,13 @@ autodoc_default_options = {
     "exclude-members": "set_fit_request, set_partial_fit_request, set_score_request, "
     "set_transform_request",
 }
-# MoBYv2Classifier has its inference and pickling methods in bases of its own
-# (skmoby/classifier/_inference.py, _persistence.py): its page documents their methods
-# with its own, and not those it inherits from skorch or scikit-learn. The class
+# MoBYv2Classifier has its set-up, inference and pickling methods in bases of its own
+# (skmoby/classifier/_setup.py, _inference.py, _persistence.py): its page documents
+# their methods with its own, and not those it inherits from skorch or scikit-learn. The class
 # template gives autodoc these bases as :inherited-members:, the classes to leave out.
 _ESTIMATOR_MODULES = {
     "skmoby.classifier.classifier",
+    "skmoby.classifier._setup",
     "skmoby.classifier._inference",
     "skmoby.classifier._persistence",
 }

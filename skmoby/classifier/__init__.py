@@ -1,11 +1,13 @@
 """The estimator: :class:`MoBYv2Classifier` and what goes with it.
 
 Modules, in the order ``fit`` reaches them: ``classifier.py`` (the class, ``fit`` and
-``partial_fit``, skorch's hooks down to ``train_step``), ``_params.py`` (the parameter
-constraints), ``_inputs.py`` and ``_unlabeled.py`` (checks of the data, returning a
-``FitData`` record), ``_batches.py`` (training batches on the device), ``_step.py`` (the
-training step: loss, eager, fp16-scaled and captured steps, the per-fit ``FitState``),
-``_views.py`` (scaling, normalization, augmented views, autocast), ``callbacks.py``,
+``partial_fit``, skorch's hooks down to ``train_step``), ``_setup.py`` (its base below
+skorch's: parameters stored as given, ``initialize``, the network, the optimizer's
+arguments, the callbacks), ``_params.py`` (the parameter constraints), ``_inputs.py``
+and ``_unlabeled.py`` (checks of the data, returning a ``FitData`` record),
+``_batches.py`` (training batches on the device), ``_step.py`` (the training step: loss,
+eager, fp16-scaled and captured steps, the per-fit ``FitState``), ``_views.py``
+(scaling, normalization, augmented views, autocast), ``callbacks.py``,
 ``_inference.py``, ``_persistence.py`` and ``_sklearn.py`` (``repr``, expected check
 failures). The network, its key-branch EMA and its queues are in :mod:`skmoby.network`.
 """

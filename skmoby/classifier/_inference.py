@@ -5,12 +5,13 @@ each computed over large batches on the device and copied back once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import column_or_1d
 from skorch.utils import to_numpy
 from torch.utils.data import Dataset
@@ -22,7 +23,7 @@ from ._step import seeded_generator
 from ._unlabeled import unlabeled_mask
 from ._views import autocast, network_input, views
 
-__all__ = ["Inference", "check_predict_X", "map_batches"]
+__all__ = ["Inference", "check_predict_X", "map_batches", "warn_if_collapsed"]
 
 
 def check_predict_X(est: Any, X: Any) -> Any:
@@ -45,6 +46,30 @@ def map_batches(est: Any, X: np.ndarray, fn: Callable, width: int | None) -> np.
     if not out:
         return np.zeros((0,) if width is None else (0, width), np.float32)
     return torch.cat(out).float().cpu().numpy()
+
+
+def warn_if_collapsed(est: Any, X: np.ndarray, n: int = 256) -> None:
+    """Warn when training ended with the encoder giving every sample the same features.
+
+    That happens when, for instance, a learning rate too high for a backbone without
+    batch norm kills all its ReLUs: the loss stays finite, but every prediction is
+    the same class. Checked on up to ``n`` distinct training samples of the fitted
+    ``est``, in eval mode.
+    """
+    sample = X[:n]
+    if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
+        return
+    with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
+        features = est._transform_checked(sample)
+    if np.ptp(features, axis=0).max() == 0:
+        warnings.warn(
+            f"{type(est).__name__} training collapsed: the encoder maps every training "
+            "sample to the same features, so all predictions are one class (dead ReLUs "
+            f"after too large steps, for example). Try a lower lr (now {est.lr}), a "
+            "backbone with batch norm, or fewer epochs at the initial rate.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 class Inference:

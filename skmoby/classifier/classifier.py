@@ -1,41 +1,28 @@
 """``MoBYv2Classifier``: MoBYv2AL's joint contrastive + cross-entropy learner as a
 scikit-learn estimator built on skorch. Here are the class, its constructor, ``fit`` and
-``partial_fit`` and skorch's hooks down to ``train_step``; the step itself is in
-``_step.py``, inference in ``_inference.py`` and pickling in ``_persistence.py``.
+``partial_fit`` and skorch's training hooks down to ``train_step``; the step itself is
+in ``_step.py``, the set-up (``initialize``, the network, the optimizer) in
+``_setup.py``, inference in ``_inference.py`` and pickling in ``_persistence.py``.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from skorch import NeuralNetClassifier
-from skorch.callbacks import EpochScoring, PrintLog
 from torch import nn
 from torch.utils.data import Subset
 
-from ..backbones import build_encoder
-from ..devices import resolve_device
 from ..network import MoBYv2Network
 from ..threads import limit_threads
 from ._batches import TrainingBatches
-from ._inference import Inference
-from ._inputs import (
-    FitData,
-    check_backbone,
-    data_free_state,
-    prepare_fit_data,
-    refuse_unlabeled_behind_pipeline_steps,
-)
-from ._params import DEFAULT_MOMENTUM, seed_from, takes_argument, validate_params
+from ._inference import Inference, warn_if_collapsed
+from ._inputs import prepare_fit_data, refuse_unlabeled_behind_pipeline_steps
+from ._params import DEFAULT_MOMENTUM, validate_params
 from ._persistence import Persistence
-from ._sklearn import estimator_repr
+from ._setup import NetSetup
 from ._step import (
     CapturedSteps,
     FitState,
@@ -46,13 +33,13 @@ from ._step import (
     step_loss,
     sub_seed,
 )
-from ._views import Augment, autocast, device_settings, network_input
-from .callbacks import MilestoneLR, QuietPrintLog, run_position, valid_accuracy
+from ._views import Augment, autocast, network_input
+from .callbacks import run_position
 
 __all__ = ["MoBYv2Classifier"]
 
 
-class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
+class MoBYv2Classifier(Inference, Persistence, NetSetup):
     """MoBYv2AL's self-supervised classifier (Caramalau et al., BMVC 2022).
 
     A backbone ``f_q`` is trained jointly with a linear classifier on the weak view of
@@ -266,7 +253,7 @@ class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
         weak_augment: Augment | str = "auto",
         strong_augment: Augment | str = "auto",
         normalize: str | tuple | None = "auto",
-        unlabeled_label: int | float | str | None = -1,
+        unlabeled_label: float | str | None = -1,
         random_state: int | np.random.RandomState | None = None,
         device: str | torch.device = "auto",
         precision: str = "auto",
@@ -319,181 +306,8 @@ class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
         for name in ("history_", "initialized_", "virtual_params_"):
             self.__dict__.pop(name, None)
 
-    initialized_ = False
-    history_ = None
-    virtual_params_ = MappingProxyType({})  # initialize() replaces it with a new dict
     #: The working state of a training call in progress (:class:`FitState`), else None.
     _fit_state: FitState | None = None
-
-    # ------------------------------------------------------------------ skorch setup
-    def __setattr__(self, name, attr):
-        # Parameters are stored as given: a module passed as `backbone` (copied at each
-        # fit) or an augmentation that is a module is no component for skorch to track
-        # and move. Fitted components (names ending in "_") go through skorch.
-        if name.endswith("_"):
-            super().__setattr__(name, attr)
-        else:
-            object.__setattr__(self, name, attr)
-
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        # scikit-learn's style: the class and the parameters that differ from defaults.
-        return estimator_repr(self)
-
-    def _get_param_names(self):
-        # skorch lists every public attribute; its private bookkeeping is no parameter.
-        return [k for k in super()._get_param_names() if not k.startswith("_")]
-
-    @property
-    def _default_callbacks(self):
-        callbacks = []
-        for name, cb in super()._default_callbacks:
-            if name == "valid_acc":
-                cb = EpochScoring(valid_accuracy, name="valid_acc", lower_is_better=False)
-            elif name == "print_log":
-                cb = QuietPrintLog()
-            callbacks.append((name, cb))
-        # A callback of the user's named lr_scheduler (skorch's documented name for an
-        # LRScheduler) replaces the built-in schedule instead of being refused as a
-        # duplicate name or stacking on it.
-        users = {cb[0] for cb in self.callbacks or () if isinstance(cb, tuple)}
-        if "lr_scheduler" not in users:
-            callbacks.insert(1, ("lr_scheduler", MilestoneLR()))
-        return callbacks
-
-    def initialize_callbacks(self):
-        """skorch's callbacks, with the learning-rate schedule moved after the user's
-        (before the print log): it then reads the run's position in ``on_train_begin``
-        after ``LoadInitState`` restored the history, and steps after user callbacks saw
-        the epoch's own rate in ``on_epoch_end``."""
-        super().initialize_callbacks()
-        schedule = [(n, cb) for n, cb in self.callbacks_ if n == "lr_scheduler"]
-        rest = [(n, cb) for n, cb in self.callbacks_ if n != "lr_scheduler"]
-        at = next((i for i, (_, cb) in enumerate(rest) if isinstance(cb, PrintLog)), len(rest))
-        self.callbacks_ = rest[:at] + schedule + rest[at:]
-        return self
-
-    @contextmanager
-    def _device_resolved(self):
-        """Let skorch's own device handling see the resolved device."""
-        requested = self.device
-        self.device = self.device_
-        try:
-            yield
-        finally:
-            self.device = requested
-
-    def initialize(self):
-        """Initialise the network, optimizer and callbacks; ``fit`` calls this.
-
-        Without data (no ``fit`` yet), the constructor parameters ``input_shape`` and
-        ``classes`` give the sample shape and the classes: that is how a new estimator
-        receives saved parameters (:meth:`load_params`).
-
-        Returns
-        -------
-        self : MoBYv2Classifier
-
-        Raises
-        ------
-        ValueError
-            For invalid hyperparameters or device; without data, when ``input_shape``
-            or ``classes`` is missing; when a module ``backbone`` fails on the sample
-            shape.
-        """
-        validate_params(self)
-        if not hasattr(self, "sample_shape_"):
-            self._learn_from(data_free_state(self))
-            self.n_features_in_ = self.sample_shape_[0]
-        check_backbone(self.backbone, self.sample_shape_)
-        self.device_ = resolve_device(self.device)
-        self.precision_, self.channels_last_ = device_settings(self)
-        self.seed_ = seed_from(self.random_state)
-        self.key_step_ = 0
-        with self._device_resolved():
-            return super().initialize()
-
-    def get_params_for_optimizer(self, prefix, named_parameters):
-        """skorch's optimizer arguments, plus PyTorch's fused SGD kernels on CUDA unless
-        ``foreach`` or ``fused`` is set explicitly. ``optimizer__momentum`` is left out
-        when it is ``None``, or the default and the optimizer takes no momentum."""
-        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
-        if (
-            prefix == "optimizer"
-            and "momentum" in kwargs
-            and (kwargs["momentum"] is None or not takes_argument(self.optimizer, "momentum"))
-        ):
-            del kwargs["momentum"]
-        if (
-            prefix == "optimizer"
-            and self.optimizer is torch.optim.SGD
-            and torch.device(self.device_).type == "cuda"
-            and "fused" not in kwargs
-            and "foreach" not in kwargs
-        ):
-            kwargs["fused"] = True
-        return args, kwargs
-
-    def set_params(self, **params):
-        """Set parameters. Before the first fit they are stored as given and validated by
-        ``fit`` (scikit-learn's contract); on a fitted estimator skorch's rules apply
-        (e.g. ``module__*`` rebuilds the network). A new ``device`` takes effect at the
-        next ``fit``: the fitted network stays on ``device_`` until then.
-
-        Returns
-        -------
-        self : MoBYv2Classifier
-        """
-        if not self.initialized_:
-            valid = self.get_params(deep=False)
-            for key, value in params.items():
-                if "__" in key:  # component and callback arguments: checked by initialize()
-                    self._params_to_validate.add(key)
-                elif key not in valid:
-                    raise ValueError(
-                        f"Invalid parameter {key!r} for estimator "
-                        f"{type(self).__name__}. Valid parameters are: "
-                        f"{sorted(valid)!r}."
-                    )
-                setattr(self, key, value)
-            return self
-        device = params.pop("device", self.device)
-        with self._device_resolved():
-            super().set_params(**params)
-        self.device = device
-        if "lr" in params:  # a new rate is the start of the next run's schedule
-            for group in self.optimizer_.param_groups:
-                group.pop("initial_lr", None)
-        return self
-
-    def initialize_module(self):
-        """Build the MoBYv2 network for the data seen by ``fit``."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed_)
-            encoder, dim = build_encoder(self.backbone, self.sample_shape_)
-            kwargs = self.get_params_for("module")
-            self.module_ = self.module(
-                encoder,
-                dim,
-                len(self.classes_),
-                projection_dim=self.projection_dim,
-                queue_size=self.queue_size,
-                **kwargs,
-            )
-        self.feature_dim_ = dim
-        # The normalisation travels with the weights (save_params, Checkpoint).
-        n = self.sample_shape_[0]
-        for name, stats, fill in (("input_mean", self.mean_, 0.0), ("input_std", self.std_, 1.0)):
-            value = torch.full((n,), fill) if stats is None else torch.as_tensor(stats)
-            self.module_.register_buffer(name, value.float())
-        if self.channels_last_:
-            self.module_ = self.module_.to(memory_format=torch.channels_last)
-        return self
-
-    def get_all_learnable_params(self):
-        """The query branch and classifier; the key branch follows by EMA."""
-        for name, p in self.module_.named_parameters():
-            if p.requires_grad:
-                yield name, p
 
     def fit(self, X, y, X_unlabeled=None, sample_weight=None):
         """Fit the network on labelled and unlabelled data (from scratch).
@@ -629,7 +443,13 @@ class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
             for attr in ("sample_shape_", "classes_inferred_"):
                 self.__dict__.pop(attr, None)
         data = prepare_fit_data(
-            self, X, y, X_unlabeled, reset=reset, classes=classes, sample_weight=sample_weight
+            self,
+            X,
+            y,
+            X_unlabeled,
+            reset=reset,
+            classes=classes,
+            sample_weight=sample_weight,
         )
         if reset:
             self._learn_from(data)
@@ -640,16 +460,14 @@ class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
                 f"argument; {type(self.criterion_).__name__} has none"
             )
         super().partial_fit(
-            data.X, data.y, _routing_method=routing, X_unlabeled=data.U, sample_weight=data.w
+            data.X,
+            data.y,
+            _routing_method=routing,
+            X_unlabeled=data.U,
+            sample_weight=data.w,
         )
-        self._warn_if_collapsed(data.X)
+        warn_if_collapsed(self, data.X)
         return self
-
-    def _learn_from(self, data: FitData) -> None:
-        """Keep what a first fit (or ``initialize`` without data) learned."""
-        self.sample_shape_ = data.sample_shape
-        self.classes_inferred_ = data.classes
-        self.mean_, self.std_ = data.mean, data.std
 
     def _refuse_new_classes(self, classes) -> None:
         if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
@@ -659,34 +477,19 @@ class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
                 "classes cannot change (call fit to start afresh)"
             )
 
-    def _warn_if_collapsed(self, X: np.ndarray, n: int = 256) -> None:
-        """Warn when training ended with the encoder giving every sample the same features.
-
-        That happens when, for instance, a learning rate too high for a backbone without
-        batch norm kills all its ReLUs: the loss stays finite, but every prediction is
-        the same class. Checked on up to ``n`` distinct training samples, in eval mode.
-        """
-        sample = X[:n]
-        if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
-            return
-        with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
-            features = self._transform_checked(sample)
-        if np.ptp(features, axis=0).max() == 0:
-            warnings.warn(
-                f"{type(self).__name__} training collapsed: the encoder maps every training "
-                "sample to the same features, so all predictions are one class (dead ReLUs "
-                f"after too large steps, for example). Try a lower lr (now {self.lr}), a "
-                "backbone with batch norm, or fewer epochs at the initial rate.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-
     # ------------------------------------------------- training (skorch's loop)
     def check_data(self, X, y):
         """Data is validated by :meth:`fit`; classes are kept in the user's label type."""
 
     def fit_loop(
-        self, X, y=None, epochs=None, *, X_unlabeled=None, sample_weight=None, **fit_params
+        self,
+        X,
+        y=None,
+        epochs=None,
+        *,
+        X_unlabeled=None,
+        sample_weight=None,
+        **fit_params,
     ):
         """skorch's fit loop over the epochs left in the training run (see
         :meth:`partial_fit`), with the unlabelled data and the weights taken out of the
@@ -860,13 +663,3 @@ class MoBYv2Classifier(Inference, Persistence, NeuralNetClassifier):
             out = super().train_step(batch, **fit_params)
         follow_query(self, state)
         return out
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import TransformerTags
-
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags = TransformerTags(preserves_dtype=[])
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        tags.non_deterministic = self.random_state is None
-        return tags
