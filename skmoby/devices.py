@@ -19,7 +19,13 @@ _USAGE = "use 'auto' (the GPU when there is one), 'cpu', 'cuda' or 'cuda:<index>
 
 
 def cuda_count() -> int:
-    """The number of CUDA GPUs torch can use here (0 without CUDA)."""
+    """The number of CUDA GPUs torch can use here (0 without CUDA).
+
+    Examples
+    --------
+    >>> cuda_count() >= 0
+    True
+    """
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -48,6 +54,15 @@ def check_device(device: Any, *, name: str = "device") -> Any:
     ValueError
         If torch does not know the device, or this machine does not have it; the
         message names ``name`` and the values that work.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    'cpu'
+    >>> check_device("tpu", name="--device")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --device='tpu' is not a device torch knows; use 'auto' ...
     """
     if isinstance(device, str) and device == "auto":
         return device
@@ -93,6 +108,13 @@ def resolve_device(device: Any, *, name: str = "device") -> Any:
     Returns
     -------
     str or torch.device
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    'cpu'
+    >>> resolve_device("auto") == ("cuda" if cuda_count() else "cpu")
+    True
     """
     if isinstance(device, str) and device == "auto":
         return "cuda" if cuda_count() > 0 else "cpu"
@@ -100,5 +122,11 @@ def resolve_device(device: Any, *, name: str = "device") -> Any:
 
 
 def wants_gpu(device: str) -> bool:
-    """Whether ``device`` runs on a CUDA GPU here (``"auto"`` does when one exists)."""
+    """Whether ``device`` runs on a CUDA GPU here (``"auto"`` does when one exists).
+
+    Examples
+    --------
+    >>> wants_gpu("cpu"), wants_gpu("cuda:0")
+    (False, True)
+    """
     return device.startswith("cuda") or (device == "auto" and cuda_count() > 0)
