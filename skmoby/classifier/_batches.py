@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 __all__ = [
     "RESIDENT_FRACTION",
@@ -27,6 +29,7 @@ __all__ = [
     "inference_batches",
     "n_batches",
     "steps_per_epoch",
+    "training_arrays",
 ]
 
 #: Share of the device's free memory that resident training data may take. The rest is
@@ -224,3 +227,13 @@ def inference_batches(
         if pin:
             chunk = chunk.pin_memory()
         yield chunk.to(device, non_blocking=True)
+
+
+def training_arrays(dataset: Any, sample_weight: Any) -> tuple:
+    """``(X, y, w)`` of a training set: skorch's dataset, or a ``Subset`` of one (the
+    training part of a ``train_split``), with the rows of ``sample_weight`` it holds."""
+    if not isinstance(dataset, Subset):
+        return dataset.X, dataset.y, sample_weight
+    idx = np.asarray(dataset.indices)
+    w = None if sample_weight is None else sample_weight[idx]
+    return dataset.dataset.X[idx], dataset.dataset.y[idx], w

@@ -48,24 +48,27 @@ def map_batches(est: Any, X: np.ndarray, fn: Callable, width: int | None) -> np.
     return torch.cat(out).float().cpu().numpy()
 
 
-def warn_if_collapsed(est: Any, X: np.ndarray, n: int = 256) -> None:
+def warn_if_collapsed(
+    X: np.ndarray, features: Callable, name: str, lr: float, n: int = 256
+) -> None:
     """Warn when training ended with the encoder giving every sample the same features.
 
     That happens when, for instance, a learning rate too high for a backbone without
     batch norm kills all its ReLUs: the loss stays finite, but every prediction is
-    the same class. Checked on up to ``n`` distinct training samples of the fitted
-    ``est``, in eval mode.
+    the same class. Checked on up to ``n`` distinct training samples, whose encoder
+    ``features`` (in eval mode) are computed by the fitted estimator ``name``,
+    trained with learning rate ``lr``.
     """
     sample = X[:n]
     if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
         return
     with torch.random.fork_rng(devices=[]):  # the data loader draws a base seed
-        features = est._transform_checked(sample)
-    if np.ptp(features, axis=0).max() == 0:
+        encoded = features(sample)
+    if np.ptp(encoded, axis=0).max() == 0:
         warnings.warn(
-            f"{type(est).__name__} training collapsed: the encoder maps every training "
+            f"{name} training collapsed: the encoder maps every training "
             "sample to the same features, so all predictions are one class (dead ReLUs "
-            f"after too large steps, for example). Try a lower lr (now {est.lr}), a "
+            f"after too large steps, for example). Try a lower lr (now {lr}), a "
             "backbone with batch norm, or fewer epochs at the initial rate.",
             ConvergenceWarning,
             stacklevel=4,

@@ -32,6 +32,7 @@ __all__ = [
     "check_backbone",
     "normalization_stats",
     "prepare_fit_data",
+    "refuse_new_classes",
     "refuse_unlabeled_behind_pipeline_steps",
 ]
 
@@ -450,6 +451,16 @@ def data_free_state(est: Any) -> FitData:
     return FitData(
         empty, np.zeros(0, np.int64), None, None, shape, np.asarray(est.classes), mean, std
     )
+
+
+def refuse_new_classes(classes: Any, fitted: np.ndarray) -> None:
+    """Refuse a later training call's ``classes`` that differ from the ``fitted`` ones."""
+    if not np.array_equal(np.unique(np.asarray(classes)), fitted):
+        raise ValueError(
+            f"classes={np.asarray(classes).tolist()!r} differs from the "
+            f"fitted classes {fitted.tolist()!r}; a fitted network's "
+            "classes cannot change (call fit to start afresh)"
+        )
 
 
 def refuse_unlabeled_behind_pipeline_steps(est: Any) -> None:

@@ -15,6 +15,7 @@ The key branch's update itself lives in :mod:`skmoby.network`
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,14 @@ from ._views import autocast, views
 __all__ = [
     "CapturedSteps",
     "FitState",
+    "check_weighted_criterion",
     "follow_query",
     "resolve_capture",
     "scaled_step",
     "seeded_generator",
     "step_loss",
     "sub_seed",
+    "weighted_loss",
 ]
 
 
@@ -143,6 +146,25 @@ def scaled_step(est: Any, state: FitState, batch) -> dict:
     return {"loss": loss, "y_pred": y_pred}
 
 
+def check_weighted_criterion(criterion: Any) -> None:
+    """Refuse ``sample_weight`` with a criterion that cannot give per-row losses."""
+    if not hasattr(criterion, "reduction"):
+        raise TypeError(
+            f"sample_weight needs a criterion with a `reduction` "
+            f"argument; {type(criterion).__name__} has none"
+        )
+
+
+def weighted_loss(criterion: Any, y_pred, y_true, w: torch.Tensor) -> torch.Tensor:
+    """The mean over the batch of ``criterion``'s per-row losses weighted by ``w``."""
+    reduction, criterion.reduction = criterion.reduction, "none"
+    try:
+        per_row = criterion(y_pred, y_true)
+    finally:
+        criterion.reduction = reduction
+    return (per_row * w.to(per_row.dtype)).mean()
+
+
 def _overrides(cb: Any, hook: str) -> bool:
     return getattr(type(cb), hook, None) is not getattr(Callback, hook)
 
@@ -205,8 +227,8 @@ class CapturedSteps:
 
     warmup = 3
 
-    def __init__(self, est: Any, state: FitState) -> None:
-        self.est, self.state = est, state
+    def __init__(self, est: Any, state: FitState, eager_step: Callable[[Any], dict]) -> None:
+        self.est, self.state, self.eager_step = est, state, eager_step
         self.device = torch.device(est.device_)
         self.pool = torch.cuda.graph_pool_handle()
         self.side = torch.cuda.Stream(self.device)
@@ -249,7 +271,7 @@ class CapturedSteps:
         """A normal step, on a side stream (what capture needs before it starts)."""
         self.side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self.side):
-            out = self.est._eager_step(batch)
+            out = self.eager_step(batch)
         torch.cuda.current_stream(self.device).wait_stream(self.side)
         return out
 

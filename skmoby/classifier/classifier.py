@@ -13,25 +13,31 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Subset
 
 from ..network import MoBYv2Network
 from ..threads import limit_threads
-from ._batches import TrainingBatches
+from ._batches import TrainingBatches, training_arrays
+from ._history import divergence_error, drop_unfinished_epochs, read_batch_losses
 from ._inference import Inference, warn_if_collapsed
-from ._inputs import prepare_fit_data, refuse_unlabeled_behind_pipeline_steps
+from ._inputs import (
+    prepare_fit_data,
+    refuse_new_classes,
+    refuse_unlabeled_behind_pipeline_steps,
+)
 from ._params import DEFAULT_MOMENTUM, validate_params
 from ._persistence import Persistence
 from ._setup import NetSetup
 from ._step import (
     CapturedSteps,
     FitState,
+    check_weighted_criterion,
     follow_query,
     resolve_capture,
     scaled_step,
     seeded_generator,
     step_loss,
     sub_seed,
+    weighted_loss,
 )
 from ._views import Augment, autocast, network_input
 from .callbacks import run_position
@@ -438,7 +444,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         else:
             reset = not self.initialized_
             if not reset and classes is not None:
-                self._refuse_new_classes(classes)
+                refuse_new_classes(classes, self.classes_)
         if reset:  # a failed check leaves no data-derived state of an earlier fit
             for attr in ("sample_shape_", "classes_inferred_"):
                 self.__dict__.pop(attr, None)
@@ -454,11 +460,8 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         if reset:
             self._learn_from(data)
             self.initialize()
-        if data.w is not None and not hasattr(self.criterion_, "reduction"):
-            raise TypeError(
-                f"sample_weight needs a criterion with a `reduction` "
-                f"argument; {type(self.criterion_).__name__} has none"
-            )
+        if data.w is not None:
+            check_weighted_criterion(self.criterion_)
         super().partial_fit(
             data.X,
             data.y,
@@ -466,16 +469,8 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
             X_unlabeled=data.U,
             sample_weight=data.w,
         )
-        warn_if_collapsed(self, data.X)
+        warn_if_collapsed(data.X, self._transform_checked, type(self).__name__, self.lr)
         return self
-
-    def _refuse_new_classes(self, classes) -> None:
-        if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(
-                f"classes={np.asarray(classes).tolist()!r} differs from the "
-                f"fitted classes {self.classes_.tolist()!r}; a fitted network's "
-                "classes cannot change (call fit to start afresh)"
-            )
 
     # ------------------------------------------------- training (skorch's loop)
     def check_data(self, X, y):
@@ -515,8 +510,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
     def _start_run(self) -> int:
         """Set the schedules' position for this training call; return its epochs."""
         history = self.history
-        while history and "train_batch_count" not in history[-1]:
-            history.pop()  # an epoch interrupted before its end is trained again
+        drop_unfinished_epochs(history)  # an interrupted epoch is trained again
         done, steps = run_position(history, self.max_epochs)
         self._fit_state.run_epoch = done
         self._fit_state.steps_before = sum(int(row["train_batch_count"]) for row in history)
@@ -539,14 +533,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         if not training:
             return super().get_iterator(dataset, training=False)
         state = self._fit_state
-        if isinstance(dataset, Subset):  # a train_split of skorch's Dataset
-            idx = np.asarray(dataset.indices)
-            X, y = dataset.dataset.X[idx], dataset.dataset.y[idx]
-            w = state.sample_weight
-            if w is not None:
-                w = w[idx]
-        else:
-            X, y, w = dataset.X, dataset.y, state.sample_weight
+        X, y, w = training_arrays(dataset, state.sample_weight)
         step = state.steps_before  # a new stream for every call
         device = torch.device(self.device_)
         batches = TrainingBatches(
@@ -566,7 +553,8 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         # The host's copy of the queue position: one read per call, every later value
         # is known on the host.
         state.queue_ptr = int(self.module_.queue_ptr)
-        state.captured = CapturedSteps(self, state) if resolve_capture(self) else None
+        capture = resolve_capture(self)
+        state.captured = CapturedSteps(self, state, self._eager_step) if capture else None
         self.capture_ = state.captured is not None
         return batches
 
@@ -592,20 +580,11 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
                 n_batches += 1
                 self.notify("on_batch_end", batch=batch, training=training, **step)
         finally:
-            rows = [b for b in self.history[-1]["batches"] if isinstance(b.get(key), torch.Tensor)]
-            if rows:
-                values = torch.stack([b[key] for b in rows]).float().tolist()  # one sync
-                for row, value in zip(rows, values, strict=True):
-                    row[key] = value
-        values = [b[key] for b in self.history[-1]["batches"] if key in b]
+            losses = read_batch_losses(self.history, key)  # one host sync
         self.history.record(prefix + "_batch_count", n_batches)
-        if not np.isfinite(values).all():
-            epoch = len(self.history)
-            raise ValueError(
-                f"Training diverged: the loss became {values[np.argmin(np.isfinite(values))]} "
-                f"in epoch {epoch}. Try a lower lr (now {self.lr}) or "
-                f"optimizer__momentum (now {self.get_params().get('optimizer__momentum')})."
-            )
+        if not np.isfinite(losses).all():
+            momentum = self.get_params().get("optimizer__momentum")
+            raise divergence_error(losses, len(self.history), self.lr, momentum)
 
     def infer(self, x, **fit_params):
         """Class logits (float32) of a raw batch: scaling and normalisation happen here."""
@@ -622,13 +601,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         w = None if self._fit_state is None else self._fit_state.batch_weight
         if w is None:
             return self.criterion_(y_pred, y_true)
-        criterion = self.criterion_
-        reduction, criterion.reduction = criterion.reduction, "none"
-        try:
-            per_row = criterion(y_pred, y_true)
-        finally:
-            criterion.reduction = reduction
-        return (per_row * w.to(per_row.dtype)).mean()
+        return weighted_loss(self.criterion_, y_pred, y_true, w)
 
     def train_step_single(self, batch, **fit_params):
         """One MoBYv2AL step: contrastive loss on two views, plus CE if labelled."""
