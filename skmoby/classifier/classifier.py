@@ -1,7 +1,8 @@
 """``MoBYv2Classifier``: MoBYv2AL's joint contrastive + cross-entropy learner as a
 scikit-learn estimator built on skorch. Here are the class, its constructor, ``fit`` and
 ``partial_fit`` and skorch's training hooks down to ``train_step``; the step itself is
-in ``_step.py``, the set-up (``initialize``, the network, the optimizer) in
+in ``_step.py``, a training call's batches and schedules in ``_run.py``, its epoch
+losses in ``_history.py``, the set-up (``initialize``, the network, the optimizer) in
 ``_setup.py``, inference in ``_inference.py`` and pickling in ``_persistence.py``.
 """
 
@@ -16,8 +17,7 @@ from torch import nn
 
 from ..network import MoBYv2Network
 from ..threads import limit_threads
-from ._batches import TrainingBatches, training_arrays
-from ._history import divergence_error, drop_unfinished_epochs, read_batch_losses
+from ._history import divergence_error, read_batch_losses
 from ._inference import Inference, warn_if_collapsed
 from ._inputs import (
     prepare_fit_data,
@@ -26,21 +26,17 @@ from ._inputs import (
 )
 from ._params import DEFAULT_MOMENTUM, validate_params
 from ._persistence import Persistence
+from ._run import start_run, training_batches
 from ._setup import NetSetup
 from ._step import (
-    CapturedSteps,
     FitState,
     check_weighted_criterion,
     follow_query,
-    resolve_capture,
     scaled_step,
-    seeded_generator,
     step_loss,
-    sub_seed,
     weighted_loss,
 )
 from ._views import Augment, autocast, network_input
-from .callbacks import run_position
 
 __all__ = ["MoBYv2Classifier"]
 
@@ -48,32 +44,27 @@ __all__ = ["MoBYv2Classifier"]
 class MoBYv2Classifier(Inference, Persistence, NetSetup):
     """MoBYv2AL's self-supervised classifier (Caramalau et al., BMVC 2022).
 
-    A backbone ``f_q`` is trained jointly with a linear classifier on the weak view of
-    labelled images (cross-entropy) and with MoBY's symmetric contrastive loss on a weak
-    and a strong view of labelled and unlabelled images. Labelled and unlabelled
-    batches alternate; on unlabelled batches only the contrastive loss flows:
-    ``L = CE + lambda_c * L_con`` (labelled), ``L = lambda_c * L_con`` (unlabelled).
-
-    Unlabelled data comes either as ``fit(X, y, X_unlabeled=U)`` or, following
-    scikit-learn's semi-supervised convention, as rows of ``X`` whose label equals
-    ``unlabeled_label`` (``-1``); both can be used together. Without unlabelled data the
-    contrastive loss still runs on the labelled batches.
+    A backbone ``f_q`` and a linear classifier are trained on alternating labelled and
+    unlabelled batches with ``L = CE + lambda_c * L_con`` (labelled; cross-entropy on the
+    weak view) and ``L = lambda_c * L_con`` (unlabelled), ``L_con`` being MoBY's
+    symmetric contrastive loss on a weak and a strong view. Unlabelled data comes as
+    ``fit(X, y, X_unlabeled=U)``, as rows of ``X`` whose label is ``unlabeled_label``
+    (scikit-learn's semi-supervised convention), or both; without any, the contrastive
+    loss runs on the labelled batches.
 
     All defaults are the paper's. Every hyperparameter is a constructor argument, so
-    ``clone``, ``set_params`` and ``GridSearchCV`` work as for any estimator; any other
-    skorch argument (``callbacks``, ``iterator_valid__batch_size``, ...) passes through.
-    Training batches come from the device-resident data path (see ``resident_data``), so
-    skorch's ``iterator_train__*`` arguments do not apply to training.
+    ``clone``, ``set_params`` and ``GridSearchCV`` work as for any estimator; other skorch
+    arguments (``callbacks``, ...) pass through, except ``iterator_train__*``: training
+    batches come from the device-resident data path (see ``resident_data``).
 
     Parameters
     ----------
     backbone : str or torch.nn.Module, default="resnet18"
         The encoder ``f_q``: one of ``"vgg16"``, ``"resnet18"``, ``"wrn28"``, ``"lenet5"``,
         ``"cnn"`` (images), ``"mlp"`` (tabular data or flattened images), or a module
-        mapping a batch to feature vectors ``(n, d)``. A module is deep-copied at every
-        ``fit`` (each fit starts from the module as given). Its feature size ``d`` is its
-        integer ``feature_dim`` attribute if it has one; otherwise it is read from the
-        output of a forward pass, in eval mode, on two training samples.
+        mapping a batch to feature vectors ``(n, d)``, deep-copied by every ``fit``. Its
+        ``d`` is its integer ``feature_dim`` attribute if it has one, else read from a
+        forward pass (eval mode) on two training samples.
     projection_dim : int, default=128
         Output size of the projector and predictor (the contrastive embedding).
     queue_size : int, default=4096
@@ -82,13 +73,11 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         InfoNCE temperature ``tau``.
     key_momentum : float, default=0.99
         Initial EMA momentum of the key branch; it rises to 1 by a cosine schedule over
-        the ``max_epochs`` x (batches per epoch) training steps of a training run (see
-        :meth:`partial_fit` for what a run is).
+        the steps of a training run (see :meth:`partial_fit`).
     lambda_c : float, default=0.5
         Weight of the contrastive loss. ``0`` trains supervised-only (the paper's
-        baselines): the strong view, the key branch and the queues are then skipped,
-        which makes each step several times cheaper; :meth:`contrastive_loss` of such a
-        model is not meaningful.
+        baselines), several times cheaper per step: the strong view, the key branch and
+        the queues are skipped, and :meth:`contrastive_loss` is then not meaningful.
     lr : float, default=0.01
         Learning rate of the optimizer.
     max_epochs : int, default=200
@@ -106,46 +95,38 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
     optimizer__weight_decay : float, default=5e-4
         Weight decay of the optimizer.
     lr_milestones : tuple of float or None, default=(0.6, 0.8)
-        Fractions of ``max_epochs`` at which the learning rate is multiplied by
-        ``lr_gamma`` (epochs 120 and 160 of 200), counted within a training run. ``None``
-        or ``()`` keeps ``lr`` constant. Applied by the default callback ``lr_scheduler``
-        (:class:`MilestoneLR`, skorch's ``LRScheduler`` with PyTorch's ``MultiStepLR``).
+        Fractions of ``max_epochs`` (within a training run) at which the learning rate is
+        multiplied by ``lr_gamma`` (epochs 120 and 160 of 200); ``None`` or ``()`` keeps
+        ``lr`` constant; applied by the default callback ``lr_scheduler`` (:class:`MilestoneLR`).
     lr_gamma : float, default=0.1
         Learning-rate decay factor at each milestone.
     weak_augment, strong_augment : callable or "auto", default="auto"
-        Callables ``(batch, generator) -> batch`` producing the weak and strong views.
-        ``"auto"``: :class:`~skmoby.augment.WeakAugment` and
-        :class:`~skmoby.augment.StrongAugment` for images (applied to ``[0, 1]`` pixels
-        before normalisation), :class:`~skmoby.augment.TabularWeakAugment` and
-        :class:`~skmoby.augment.TabularStrongAugment` for tabular data (applied after
-        standardisation). The batch is a float tensor on the training device; the result
-        must have its shape. A function of the batch alone, such as a torchvision
-        transform, is wrapped as ``lambda x, g: t(x)`` (it then draws from torch's global
-        generator, so ``random_state`` no longer fixes its draws).
+        Callables ``(batch, generator) -> batch`` giving the weak and strong views of a
+        float batch on the training device, in its shape; wrap a function of the batch
+        alone (a torchvision transform) as ``lambda x, g: t(x)`` (``random_state`` then
+        does not fix its draws). ``"auto"``: :class:`~skmoby.augment.WeakAugment` and
+        :class:`~skmoby.augment.StrongAugment` on images' ``[0, 1]`` pixels, before
+        normalisation; :class:`~skmoby.augment.TabularWeakAugment` and
+        :class:`~skmoby.augment.TabularStrongAugment` on standardised tabular data.
     normalize : "auto", None or tuple of (mean, std), default="auto"
-        Input normalisation: ``"auto"`` uses the per-channel (images) or per-feature
-        (tabular) mean and standard deviation of the training data, labelled and
-        unlabelled; a ``(mean, std)`` pair gives them explicitly (one value per channel
-        or feature; for images on the ``[0, 1]`` pixel scale, so a mean outside
-        ``[0, 1]`` or a std above 1, such as statistics on the 0-255 scale, is refused);
-        ``None`` disables it.
+        Input normalisation: ``"auto"`` by the per-channel (images) or per-feature
+        (tabular) mean and std of all training data; an explicit ``(mean, std)`` pair
+        (one value per channel or feature; for images on the ``[0, 1]`` scale, so a mean
+        outside ``[0, 1]`` or a std above 1 is refused); ``None``: none.
     unlabeled_label : int, float, str or None, default=-1
         Label that marks unlabelled rows of ``y``; ``np.nan`` follows scikit-activeml's
-        convention (a float ``y`` with NaN for missing labels); ``None`` treats every
-        row as labelled. Labels are compared like with like: with string labels the
-        default marks rows holding the integer ``-1`` (in an object array), and a
-        string ``"-1"`` is refused as ambiguous with a ``ValueError``; pass
-        ``unlabeled_label="-1"`` to mark unlabelled rows with that string, or ``None``
-        to keep it as a class. scikit-learn's check ``check_classifiers_classes`` uses ``-1``
-        as a class and so fails with the default (see :func:`expected_failed_checks`).
+        convention (NaN for missing labels); ``None`` treats every row as labelled.
+        Labels are compared like with like: among string labels a ``"-1"`` is refused
+        as ambiguous (``ValueError``); pass ``"-1"`` or ``None`` to say what it is.
+        scikit-learn's ``check_classifiers_classes`` uses ``-1`` as a class and so fails
+        with the default (see :func:`expected_failed_checks`).
     random_state : int, numpy.random.RandomState or None, default=None
         Seeds weight initialisation, batch order and augmentations. With an int, fits on
         the CPU are reproducible (same data and seed give the same predictions).
     device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU; it is resolved by each
-        ``fit`` (the fitted ``device_``), so an unfitted estimator pickles and clones
-        as ``"auto"``. ``fit`` checks the device first and raises ``ValueError`` for
-        one that is unknown (``"tpu"``) or absent (``"cuda"`` without a GPU).
+        ``"auto"`` uses CUDA when available, else the CPU, resolved by each ``fit`` (the
+        fitted ``device_``). ``fit`` checks it first and raises ``ValueError`` for one
+        that is unknown (``"tpu"``) or absent (``"cuda"`` without a GPU).
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         Autocast precision of the forward passes. ``"auto"``: bfloat16 on GPUs that
         support it, float32 elsewhere. ``"bf16"`` on a GPU without bfloat16 raises
@@ -155,35 +136,26 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         Channels-last memory format for images (faster convolutions on GPUs);
         ``"auto"`` uses it on CUDA.
     resident_data : bool or "auto", default="auto"
-        Where the training data lives during ``fit``. It is moved to the device once,
-        in its stored dtype (uint8 images stay uint8), and batches are drawn there by a
-        seeded permutation. ``"auto"`` does so when the data takes at most a quarter of
-        the device's free memory and otherwise streams batches from (pinned) host memory
-        with one ``RuntimeWarning``; ``False`` always streams. On the CPU both are the
-        same memory. The same seed trains the same model either way.
+        Move the training data to the device once per ``fit``, in its stored dtype, and
+        draw batches there. ``"auto"`` does so when it takes at most a quarter of the
+        device's free memory, else streams batches from (pinned) host memory with one
+        ``RuntimeWarning``; ``False`` always streams. The same seed trains the same model.
     capture : bool or "auto", default="auto"
-        Capture the whole training step (augmentations, forward, backward, SGD step,
-        EMA update, enqueue) as a CUDA graph and replay it: a few launches per step
-        instead of hundreds. ``"auto"`` captures on CUDA with the SGD optimizer unless a
-        callback implements ``on_grad_computed`` or ``precision="fp16"``; the first
-        three steps of each kind run eagerly (warm-up), batches of another size (an
-        epoch's last) run eagerly, and a failed capture falls back to eager steps with
-        one warning. ``True`` raises where capture cannot work (CPU, another
-        optimizer). The fitted ``capture_`` says whether it was used.
+        Replay the whole training step as a captured CUDA graph (a few launches per step
+        instead of hundreds; "Performance" in the user guide says what runs eagerly).
+        ``"auto"`` captures on CUDA with SGD unless a callback implements
+        ``on_grad_computed`` or ``precision="fp16"``; ``True`` raises where capture cannot
+        work (CPU, another optimizer). The fitted ``capture_`` says whether it was used.
     n_threads : int or None, default=None
         CPU threads torch uses in ``fit``, ``partial_fit``, ``predict_proba``,
         ``transform`` and ``contrastive_loss`` (the caller's setting is restored
-        afterwards). ``None`` keeps torch's current count (``torch.set_num_threads``,
-        ``OMP_NUM_THREADS``) capped at the CPUs this process may run on
-        (:func:`skmoby.threads.available_cpus`: the affinity mask and the cgroup CPU
-        quota of containers and batch systems), so torch's default of one thread per
-        core of the machine does not oversubscribe a container. On a CPU shared with
-        other busy programs see "Shared CPUs" in the user guide.
+        afterwards). ``None`` keeps torch's current count capped at the CPUs this
+        process may use (:func:`skmoby.threads.available_cpus`); see "Shared CPUs" in
+        the user guide.
     input_shape : tuple of int or None, default=None
-        Shape of one sample, ``(C, H, W)``, ``(H, W)`` or ``(d,)``. Not needed to fit
-        (the data has it; ``fit`` raises ``ValueError`` when it disagrees); with
-        ``classes`` it lets :meth:`initialize` build the network without data, to load
-        saved parameters into a new estimator (see :meth:`load_params`).
+        Shape of one sample, ``(C, H, W)``, ``(H, W)`` or ``(d,)``; ``fit`` refuses data
+        of another. With ``classes`` it lets :meth:`initialize` build the network without
+        data, to load saved parameters into a new estimator (see :meth:`load_params`).
     train_split : callable or None, default=None
         skorch's validation split of the labelled data; ``None`` (the paper) uses all.
     verbose : int, default=0
@@ -215,16 +187,12 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         The resolved ``precision``, ``channels_last``, ``capture`` and
         ``resident_data`` of the last fit.
     n_features_in_ : int
-        ``X.shape[1]`` of the training data in its canonical shape (scikit-learn
-        convention): the number of features of tabular ``(n, d)`` data, the number of
-        channels of images (1 for ``(n, H, W)`` images). ``sample_shape_`` holds the
-        whole per-sample shape.
+        ``X.shape[1]`` of the training data in its canonical shape: features of tabular
+        data, channels of images (1 for ``(n, H, W)`` images).
     key_step_ : int
-        Optimizer steps taken in the current training run (the position of the key
-        momentum's schedule).
+        Optimizer steps taken in the current training run (the key momentum's schedule).
     interrupted_ : bool
-        Whether the last ``fit``/``partial_fit`` was stopped by ``KeyboardInterrupt``
-        (Ctrl-C). skorch catches it and returns normally; see :meth:`fit`.
+        Whether the last training call was stopped by Ctrl-C (see :meth:`fit`).
 
     Examples
     --------
@@ -322,26 +290,20 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         ----------
         X : array-like or torch.Tensor of shape (n, C, H, W), (n, H, W) or (n, d)
             Training samples: images as floats in ``[0, 1]`` or ``uint8``; tabular rows.
-            Values must be finite and within float32's range (magnitude at most about
-            3.4e38): the network computes in float32.
+            Finite, within float32's range (magnitude up to about 3.4e38).
         y : array-like of shape (n,)
             Labels of any type scikit-learn accepts. Rows whose label equals
             ``unlabeled_label`` are used as unlabelled data.
         X_unlabeled : array-like, torch.Tensor or UnlabeledData, optional
-            Unlabelled samples with the per-sample shape and value range of ``X``.
-            Inside a ``Pipeline`` with steps before the classifier it is refused (those
-            steps would not transform it): pass
-            ``pipe.fit(*stack_unlabeled(X, y, X_unlabeled))``.
+            Unlabelled samples with the per-sample shape and value range of ``X``;
+            refused inside a ``Pipeline`` whose earlier steps would not transform it
+            (pass ``pipe.fit(*stack_unlabeled(X, y, X_unlabeled))``).
         sample_weight : array-like of shape (n,), optional
-            Non-negative weights of the rows of ``X``, weighting their cross-entropy.
-            The weights of unlabelled rows are ignored (the contrastive loss is not
-            weighted), and the labelled rows' weights are rescaled to average 1, so
-            their scale does not change the step size: any finite weights, up to
-            1e308, train the model of their ratios (NaN or infinity are refused).
-            Batches then carry the weights and (on CUDA) labelled steps run eagerly
-            rather than as a captured graph.
-            With scikit-learn's metadata routing, request it with
-            ``set_fit_request(sample_weight=True)``.
+            Non-negative weights of the cross-entropy of the rows of ``X`` (unlabelled
+            rows' weights are ignored), rescaled to average 1 over the labelled rows:
+            any finite weights up to 1e308 train the model of their ratios (NaN or
+            infinity are refused). On CUDA, labelled steps then run eagerly. With
+            metadata routing, request it with ``set_fit_request(sample_weight=True)``.
 
         Returns
         -------
@@ -363,12 +325,11 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         Raises
         ------
         ValueError
-            On an unknown or absent ``device`` (checked first, before any work);
-            NaN/inf or values beyond float32's range in ``X`` or ``X_unlabeled``,
-            mismatched lengths or shapes, fewer than 2 classes, an empty
-            ``X``, an unknown backbone or one that fails on the data's shape, invalid
-            ``sample_weight`` or hyperparameters; and when training diverges (a
-            non-finite loss, checked once per epoch; the message names the epoch).
+            On an unknown or absent ``device`` (checked first, before any work); NaN,
+            inf or values beyond float32's range in ``X`` or ``X_unlabeled``, mismatched
+            lengths or shapes, fewer than 2 classes, an empty ``X``, an unknown backbone or
+            one that fails on the data's shape, invalid ``sample_weight`` or
+            hyperparameters; a non-finite loss (checked once per epoch, naming it).
         TypeError
             When ``X`` or ``X_unlabeled`` is not an array-like of samples.
 
@@ -377,15 +338,9 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         Training losses are read from the device once per epoch: during an epoch the
         batch rows of ``history`` hold them as 0-d tensors, and floats afterwards.
 
-        **Ctrl-C** (``KeyboardInterrupt``) during training is caught by skorch: ``fit``
-        returns normally, with ``interrupted_`` set to True. The estimator is then
-        fitted with the weights of the last completed step: ``history`` holds the
-        finished epochs, plus a last row for an epoch interrupted after its first batch
-        (its batch losses as floats, no ``train_batch_count``); callbacks'
-        ``on_train_end`` has run (so ``TrainEndCheckpoint`` saved that state); and a
-        later ``partial_fit`` (or ``fit`` with ``warm_start=True``) continues the
-        interrupted run, training the interrupted epoch again. Code that must not
-        mistake an interrupted fit for a finished one checks ``interrupted_``.
+        **Ctrl-C** (``KeyboardInterrupt``) is caught by skorch: ``fit`` returns normally
+        with ``interrupted_`` set to True and the weights of the last completed step; a
+        later ``partial_fit`` continues the run (see "Training runs" in the user guide).
         """
         validate_params(self)  # the device first: before any work on the data
         with limit_threads(self.n_threads):
@@ -396,15 +351,11 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         first call), from the current weights.
 
         A *training run* is what the two schedules span: the learning rate's
-        milestones (``lr_milestones``, fractions of ``max_epochs``) and the key
-        momentum's cosine rise from ``key_momentum`` to 1 over the run's steps. Each
-        ``fit`` starts a run; each ``partial_fit`` call, and each ``fit`` with
-        ``warm_start=True``, starts a new run from the current weights, queues and
-        optimizer state, so both schedules start again (the learning rate from ``lr``,
-        the momentum from ``key_momentum``) rather than staying at their end values.
-        A call whose ``history`` ends in an unfinished run (after Ctrl-C, or with a
-        checkpoint restored by skorch's ``LoadInitState``) continues that run instead:
-        it trains the run's remaining epochs with both schedules where they stopped.
+        ``lr_milestones`` and the key momentum's cosine rise from ``key_momentum`` to 1.
+        Each call (and each ``fit`` with ``warm_start=True``) starts a new run from the
+        current weights, queues and optimizer state, so both schedules start again; a
+        call whose ``history`` ends in an unfinished run (after Ctrl-C, or a restored
+        checkpoint) trains that run's remaining epochs instead.
 
         Parameters
         ----------
@@ -449,13 +400,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
             for attr in ("sample_shape_", "classes_inferred_"):
                 self.__dict__.pop(attr, None)
         data = prepare_fit_data(
-            self,
-            X,
-            y,
-            X_unlabeled,
-            reset=reset,
-            classes=classes,
-            sample_weight=sample_weight,
+            self, X, y, X_unlabeled, reset=reset, classes=classes, sample_weight=sample_weight
         )
         if reset:
             self._learn_from(data)
@@ -463,11 +408,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         if data.w is not None:
             check_weighted_criterion(self.criterion_)
         super().partial_fit(
-            data.X,
-            data.y,
-            _routing_method=routing,
-            X_unlabeled=data.U,
-            sample_weight=data.w,
+            data.X, data.y, _routing_method=routing, X_unlabeled=data.U, sample_weight=data.w
         )
         warn_if_collapsed(data.X, self._transform_checked, type(self).__name__, self.lr)
         return self
@@ -477,45 +418,26 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         """Data is validated by :meth:`fit`; classes are kept in the user's label type."""
 
     def fit_loop(
-        self,
-        X,
-        y=None,
-        epochs=None,
-        *,
-        X_unlabeled=None,
-        sample_weight=None,
-        **fit_params,
+        self, X, y=None, epochs=None, *, X_unlabeled=None, sample_weight=None, **fit_params
     ):
         """skorch's fit loop over the epochs left in the training run (see
         :meth:`partial_fit`), with the unlabelled data and the weights taken out of the
         fit parameters."""
         self._fit_state = FitState(unlabeled=X_unlabeled, sample_weight=sample_weight)
         self.interrupted_ = False
-        remaining = self._start_run()
+        remaining = start_run(self, self._fit_state)
         try:
-            return super().fit_loop(
-                X, y, epochs=remaining if epochs is None else epochs, **fit_params
-            )
+            epochs = remaining if epochs is None else epochs
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
             self.interrupted_ = True
             if self.history and not self.history[-1]["batches"]:
                 self.history.pop()  # an epoch interrupted before its first batch
             raise
         finally:
-            captured = self._fit_state.captured
-            if captured is not None:
-                captured.close()
+            if self._fit_state.captured is not None:
+                self._fit_state.captured.close()
             self._fit_state = None
-
-    def _start_run(self) -> int:
-        """Set the schedules' position for this training call; return its epochs."""
-        history = self.history
-        drop_unfinished_epochs(history)  # an interrupted epoch is trained again
-        done, steps = run_position(history, self.max_epochs)
-        self._fit_state.run_epoch = done
-        self._fit_state.steps_before = sum(int(row["train_batch_count"]) for row in history)
-        self.key_step_ = steps
-        return self.max_epochs - done
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """skorch's new history row, plus the epoch's position in the training run
@@ -532,40 +454,15 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         them; otherwise skorch's loader."""
         if not training:
             return super().get_iterator(dataset, training=False)
-        state = self._fit_state
-        X, y, w = training_arrays(dataset, state.sample_weight)
-        step = state.steps_before  # a new stream for every call
-        device = torch.device(self.device_)
-        batches = TrainingBatches(
-            X,
-            np.asarray(y, dtype=np.int64),
-            state.unlabeled,
-            self.batch_size,
-            device,
-            self.resident_data,
-            sub_seed(self.seed_, step, 1),
-            w=w,
-        )
-        self.resident_data_ = batches.resident
-        self.steps_per_epoch_ = len(batches)
-        self.total_steps_ = max(1, self.steps_per_epoch_ * self.max_epochs)
-        state.aug_generator = seeded_generator(self.seed_, step, 3, device=device)
-        # The host's copy of the queue position: one read per call, every later value
-        # is known on the host.
-        state.queue_ptr = int(self.module_.queue_ptr)
-        capture = resolve_capture(self)
-        state.captured = CapturedSteps(self, state, self._eager_step) if capture else None
-        self.capture_ = state.captured is not None
-        return batches
+        return training_batches(self, self._fit_state, dataset, self._eager_step)
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """skorch's epoch, without a host synchronisation per training batch.
 
-        Training losses stay on the device during the epoch (the batch rows of the
-        history hold them as tensors meanwhile) and are read once at its end; a
-        non-finite loss raises ``ValueError`` then, naming the epoch. An epoch
-        interrupted (Ctrl-C) has its losses read as well, so the history holds no
-        device tensors, and gets no ``train_batch_count``: it is unfinished.
+        Training losses stay on the device (as tensors in the history's batch rows) and
+        are read once at the epoch's end; a non-finite loss raises ``ValueError`` then,
+        naming the epoch. An interrupted epoch (Ctrl-C) has its losses read too, and no
+        ``train_batch_count``: it is unfinished.
         """
         if not training or iterator is None:
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
@@ -593,10 +490,9 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         return out.float()
 
     def get_loss(self, y_pred, y_true, *args, **kwargs):
-        """The criterion (cross-entropy) on labelled rows; training batches are either
-        all labelled or all unlabelled, so no rows are masked here. With
-        ``sample_weight``, the mean over the batch of the weighted per-row losses (the
-        weights average 1 over the labelled data)."""
+        """The criterion (cross-entropy) on a labelled batch (training batches are never
+        mixed, so no rows are masked); with ``sample_weight``, the batch's mean of the
+        weighted per-row losses (the weights average 1 over the labelled data)."""
         y_true = torch.as_tensor(y_true, device=y_pred.device)
         w = None if self._fit_state is None else self._fit_state.batch_weight
         if w is None:
