@@ -55,9 +55,9 @@ def warn_if_collapsed(
 
     That happens when, for instance, a learning rate too high for a backbone without
     batch norm kills all its ReLUs: the loss stays finite, but every prediction is
-    the same class. Checked on up to ``n`` distinct training samples, whose encoder
-    ``features`` (in eval mode) are computed by the fitted estimator ``name``,
-    trained with learning rate ``lr``.
+    the same class. Checked on up to ``n`` distinct training samples of ``X``, mapped
+    by ``features`` to the fitted encoder's features (in eval mode); ``name`` and
+    ``lr``, the estimator's class name and learning rate, go into the message.
     """
     sample = X[:n]
     if len(sample) < 2 or np.ptp(sample.reshape(len(sample), -1), axis=0).max() == 0:
