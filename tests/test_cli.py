@@ -260,16 +260,16 @@ def test_bad_callback_spec(spec, message, capsys):
 
 
 def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):
-    from skmoby import _parallel, devices
+    from skmoby import _commands, devices, threads
     from skmoby.experiment import PRESETS, ExperimentConfig
 
     cfg = ExperimentConfig(**{**PRESETS["demo"], "device": "cpu"})
-    monkeypatch.setattr(_parallel, "usable_cpus", lambda: 2)
-    assert cli._demo_jobs(cfg) == 2
-    monkeypatch.setattr(_parallel, "usable_cpus", lambda: 64)  # capped at the run's jobs
-    assert cli._demo_jobs(cfg) == len(cfg.methods) * cfg.trials
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    assert _commands._demo_jobs(cfg) == 2
+    monkeypatch.setattr(threads, "available_cpus", lambda: 64)  # capped at the run's jobs
+    assert _commands._demo_jobs(cfg) == len(cfg.methods) * cfg.trials
     monkeypatch.setattr(devices, "cuda_count", lambda: 1)
-    assert cli._demo_jobs(ExperimentConfig(**{**PRESETS["demo"], "device": "auto"})) == 1
+    assert _commands._demo_jobs(ExperimentConfig(**{**PRESETS["demo"], "device": "auto"})) == 1
     with pytest.raises(SystemExit):
         cli.main(["demo", "--jobs", "0"])
 
@@ -348,11 +348,12 @@ def test_the_resume_hint_only_for_an_unfinished_run(tmp_path, capsys):
 
 
 def test_a_worker_that_cannot_start_is_an_error_message_not_a_traceback(tmp_path, capsys):
-    from skmoby._parallel import WorkerStartError
+    from skmoby import _commands
+    from skmoby.experiment import WorkerStartError
 
     def start():
         raise WorkerStartError("a worker process (cpu) could not start:\nImportError: x")
 
-    assert cli._execute("run", tmp_path / "run", start) == 1
+    assert _commands._execute("run", tmp_path / "run", start) == 1
     err = capsys.readouterr().err
     assert err.startswith("skmoby run: error: a worker process (cpu) could not start")

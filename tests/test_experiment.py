@@ -6,15 +6,16 @@ import pandas as pd
 import pytest
 from skorch.callbacks import Callback
 
-from skmoby import experiment
 from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
+    make_estimator,
     plot_learning_curves,
     resume_experiment,
     run_experiment,
     summarize,
 )
+from skmoby.experiment.protocol import JobProtocol
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +107,20 @@ def test_resume_after_crash_loses_and_duplicates_nothing(tmp_path, digits_ds, mo
     cfg = tiny(trials=1)
     full = run_experiment(cfg, tmp_path / "ref", dataset=digits_ds, progress=False)
     calls = {"n": 0}
-    real = experiment._one_cycle
+    real = JobProtocol._one_cycle
 
-    def crashing(*args, **kwargs):
+    def crashing(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:  # mobyv2al cycles 0-2 and random cycle 0 finish, then boom
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(experiment, "_one_cycle", crashing)
+    monkeypatch.setattr(JobProtocol, "_one_cycle", crashing)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path / "run", dataset=digits_ds, progress=False)
     partial = pd.read_csv(tmp_path / "run" / "results.csv")
     assert len(partial) == 3
-    monkeypatch.setattr(experiment, "_one_cycle", real)
+    monkeypatch.setattr(JobProtocol, "_one_cycle", real)
     done = resume_experiment(tmp_path / "run", dataset=digits_ds, progress=False)
     assert len(done) == len(full)
     assert not done.duplicated(["method", "trial", "cycle"]).any()
@@ -199,15 +200,13 @@ def test_training_steps_match_the_fits_of_a_run(
         pool_subset=pool_subset,
     )
     made = []
-    original = experiment._make_estimator
 
     def recording(*args, **kwargs):
-        est = original(*args, **kwargs)
+        est = make_estimator(*args, **kwargs)
         made.append(est)
         return est
 
-    monkeypatch.setattr(experiment, "_make_estimator", recording)
-    run_experiment(cfg, tmp_path, dataset=digits_ds, progress=False)
+    run_experiment(cfg, tmp_path, dataset=digits_ds, progress=False, make_estimator=recording)
     actual = [est.steps_per_epoch_ * est.max_epochs for est in made]  # method, then cycle
     expected = cfg.training_steps(len(digits_ds.X_train))
     assert actual == expected["mobyv2al"].tolist() + expected["coreset"].tolist()

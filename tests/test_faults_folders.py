@@ -15,12 +15,13 @@ import textwrap
 
 import pytest
 
-from skmoby import _runstore, cli
+from skmoby import cli
 from skmoby.experiment import (
     PRESETS,
     ExperimentConfig,
     RunFolderError,
     RunFolderLockedError,
+    locks,
     resume_experiment,
     run_experiment,
 )
@@ -56,7 +57,7 @@ def _files(folder):
     return {
         str(p.relative_to(folder)): p.read_bytes()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != _runstore.LOCK_NAME
+        if p.is_file() and p.name != locks.LOCK_NAME
     }
 
 
@@ -163,7 +164,7 @@ def test_run_experiment_refuses_an_empty_out(tmp_path, monkeypatch):
 # ============================================================================ the lock
 _HOLD = textwrap.dedent("""
     import sys, time
-    from skmoby._runstore import lock_folder
+    from skmoby.experiment import lock_folder
     with lock_folder(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(600)
@@ -215,10 +216,10 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
     with _held_elsewhere(out) as holder:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
-        assert (out / _runstore.LOCK_NAME).exists()  # kill -9 left the file behind
+        assert (out / locks.LOCK_NAME).exists()  # kill -9 left the file behind
         table = run_experiment(tiny(), out, progress=False)
     assert len(table) == 2
-    assert not (out / _runstore.LOCK_NAME).exists()  # released with the run
+    assert not (out / locks.LOCK_NAME).exists()  # released with the run
 
 
 def test_the_lock_is_released_after_an_error(tmp_path):
@@ -227,19 +228,19 @@ def test_the_lock_is_released_after_an_error(tmp_path):
     (out / "results.csv").write_text("garbage\n")
     with pytest.raises(RunFolderError, match="header"):
         resume_experiment(out, progress=False)
-    assert not (out / _runstore.LOCK_NAME).exists()
-    with _runstore.lock_folder(out):  # free again
+    assert not (out / locks.LOCK_NAME).exists()
+    with locks.lock_folder(out):  # free again
         pass
 
 
 def test_the_lock_is_reentrant_in_one_process(tmp_path):
     out = tmp_path / "run"
-    with _runstore.lock_folder(out):
-        with _runstore.lock_folder(out):
+    with locks.lock_folder(out):
+        with locks.lock_folder(out):
             pass
-        assert (out / _runstore.LOCK_NAME).exists()  # the outer hold goes on
+        assert (out / locks.LOCK_NAME).exists()  # the outer hold goes on
         assert run_experiment(tiny(), out, progress=False)["cycle"].tolist() == [0, 1]
-    assert not (out / _runstore.LOCK_NAME).exists()
+    assert not (out / locks.LOCK_NAME).exists()
 
 
 def _no_record_locks(monkeypatch):
@@ -255,7 +256,7 @@ def test_without_record_locks_a_live_holder_on_this_host_is_refused(tmp_path, mo
     _no_record_locks(monkeypatch)
     out = tmp_path / "run"
     out.mkdir()
-    (out / _runstore.LOCK_NAME).write_text(
+    (out / locks.LOCK_NAME).write_text(
         json.dumps(
             dict(pid=os.getppid(), host=os.uname().nodename, command="skmoby run", since="now")
         )
@@ -270,7 +271,7 @@ def test_without_record_locks_a_dead_holder_is_taken_over(tmp_path, monkeypatch)
     gone.wait()
     out = tmp_path / "run"
     out.mkdir()
-    (out / _runstore.LOCK_NAME).write_text(
+    (out / locks.LOCK_NAME).write_text(
         json.dumps(dict(pid=gone.pid, host=os.uname().nodename, command="skmoby run", since="then"))
     )
     assert len(run_experiment(tiny(), out, progress=False)) == 2
@@ -577,26 +578,26 @@ def test_another_thread_of_the_holder_is_refused(tmp_path):
 
     def other():
         try:
-            with _runstore.lock_folder(out):
+            with locks.lock_folder(out):
                 seen.append("entered")
         except RunFolderLockedError as exc:
             seen.append(str(exc))
 
-    with _runstore.lock_folder(out):
+    with locks.lock_folder(out):
         t = threading.Thread(target=other)
         t.start()
         t.join()
-        assert (out / _runstore.LOCK_NAME).exists()  # still held by this thread
+        assert (out / locks.LOCK_NAME).exists()  # still held by this thread
     assert "another thread of this process" in seen[0]
 
 
 def test_a_forked_copy_of_the_holder_is_refused(tmp_path):
     out = tmp_path / "run"
-    with _runstore.lock_folder(out):
+    with locks.lock_folder(out):
         pid = os.fork()
         if pid == 0:  # the child: must not think it holds the folder
             try:
-                with _runstore.lock_folder(out):
+                with locks.lock_folder(out):
                     os._exit(1)
             except RunFolderLockedError:
                 os._exit(0)
@@ -776,7 +777,7 @@ def test_without_record_locks_a_foreign_lock_file_is_taken_over(tmp_path, monkey
     _no_record_locks(monkeypatch)
     out = tmp_path / "run"
     out.mkdir()
-    (out / _runstore.LOCK_NAME).write_text("[1, 2, 3]")
+    (out / locks.LOCK_NAME).write_text("[1, 2, 3]")
     assert len(run_experiment(tiny(), out, progress=False)) == 2
 
 
@@ -784,5 +785,5 @@ def test_an_experiment_config_pickles_under_its_public_module():
     import pickle
 
     data = pickle.dumps(tiny())
-    assert b"skmoby.experiment" in data and b"skmoby._config" not in data
+    assert b"skmoby.experiment" in data and b"skmoby.experiment.config" not in data
     assert pickle.loads(data) == tiny()

@@ -18,8 +18,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback, EarlyStopping
 
-from skmoby import _parallel, cli
-from skmoby._runstore import RunFolder
+from skmoby import _commands, cli
 from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
@@ -28,8 +27,10 @@ from skmoby.experiment import (
     load_results,
     resume_experiment,
     run_experiment,
+    runners,
     summarize,
 )
+from skmoby.experiment.store import RunFolder
 
 VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
 
@@ -407,7 +408,6 @@ def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digit
 def test_ctrl_c_during_the_selection_is_not_swallowed_by_modal(tmp_path, digits_ds, monkeypatch):
     # modAL's query calls the strategy in a bare `except:` and calls it again on any
     # exception: a Ctrl-C during the selection was swallowed and the cycle saved.
-    from skmoby import experiment
     from skmoby.query.strategies import coreset
 
     calls = []
@@ -418,10 +418,15 @@ def test_ctrl_c_during_the_selection_is_not_swallowed_by_modal(tmp_path, digits_
             raise KeyboardInterrupt
         return coreset(learner, X_pool, n_instances)
 
-    monkeypatch.setitem(experiment._STRATEGIES, "coreset", strategy)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny(methods=["coreset"], trials=1), out, dataset=digits_ds, progress=False)
+        run_experiment(
+            tiny(methods=["coreset"], trials=1),
+            out,
+            dataset=digits_ds,
+            progress=False,
+            strategies={"coreset": strategy},
+        )
     assert calls == [10]  # not selected a second time
     # cycle 0 ended in the selection: nothing saved
     assert not (out / "results.csv").exists() or csv_lines(out)[1:] == []
@@ -442,11 +447,11 @@ def test_tqdm_lock_interrupted_while_built(monkeypatch, capsys):
         if "_lock" in vars(cls):
             monkeypatch.delattr(cls, "_lock")
     monkeypatch.setattr(tqdm.std.TqdmDefaultWriteLock, "__init__", interrupted)
-    cli._prepare_output(quiet=True)
-    cli._print_cycle("random    trial 0 cycle 0: 20 labels")  # no tqdm involved
+    _commands._prepare_output(quiet=True)
+    _commands._print_cycle("random    trial 0 cycle 0: 20 labels")  # no tqdm involved
     assert "trial 0 cycle 0" in capsys.readouterr().out
     with pytest.raises(KeyboardInterrupt):  # not AttributeError
-        cli._prepare_output(quiet=False)
+        _commands._prepare_output(quiet=False)
 
 
 def test_a_failing_job_is_reported_and_the_others_finish(tmp_path, digits_ds, reference):
@@ -664,8 +669,15 @@ def _runtime_env_of_local_ray(monkeypatch):
     monkeypatch.setattr(ray, "init", init)
     with pytest.raises(Stop):
         next(
-            _parallel._ray_runner(
-                [("random", 0, {})], None, {}, jobs=1, threads=1, jobs_per_gpu=None, address=None
+            runners._ray_runner(
+                [runners.Job("random", 0, {})],
+                None,
+                None,
+                jobs=1,
+                threads=1,
+                device="cpu",
+                jobs_per_gpu=None,
+                address=None,
             )
         )
     return seen[0]

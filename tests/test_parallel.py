@@ -14,14 +14,17 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from skmoby import _parallel, devices
+from skmoby import devices
 from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
     JobsFailedError,
     resume_experiment,
     run_experiment,
+    runners,
 )
+from skmoby.experiment.run import longest_first
+from skmoby.experiment.runners import Job
 
 VALUES = ["method", "trial", "cycle", "n_labelled", "accuracy"]
 ARGV = [
@@ -66,6 +69,11 @@ def tiny(**kw):
     )
     base.update(kw)
     return ExperimentConfig(**base)
+
+
+def jobs_of(cfg):
+    """The (method, trial) jobs of a run."""
+    return len(cfg.methods) * cfg.trials
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +131,7 @@ def test_two_worker_processes_give_the_serial_table(tmp_path, digits_ds, serial,
     threads = [int(p.read_text()) for p in tmp_path.glob("*.threads")]
     assert len(threads) == 2  # two worker processes did all the fits
     # the count is the run's, not --jobs': a serial run uses the same (see below)
-    assert set(threads) == {_parallel.threads_per_job(tiny())}
+    assert set(threads) == {runners.threads_per_job(jobs_of(tiny()))}
 
 
 def test_threads_per_job_do_not_depend_on_jobs(tmp_path, digits_ds, monkeypatch):
@@ -133,8 +141,8 @@ def test_threads_per_job_do_not_depend_on_jobs(tmp_path, digits_ds, monkeypatch)
 
     monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
     with skmoby_threads.limit_threads(8):  # torch's default on an 8-core machine
-        assert _parallel.threads_per_job(tiny()) == 2  # 8 CPUs, 2 methods x 2 trials
-        assert _parallel.threads_per_job(tiny(trials=8)) == 1
+        assert runners.threads_per_job(jobs_of(tiny())) == 2  # 8 CPUs, 2 methods x 2 trials
+        assert runners.threads_per_job(jobs_of(tiny(trials=8))) == 1
         run_experiment(
             tiny(trials=1, methods=["random"], cycles=2),
             tmp_path / "run",
@@ -153,7 +161,7 @@ def test_a_thread_count_the_caller_chose_caps_the_jobs(tmp_path, digits_ds, monk
 
     monkeypatch.setattr(skmoby_threads, "available_cpus", lambda: 8)
     with skmoby_threads.limit_threads(1):
-        assert _parallel.threads_per_job(tiny(trials=1, methods=["random"])) == 1
+        assert runners.threads_per_job(jobs_of(tiny(trials=1, methods=["random"]))) == 1
         run_experiment(
             tiny(trials=1, methods=["random"], cycles=2),
             tmp_path / "run",
@@ -268,13 +276,13 @@ def test_resume_with_other_jobs_and_nothing_left(tmp_path, digits_ds, serial):
 )
 def test_gpus_are_assigned_round_robin(monkeypatch, device, jobs, per_gpu, gpus, expected):
     monkeypatch.setattr(devices, "cuda_count", lambda: gpus)
-    assert _parallel.local_devices(device, jobs, per_gpu) == expected
+    assert runners.local_devices(device, jobs, per_gpu) == expected
 
 
 def test_jobs_per_gpu_caps_the_jobs_on_a_gpu(monkeypatch):
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     with pytest.raises(ValueError, match="puts 3 jobs on a GPU, more than jobs_per_gpu=2"):
-        _parallel.local_devices("cuda", 5, 2)
+        runners.local_devices("cuda", 5, 2)
 
 
 _SCRIPT = """
@@ -394,12 +402,12 @@ def test_a_job_ray_retries_after_a_lost_worker_adds_no_duplicate(
 def test_parallel_runs_start_the_longest_jobs_first():
     cfg = tiny(methods=["random", "mobyv2al"], trials=2, cycles=3)
     todo = [
-        ("random", 0, {}),
-        ("mobyv2al", 0, {0: [], 1: []}),
-        ("random", 1, {}),
-        ("mobyv2al", 1, {}),
+        Job("random", 0, {}),
+        Job("mobyv2al", 0, {0: [], 1: []}),
+        Job("random", 1, {}),
+        Job("mobyv2al", 1, {}),
     ]
-    order = _parallel.longest_first(todo, cfg, n_pool=1000)
+    order = longest_first(todo, cfg, n_pool=1000)
     # a whole mobyv2al job, then the one with a cycle left, then the random ones in order
     assert [(m, t) for m, t, _ in order] == [
         ("mobyv2al", 1),

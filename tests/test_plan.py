@@ -3,9 +3,9 @@
 import pytest
 
 from skmoby import cli
-from skmoby._config import PRESETS, ExperimentConfig
-from skmoby._plan import RunPlan, plan_run, steps_left
 from skmoby.datasets import load_dataset
+from skmoby.experiment import PRESETS, ExperimentConfig
+from skmoby.experiment.plan import RunPlan, plan_run, steps_left
 
 ARGS = [
     "run",
@@ -76,7 +76,7 @@ def test_steps_left_leave_out_the_saved_cycles():
 
 
 def test_the_plan_measures_each_kind_of_learner_once(monkeypatch):
-    from skmoby import _plan
+    from skmoby.experiment import plan as _plan
 
     calls = []
     monkeypatch.setattr(

@@ -26,6 +26,19 @@ def is_joint(method: str) -> bool:
     return method.startswith("mobyv2al")
 
 
+def initial_labels(cfg: ExperimentConfig, n_pool: int, trial: int) -> np.ndarray:
+    """The sorted pool indices that trial ``trial`` starts with labelled (seeded by it).
+
+    Examples
+    --------
+    >>> initial_labels(ExperimentConfig(initial=3), n_pool=10, trial=0).tolist()
+    [2, 4, 8]
+    """
+    return np.sort(
+        np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial, replace=False)
+    )
+
+
 @dataclass
 class ExperimentConfig:
     """Everything that defines a run; stored as ``config.json`` in the run's folder.
@@ -250,7 +263,7 @@ class ExperimentConfig:
         """
         import pandas as pd
 
-        from .classifier import steps_per_epoch
+        from ..classifier import steps_per_epoch
 
         self._check_pool(n_pool)
 
@@ -378,8 +391,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=0.01,
         pool_subset=10000,
     ),
-    # LeNet-5 has no batch norm: at lr 0.05 one MoBYv2 fit in 15 lost all its ReLUs
-    # (constant features, 10% accuracy); 0.02 trains all of them.
+    # LeNet-5 has no batch norm, so at lr 0.05 a MoBYv2 fit can lose all its ReLUs
+    # (constant features, chance accuracy); 0.02 keeps them training.
     "fashionmnist-cpu": dict(
         dataset="fashionmnist",
         methods=["mobyv2al", "coreset", "random"],

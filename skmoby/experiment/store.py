@@ -21,25 +21,22 @@ recomputed) or raises :class:`RunFolderError` naming the file and the line.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import errno
 import hashlib
 import io
 import json
 import math
 import os
-import socket
-import sys
 import tempfile
-import threading
-import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
+
+from .config import ExperimentConfig, initial_labels
+from .errors import OtherRunError, RunFolderError
 
 RESULT_DTYPES = {
     "method": str,
@@ -55,198 +52,10 @@ CSV_COLUMNS = [*RESULT_DTYPES, "config_hash"]
 #: Settings that say where and on what a run executes, not what it computes: they may
 #: change between a run and its resumption.
 PLACE_SETTINGS = ("device", "data_root", "download")
-
-
-#: Name of the lock file a writing process holds in its run folder.
-LOCK_NAME = ".skmoby.lock"
-
-
-class RunFolderError(ValueError):
-    """A run folder that cannot be used as it is; the message names the file and line.
-
-    Examples
-    --------
-    >>> from skmoby.experiment import RunFolderError
-    >>> issubclass(RunFolderError, ValueError)
-    True
-    """
-
-
-class RunFolderLockedError(RunFolderError):
-    """Another process is writing the run folder; the message names it.
-
-    Examples
-    --------
-    >>> from skmoby.experiment import RunFolderError, RunFolderLockedError
-    >>> issubclass(RunFolderLockedError, RunFolderError)
-    True
-    """
-
-
-# Locks this process holds: resolved folder -> [file descriptor, depth, owner], the owner
-# being (pid, thread id). A POSIX record lock belongs to the process (another thread's
-# lockf succeeds) and closing any descriptor of the file releases it, so the same thread
-# nests on the held descriptor, and other threads and forked children are refused here.
-_held: dict[str, list[Any]] = {}
-_held_guard = threading.Lock()
-# errno values of file systems that cannot lock (some FUSE and SMB mounts).
-_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
-
-
-def _holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text())
-        return (
-            f"process {info['pid']} on {info['host']} (`{info['command']}`, since {info['since']})"
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def _try_lock(fd: int, path: Path) -> bool:
-    """Lock ``fd`` without waiting: True if this process now holds it."""
-    import fcntl
-
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        if exc.errno not in _NO_LOCKS:
-            raise
-    # No record locks on this file system: the pid in the file decides, and only for a
-    # holder on this host (a process elsewhere cannot be checked).
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except ValueError:
-        info = {}
-    pid = info.get("pid") if isinstance(info, dict) else None
-    if not isinstance(pid, int) or isinstance(pid, bool):
-        return True  # no holder named (an empty or foreign file)
-    return info.get("host") == socket.gethostname() and not _pid_alive(pid)
-
-
-@contextlib.contextmanager
-def lock_folder(out: str | os.PathLike, *, create: bool = True) -> Iterator[None]:
-    """Hold the run folder ``out`` for writing by this process, or refuse at once.
-
-    The lock is a record lock (``fcntl.lockf``) on ``out/.skmoby.lock``, a file that
-    also names the holder (pid, host, command, start time). The operating system
-    releases a record lock when its process ends in any way, ``kill -9`` included, so a
-    crashed run never leaves the folder locked: the next process takes the lock over.
-    Record locks work on local file systems and on NFS (v3 with lockd, v4); where a file
-    system cannot lock at all, the pid in the file is checked instead, which detects a
-    dead holder on the same host only. Nested use in one process is allowed.
-
-    Parameters
-    ----------
-    out : path
-        The run folder; created if missing when ``create`` (and removed again on release
-        if the lock file was all it held).
-    create : bool, default=True
-        Create a missing folder. Otherwise a missing folder raises ``FileNotFoundError``.
-
-    Raises
-    ------
-    RunFolderLockedError
-        When another process holds the folder; the message names it.
-    """
-    out = Path(out)
-    made = False
-    if not out.is_dir():
-        if not create:
-            raise FileNotFoundError(f"{out} is not a folder")
-        if out.is_symlink():
-            raise RunFolderError(
-                f"{out} is a symbolic link to {os.readlink(out)!r}, which "
-                "does not exist; create that folder or choose another"
-            )
-        if out.exists():
-            raise RunFolderError(f"{out} is a file, not a folder; choose another output folder")
-        out.mkdir(parents=True)
-        made = True
-    name = os.path.realpath(out)
-    me = (os.getpid(), threading.get_ident())
-    with _held_guard:
-        held = _held.get(name)
-        if held is not None and held[2] != me:
-            who = (
-                "another thread of this process"
-                if held[2][0] == me[0]
-                else f"process {held[2][0]}, of which this process is a copy"
-            )
-            raise RunFolderLockedError(
-                f"{out} is being written by {who}; wait for it to end or use another folder"
-            )
-        if held is not None:
-            held[1] += 1
-        nested = held is not None
-    if nested:
-        try:
-            yield
-        finally:
-            with _held_guard:
-                _held[name][1] -= 1
-        return
-    path = out / LOCK_NAME
-    fd = _acquire(path)
-    with _held_guard:
-        _held[name] = [fd, 1, me]
-    try:
-        yield
-    finally:
-        with _held_guard:
-            del _held[name]
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(fd)  # releases the record lock
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if empty: nothing was written
-
-
-def _acquire(path: Path) -> int:
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            if not _try_lock(fd, path):
-                raise RunFolderLockedError(
-                    f"{path.parent} is being written by {_holder(path)}; wait for it to "
-                    f"end or use another folder (if that process is gone, delete {path})"
-                )
-            # The previous holder may have unlinked the file between our open and our
-            # lock: then we hold a lock on a file nobody else sees. Start again.
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                info = dict(
-                    pid=os.getpid(),
-                    host=socket.gethostname(),
-                    command=" ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])[
-                        :300
-                    ],
-                    since=time.strftime("%Y-%m-%d %H:%M:%S"),
-                )
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(info).encode(), 0)
-                return fd
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+#: The plot files :func:`~skmoby.experiment.plot_learning_curves` writes into a folder.
+PLOT_FILES = ("learning_curve.png", "learning_curve.svg")
+#: Every file a run writes into its folder (models aside).
+RUN_FILES = ("config.json", "results.csv", "selections.json", *PLOT_FILES)
 
 
 def _umask() -> int:
@@ -324,11 +133,15 @@ class RunFolder:
                     "another folder"
                 )
 
-    def read_config_dict(self) -> dict[str, Any]:
-        """The settings stored in ``config.json``, as a dict; errors name the file."""
+    def check_exists(self) -> None:
+        """Refuse a folder that holds no run (no ``config.json``)."""
         self.check_kinds()
         if not self.config.exists():
             raise FileNotFoundError(f"{self.out} holds no experiment (no config.json)")
+
+    def read_config_dict(self) -> dict[str, Any]:
+        """The settings stored in ``config.json``, as a dict; errors name the file."""
+        self.check_exists()
         text = self.config.read_text()
         try:
             d = json.loads(text)
@@ -444,9 +257,32 @@ class RunFolder:
     def _load_results(
         self, config: dict[str, Any], n_labelled: list[int], *, repair: bool
     ) -> pd.DataFrame:
-        path = self.results
-        if not path.exists():
+        if not self.results.exists():
             return empty_rows()
+        lines = self._result_lines(repair=repair)
+        parse = _RowParser(self.results, self.config, config, n_labelled)
+        records, seen = [], {}
+        for lineno, line in enumerate(lines[1:], start=2):
+            rec = parse(lineno, line)
+            k = (rec["method"], rec["trial"], rec["cycle"])
+            if k in seen:
+                raise parse.bad(
+                    lineno,
+                    line,
+                    f"it repeats (method, trial, cycle) = {k} of line {seen[k]}; "
+                    "delete one of the two lines",
+                )
+            seen[k] = lineno
+            records.append(rec)
+        self._check_no_gaps(seen)
+        if not records:
+            return empty_rows()
+        return pd.DataFrame.from_records(records).astype(RESULT_DTYPES)
+
+    def _result_lines(self, *, repair: bool) -> list[str]:
+        """The lines of ``results.csv`` from its header on, a last line cut mid-write
+        dropped (with a warning) when ``repair``, else refused."""
+        path = self.results
         raw = path.read_bytes()
         if not raw:
             raise RunFolderError(
@@ -470,7 +306,7 @@ class RunFolder:
             )
             if not repair:
                 raise RunFolderError(msg.replace("dropped", "found") + " by `skmoby resume`")
-            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+            warnings.warn(msg, RuntimeWarning, stacklevel=5)
         header = next(csv.reader([lines[0]])) if lines else []
         if header != CSV_COLUMNS:
             raise RunFolderError(
@@ -484,60 +320,10 @@ class RunFolder:
                     else ""
                 )
             )
-        ncol = len(header)
-        want_hash = config_hash(config)
-        methods, trials, cycles = config["methods"], config["trials"], config["cycles"]
-        records, seen = [], {}
-        for lineno, line in enumerate(lines[1:], start=2):
+        return lines
 
-            def bad(what, _lineno=lineno, _line=line):
-                return RunFolderError(f"{path}, line {_lineno}: {what} (the line is {_line!r})")
-
-            fields = next(csv.reader(io.StringIO(line)), [])
-            if len(fields) != ncol:
-                raise bad(f"expected {ncol} fields, got {len(fields)}")
-            rec = dict(zip(header, fields, strict=True))
-            if rec["method"] not in methods:
-                raise bad(f"method {rec['method']!r} is not one of the run's {methods}")
-            for name, limit in (("trial", trials), ("cycle", cycles), ("n_labelled", None)):
-                try:
-                    rec[name] = int(rec[name])
-                except ValueError:
-                    raise bad(f"{name} {rec[name]!r} is not an integer") from None
-                if rec[name] < 0 or (limit is not None and rec[name] >= limit):
-                    raise bad(
-                        f"{name} {rec[name]} is outside the run's range 0..{(limit or 1) - 1}"
-                    )
-            for name in ("accuracy", "fit_seconds", "query_seconds"):
-                try:
-                    rec[name] = float(rec[name])
-                except ValueError:
-                    raise bad(f"{name} {rec[name]!r} is not a number") from None
-                if (
-                    not math.isfinite(rec[name])
-                    or rec[name] < 0
-                    or (name == "accuracy" and rec[name] > 1)
-                ):
-                    raise bad(f"{name} {rec[name]!r} is out of range")
-            if rec["n_labelled"] != n_labelled[rec["cycle"]]:
-                raise bad(
-                    f"n_labelled {rec['n_labelled']} does not match the configuration "
-                    f"({n_labelled[rec['cycle']]} in cycle {rec['cycle']})"
-                )
-            if rec["config_hash"] != want_hash:
-                raise bad(
-                    f"the row was computed with other settings (config_hash "
-                    f"{rec['config_hash']}, {self.config} now hashes to {want_hash}); "
-                    "config.json was edited or rows from another run were added"
-                )
-            k = (rec["method"], rec["trial"], rec["cycle"])
-            if k in seen:
-                raise bad(
-                    f"it repeats (method, trial, cycle) = {k} of line {seen[k]}; "
-                    "delete one of the two lines"
-                )
-            seen[k] = lineno
-            records.append({c: rec[c] for c in RESULT_DTYPES})
+    def _check_no_gaps(self, seen: dict[tuple[str, int, int], int]) -> None:
+        """Refuse a (method, trial) whose saved cycles skip one: each needs the ones before."""
         done: dict[tuple[str, int], set[int]] = {}
         for m, t, c in seen:
             done.setdefault((m, t), set()).add(c)
@@ -545,13 +331,10 @@ class RunFolder:
             missing = sorted(set(range(max(cs) + 1)) - cs)
             if missing:
                 raise RunFolderError(
-                    f"{path}, line {seen[(m, t, max(cs))]}: cycle {max(cs)} of ({m}, trial "
-                    f"{t}) is there but cycle {missing[0]} is not; each cycle needs the ones "
-                    "before it. Delete the later rows of that trial to recompute them"
+                    f"{self.results}, line {seen[(m, t, max(cs))]}: cycle {max(cs)} of ({m}, "
+                    f"trial {t}) is there but cycle {missing[0]} is not; each cycle needs the "
+                    "ones before it. Delete the later rows of that trial to recompute them"
                 )
-        if not records:
-            return empty_rows()
-        return pd.DataFrame.from_records(records).astype(RESULT_DTYPES)
 
     # ------------------------------------------------------------------ writing
     def save(self, rows: pd.DataFrame, sel: dict[str, Any], config: dict[str, Any]) -> None:
@@ -563,3 +346,149 @@ class RunFolder:
             config_hash=config_hash(config)
         )
         atomic_write(self.results, table[CSV_COLUMNS].to_csv(index=False))
+
+
+class _RowParser:
+    """Parses and checks one line of ``results.csv`` against the run's settings."""
+
+    def __init__(
+        self, path: Path, config_path: Path, config: dict[str, Any], n_labelled: list[int]
+    ) -> None:
+        self.path, self.config_path, self.n_labelled = path, config_path, n_labelled
+        self.want_hash = config_hash(config)
+        self.methods, self.trials, self.cycles = (
+            config["methods"],
+            config["trials"],
+            config["cycles"],
+        )
+
+    def bad(self, lineno: int, line: str, what: str) -> RunFolderError:
+        return RunFolderError(f"{self.path}, line {lineno}: {what} (the line is {line!r})")
+
+    def __call__(self, lineno: int, line: str) -> dict[str, Any]:
+        fields = next(csv.reader(io.StringIO(line)), [])
+        if len(fields) != len(CSV_COLUMNS):
+            raise self.bad(lineno, line, f"expected {len(CSV_COLUMNS)} fields, got {len(fields)}")
+        rec = dict(zip(CSV_COLUMNS, fields, strict=True))
+        if rec["method"] not in self.methods:
+            raise self.bad(
+                lineno, line, f"method {rec['method']!r} is not one of the run's {self.methods}"
+            )
+        for name, limit in (("trial", self.trials), ("cycle", self.cycles), ("n_labelled", None)):
+            try:
+                rec[name] = int(rec[name])
+            except ValueError:
+                raise self.bad(lineno, line, f"{name} {rec[name]!r} is not an integer") from None
+            if rec[name] < 0 or (limit is not None and rec[name] >= limit):
+                raise self.bad(
+                    lineno,
+                    line,
+                    f"{name} {rec[name]} is outside the run's range 0..{(limit or 1) - 1}",
+                )
+        for name in ("accuracy", "fit_seconds", "query_seconds"):
+            try:
+                rec[name] = float(rec[name])
+            except ValueError:
+                raise self.bad(lineno, line, f"{name} {rec[name]!r} is not a number") from None
+            top = 1 if name == "accuracy" else math.inf
+            if not math.isfinite(rec[name]) or not 0 <= rec[name] <= top:
+                raise self.bad(lineno, line, f"{name} {rec[name]!r} is out of range")
+        self._check_settings(lineno, line, rec)
+        return {c: rec[c] for c in RESULT_DTYPES}
+
+    def _check_settings(self, lineno: int, line: str, rec: dict[str, Any]) -> None:
+        if rec["n_labelled"] != self.n_labelled[rec["cycle"]]:
+            raise self.bad(
+                lineno,
+                line,
+                f"n_labelled {rec['n_labelled']} does not match the configuration "
+                f"({self.n_labelled[rec['cycle']]} in cycle {rec['cycle']})",
+            )
+        if rec["config_hash"] != self.want_hash:
+            raise self.bad(
+                lineno,
+                line,
+                f"the row was computed with other settings (config_hash "
+                f"{rec['config_hash']}, {self.config_path} now hashes to {self.want_hash}); "
+                "config.json was edited or rows from another run were added",
+            )
+
+
+class FolderState(NamedTuple):
+    """What a checked run folder holds: its rows, selections and finished cycles."""
+
+    rows: pd.DataFrame
+    selections: dict[str, Any]
+    done: set[tuple[str, int, int]]
+
+
+def read_config(store: RunFolder) -> ExperimentConfig:
+    """The validated :class:`ExperimentConfig` of ``config.json``; errors name the file."""
+    d = store.read_config_dict()
+    try:
+        cfg = ExperimentConfig.from_dict(d)
+        cfg.validate()
+    except (ValueError, TypeError) as exc:
+        raise RunFolderError(f"{store.config}: {exc}") from None
+    return cfg
+
+
+def check_same_protocol(store: RunFolder, config: ExperimentConfig) -> None:
+    """Refuse a folder that holds another run, or results without their config.json."""
+    store.check_kinds()
+    if not store.config.exists() and (store.results.exists() or store.selections.exists()):
+        raise RunFolderError(
+            f"{store.config} is missing, but {store.out} holds results of a "
+            "run; restore config.json, or use another folder"
+        )
+    if store.config.exists():
+        old = protocol_settings(read_config(store).to_dict())
+        new = protocol_settings(config.to_dict())
+        if old != new:
+            raise OtherRunError(store.out, describe_changes(old, new))
+
+
+def checked_folder(cfg: ExperimentConfig, store: RunFolder, n_pool: int) -> FolderState:
+    """The folder's rows, selections and finished cycles, once every check passed."""
+    if not store.config.is_file():
+        return FolderState(empty_rows(), {}, set())
+    rows, sel = store.load(cfg.to_dict(), cfg.n_labelled())
+    done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
+    _check_replay(cfg, n_pool, sel, done, store)
+    return FolderState(rows, sel, done)
+
+
+def _check_replay(
+    cfg: ExperimentConfig,
+    n_pool: int,
+    sel: dict[str, Any],
+    done: set[tuple[str, int, int]],
+    store: RunFolder,
+) -> None:
+    """Refuse stored selections that a resumed run could not replay as they were made:
+    indices outside the pool, images already labelled, or another count than the
+    protocol picks (``budget`` per cycle, none after the last)."""
+    for method, trial in sorted({(m, t) for m, t, _ in done}):
+        labelled = initial_labels(cfg, n_pool, trial)
+        for cycle in range(cfg.cycles):
+            if (method, trial, cycle) not in done:
+                break
+            k = key(method, trial, cycle)
+            chosen = np.asarray(sel[k]["selected"], dtype=np.int64)
+            nxt = sel[k].get("next_unlabeled")
+            want = 0 if cycle == cfg.cycles - 1 else cfg.budget
+            what = None
+            if len(chosen) != want:
+                what = f"holds {len(chosen)} selected images; the protocol picks {want}"
+            elif chosen.size and chosen.max() >= n_pool:
+                what = f"selects image {int(chosen.max())} of a pool of {n_pool}"
+            elif np.isin(chosen, labelled).any():
+                what = "selects images that were already labelled"
+            elif nxt is not None and len(nxt) and max(nxt) >= n_pool:
+                what = f"lists unlabelled image {max(nxt)} of a pool of {n_pool}"
+            if what:
+                raise RunFolderError(
+                    f"{store.selections}: the entry {k!r} {what}; the "
+                    "file was changed after the run wrote it"
+                )
+            labelled = np.union1d(labelled, chosen)

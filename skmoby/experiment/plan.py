@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._config import ExperimentConfig, is_joint
-from .datasets import ImageDataset
-from .experiment import _make_estimator
+from ..datasets import ImageDataset
+from .config import ExperimentConfig, is_joint
+from .protocol import make_estimator
 
 #: A run estimated past this many hours on a CPU is called GPU-sized.
 CPU_HOURS_WARNING = 4.0
@@ -29,6 +29,13 @@ class RunPlan:
         Per method, measured here on a short fit of the run's own learner.
     device : str
         The device the measurement ran on (``"auto"`` resolved).
+
+    Examples
+    --------
+    >>> plan = RunPlan(fits=2, steps={"random": 100}, seconds_per_step={"random": 0.5},
+    ...                device="cpu")
+    >>> plan.total_steps, plan.seconds
+    (100, 50.0)
     """
 
     fits: int
@@ -134,7 +141,7 @@ def _probe(cfg: ExperimentConfig, ds: ImageDataset, method: str, batches: int) -
             [lab, [next(i for i in order[n:] if ds.y_train[i] != ds.y_train[lab[0]])]]
         )
     kw = {"X_unlabeled": ds.X_train[order[-n:]]} if is_joint(method) else {}
-    est = _make_estimator(cfg, method, ds, cfg.seed)
+    est = make_estimator(cfg, method, ds, cfg.seed)
     est.set_params(max_epochs=3)
     est.fit(ds.X_train[lab], ds.y_train[lab], **kw)
     # The first epoch carries initialisation and warm-up; the median step of the others
@@ -146,7 +153,30 @@ def _probe(cfg: ExperimentConfig, ds: ImageDataset, method: str, batches: int) -
 def plan_run(
     cfg: ExperimentConfig, ds: ImageDataset, done: Iterable[tuple[str, int, int]] = ()
 ) -> RunPlan:
-    """The :class:`RunPlan` of ``cfg`` on ``ds`` with the cycles in ``done`` saved."""
+    """The :class:`RunPlan` of ``cfg`` on ``ds`` with the cycles in ``done`` saved.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+        The run's settings.
+    ds : ImageDataset
+        The run's data.
+    done : iterable of (str, int, int)
+        The (method, trial, cycle) already saved.
+
+    Returns
+    -------
+    RunPlan
+
+    Examples
+    --------
+    >>> from skmoby.datasets import load_dataset
+    >>> cfg = ExperimentConfig(methods=["random"], initial=20, budget=10, cycles=2,
+    ...                        trials=1, epochs=1, device="cpu")
+    >>> plan = plan_run(cfg, load_dataset("digits"), done=[("random", 0, 0)])
+    >>> plan.fits, plan.steps
+    (1, {'random': 1})
+    """
     fits, steps = steps_left(cfg, len(ds.X_train), done)
     measured: dict[str, float] = {}
     device = cfg.device
