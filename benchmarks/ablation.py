@@ -54,21 +54,20 @@ Usage (FashionMNIST files under DIR, flat or in torchvision's ``DIR/FashionMNIST
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import inspect
 import json
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pandas as pd
 import torch
 
-from skmoby import experiment
+from skmoby import datasets
 from skmoby.augment import WeakAugment
-from skmoby.datasets import ImageDataset, _imbalance, load_dataset
-from skmoby.experiment import PRESETS, ExperimentConfig, run_experiment
+from skmoby.datasets import ImageDataset, load_dataset
+from skmoby.experiment import PRESETS, ExperimentConfig, make_estimator, run_experiment
 from skmoby.network import MoBYv2Network
 from skmoby.query import probcover, typiclust
 from skmoby.query.strategies import coreset, random_sampling
@@ -157,24 +156,21 @@ VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
 }
 
 
-@contextlib.contextmanager
-def _variant(method: str, params: dict, strategy):
-    """Make the runner build its estimators with ``params`` and select with ``strategy``.
+def _with_params(config, method, dataset, random_state, *, device=None, params):
+    """The runner's learner with the variant's estimator parameters."""
+    est = make_estimator(config, method, dataset, random_state, device=device)
+    return est.set_params(**params)
 
-    The runner has no hook for either, so its estimator factory and strategy table are
-    patched for the duration of one variant's run.
-    """
-    make = experiment._make_estimator
 
-    def make_with_params(*args, **kwargs):
-        return make(*args, **kwargs).set_params(**params)
-
-    with contextlib.ExitStack() as stack:
-        if params:
-            stack.enter_context(mock.patch.object(experiment, "_make_estimator", make_with_params))
-        if strategy is not None:
-            stack.enter_context(mock.patch.dict(experiment._STRATEGIES, {method: strategy}))
-        yield
+def _hooks(method: str, params: dict, strategy) -> dict:
+    """The run_experiment hooks that build a variant's learners and select with its
+    strategy (picklable, so that worker processes use them too)."""
+    hooks = {}
+    if params:
+        hooks["make_estimator"] = functools.partial(_with_params, params=params)
+    if strategy is not None:
+        hooks["strategies"] = {method: strategy}
+    return hooks
 
 
 def _split(ds: ImageDataset, split: str, n_val: int, seed: int) -> ImageDataset:
@@ -200,7 +196,7 @@ def build_dataset(
 ) -> ImageDataset:
     """The evaluation split and pool of a run: what ``variant.json`` records rebuilds it."""
     ds = _split(load_dataset(name, data_root), split, n_val, seed=12345)
-    return ds if imbalance is None else _imbalance(ds, keep=imbalance)
+    return ds if imbalance is None else datasets.imbalance(ds, keep=imbalance)
 
 
 def split_label(split: str, imbalance: int | None) -> str:
@@ -498,15 +494,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{folder} holds another variant or split; use another --out")
         spec_file.write_text(json.dumps(spec, indent=2))
         t0 = time.perf_counter()
-        with _variant(method, params, strategy):
-            res = run_experiment(
-                cfg,
-                folder,
-                dataset=ds,
-                progress=False,
-                jobs=args.jobs,
-                log=lambda s, n=name: print(f"[{n}] {s}", flush=True),
-            )
+        res = run_experiment(
+            cfg,
+            folder,
+            dataset=ds,
+            progress=False,
+            jobs=args.jobs,
+            log=lambda s, n=name: print(f"[{n}] {s}", flush=True),
+            **_hooks(method, params, strategy),
+        )
         results[name] = res
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
         # Tables after every variant, so a run stopped by a time limit leaves them.

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["DATASETS", "ImageDataset", "load_dataset"]
+__all__ = ["DATASETS", "ImageDataset", "imbalance", "load_dataset"]
 
 # Per-channel mean and standard deviation of the training images on the [0, 1] scale
 # (the values commonly published for these datasets).
@@ -337,13 +337,35 @@ def _digits() -> ImageDataset:
     return ImageDataset("digits", Xtr, ytr, Xte, yte, [str(i) for i in range(10)], "auto")
 
 
-def _imbalance(ds: ImageDataset, classes=(0, 2, 4, 6, 8), keep: int = 500) -> ImageDataset:
+def imbalance(
+    ds: ImageDataset, classes: tuple[int, ...] = (0, 2, 4, 6, 8), keep: int = 500
+) -> ImageDataset:
     """The imbalanced pool of the paper's CIFAR-10 experiment (Section 4.3): the training
     images of ``classes`` cut to their first ``keep`` (in file order), the test set whole.
 
     The defaults are the authors' split (MoBYv2AL's ``load_dataset.py``, ``cifar10im``:
     counts ``[500, 5000] * 5`` over classes 0-9, each class's first images kept), a pool
     of 5 x 500 + 5 x 5000 = 27,500 images.
+
+    Parameters
+    ----------
+    ds : ImageDataset
+        The balanced dataset.
+    classes : tuple of int, default=(0, 2, 4, 6, 8)
+        The classes whose training images are cut.
+    keep : int, default=500
+        Training images kept of each class in ``classes``.
+
+    Returns
+    -------
+    ImageDataset
+        Named ``"<name>-imbalanced"``.
+
+    Examples
+    --------
+    >>> ds = imbalance(load_dataset("digits"), classes=(0,), keep=10)
+    >>> ds.name, int((ds.y_train == 0).sum()), len(ds.X_test) == len(load_dataset("digits").X_test)
+    ('digits-imbalanced', 10, True)
     """
     idx = []
     for c in np.unique(ds.y_train):
@@ -426,4 +448,4 @@ def load_dataset(
         return _cifar(root, download, 100)
     if name == "svhn":
         return _svhn(root, download)
-    return _imbalance(_cifar(root, download, 10))
+    return imbalance(_cifar(root, download, 10))

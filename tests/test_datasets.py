@@ -9,7 +9,7 @@ import pytest
 import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.svhn as tv_svhn
 
-from skmoby.datasets import DATASETS, load_dataset
+from skmoby.datasets import DATASETS, imbalance, load_dataset
 
 REAL_CHECK_INTEGRITY = tv_cifar.check_integrity
 
@@ -122,6 +122,22 @@ def test_imbalanced_cifar10_is_the_authors_split(tmp_path):
         np.testing.assert_array_equal(kept[imb.y_train == c], original[y_all == c][:500])
     np.testing.assert_array_equal(imb.y_test, y_test)
     assert imb.name == "cifar10-imbalanced"
+
+
+def test_imbalance_cuts_the_chosen_classes_to_their_first_images():
+    digits = load_dataset("digits")
+    imb = imbalance(digits, classes=(1, 7), keep=5)
+    for c in range(10):
+        first = np.flatnonzero(digits.y_train == c)
+        want = first[:5] if c in (1, 7) else first
+        np.testing.assert_array_equal(imb.X_train[imb.y_train == c], digits.X_train[want])
+    np.testing.assert_array_equal(imb.X_test, digits.X_test)
+    np.testing.assert_array_equal(imb.y_test, digits.y_test)
+    assert (imb.name, imb.classes, imb.normalize) == (
+        "digits-imbalanced",
+        digits.classes,
+        digits.normalize,
+    )
 
 
 def test_cifar100_from_files(tmp_path):
