@@ -160,8 +160,6 @@ def _add_demo(sub) -> None:
 
 
 def _add_run(sub) -> None:
-    from .datasets import DATASETS
-
     run = sub.add_parser(
         "run",
         help="run a preset or a custom protocol",
@@ -173,6 +171,27 @@ def _add_run(sub) -> None:
         epilog=_presets_epilog(PRESETS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_settings(run)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (fits, training steps, the time per step measured "
+        "here and the estimated total) and stop; nothing is written",
+    )
+    run.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_parallel_options(run)
+    run.set_defaults(func=_commands.run)
+
+
+def _add_settings(run: argparse.ArgumentParser) -> None:
+    """The protocol's settings as flags of ``run`` (see ``ExperimentConfig``)."""
+    from .datasets import DATASETS
+
     run.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol")
     run.add_argument("--dataset", choices=DATASETS, help="dataset (or from --preset)")
     run.add_argument(
@@ -215,20 +234,6 @@ def _add_run(sub) -> None:
     run.add_argument(
         "--download", action="store_true", default=None, help="download missing dataset files"
     )
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the plan (fits, training steps, the time per step measured "
-        "here and the estimated total) and stop; nothing is written",
-    )
-    run.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        help=f"results folder (default {DEFAULT_OUT}/PRESET_OR_DATASET)",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_parallel_options(run)
-    run.set_defaults(func=_commands.run)
 
 
 def _add_resume(sub) -> None:
