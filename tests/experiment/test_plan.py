@@ -6,27 +6,9 @@ from skmoby import cli
 from skmoby.datasets import load_dataset
 from skmoby.experiment import PRESETS, ExperimentConfig
 from skmoby.experiment.plan import RunPlan, plan_run, steps_left
+from tests.experiment.conftest import tiny_run_args
 
-ARGS = [
-    "run",
-    "--dataset",
-    "digits",
-    "--methods",
-    "mobyv2al,random",
-    "--initial",
-    "20",
-    "--budget",
-    "10",
-    "--cycles",
-    "2",
-    "--trials",
-    "2",
-    "--epochs",
-    "1",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+ARGS = tiny_run_args(methods="mobyv2al,random", trials=2)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):

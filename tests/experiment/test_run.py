@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from skorch.callbacks import Callback
 
-from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
     make_estimator,
@@ -16,11 +15,6 @@ from skmoby.experiment import (
     summarize,
 )
 from skmoby.experiment.protocol import JobProtocol
-
-
-@pytest.fixture(scope="module")
-def digits_ds():
-    return load_dataset("digits")
 
 
 def tiny(**kw):

@@ -15,7 +15,6 @@ import torch
 from skorch.callbacks import Callback
 
 from skmoby import devices
-from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
     JobsFailedError,
@@ -74,11 +73,6 @@ def tiny(**kw):
 def jobs_of(cfg):
     """The (method, trial) jobs of a run."""
     return len(cfg.methods) * cfg.trials
-
-
-@pytest.fixture(scope="module")
-def digits_ds():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
