@@ -18,6 +18,23 @@ Methods:
     CoreSet on its features: the paper's CoreSet baseline.
 ``random``, ``entropy``
     The supervised learner with random selection or maximum-entropy selection.
+
+The package, one concern per module, imports running one way (each module only imports
+those above it):
+
+``config``
+    :class:`ExperimentConfig`, :data:`METHODS`, :data:`PRESETS` (no PyTorch).
+``errors``
+    The errors of a run.
+``locks``, ``store``
+    The run folder: its lock, its files, and the checks made when it is read.
+``protocol``
+    One (method, trial) job: its learner, its strategy and its cycles.
+``runners``
+    Where jobs execute (this process, worker processes, Ray); they receive the job as
+    a picklable function and know nothing else of the protocol.
+``run``, ``plan``, ``report``
+    Running and resuming a run, its plan and cost, its table and plots.
 """
 
 from __future__ import annotations

@@ -238,12 +238,12 @@ def run_experiment(
     dataset = checked_dataset(config, dataset)
     with lock_folder(out):
         # Checked again under the lock: another process may have written the folder.
-        check_same_protocol(store, config)
+        stored = check_same_protocol(store, config)
         folder = checked_folder(config, store, len(dataset.X_train))
         state = RunState(config, out, dataset, folder)
         if on_start is not None:
             on_start(state)
-        if not store.config.exists() or read_config(store) != config:
+        if stored != config:  # a new folder, or another device or data_root
             store.write_config(config.to_dict())
         work = JobProtocol(config, callbacks, save_models, make_estimator, strategies)
         return _run_jobs(
@@ -322,7 +322,8 @@ def resume_experiment(
         check_device(cfg.device)
         check_resources(cfg.device, jobs_per_gpu, backend, ray_address)
         # a damaged folder or a data_root without the data: refused unchanged
-        state = _checked_state(cfg, out, dataset)
+        dataset = checked_dataset(cfg, dataset)
+        state = RunState(cfg, out, dataset, checked_folder(cfg, store, len(dataset.X_train)))
         if on_start is not None:
             on_start(state)
         if changes:

@@ -433,19 +433,22 @@ def read_config(store: RunFolder) -> ExperimentConfig:
     return cfg
 
 
-def check_same_protocol(store: RunFolder, config: ExperimentConfig) -> None:
-    """Refuse a folder that holds another run, or results without their config.json."""
+def check_same_protocol(store: RunFolder, config: ExperimentConfig) -> ExperimentConfig | None:
+    """Refuse a folder that holds another run, or results without their config.json;
+    return the configuration the folder holds (None for a new folder)."""
     store.check_kinds()
     if not store.config.exists() and (store.results.exists() or store.selections.exists()):
         raise RunFolderError(
             f"{store.config} is missing, but {store.out} holds results of a "
             "run; restore config.json, or use another folder"
         )
-    if store.config.exists():
-        old = protocol_settings(read_config(store).to_dict())
-        new = protocol_settings(config.to_dict())
-        if old != new:
-            raise OtherRunError(store.out, describe_changes(old, new))
+    if not store.config.exists():
+        return None
+    stored = read_config(store)
+    old, new = protocol_settings(stored.to_dict()), protocol_settings(config.to_dict())
+    if old != new:
+        raise OtherRunError(store.out, describe_changes(old, new))
+    return stored
 
 
 def checked_folder(cfg: ExperimentConfig, store: RunFolder, n_pool: int) -> FolderState:
