@@ -347,9 +347,13 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
+    import builtins
+
+    own_print = builtins.print  # Ray's init replaces it in the driver: later tests pickle it
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
+    builtins.print = own_print
 
 
 @pytest.mark.slow
