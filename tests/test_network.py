@@ -147,7 +147,7 @@ def _bn_net():
     )
 
 
-def test_contrastive_terms_normalise_each_view_on_its_own():
+def test_contrastive_terms_normalize_each_view_on_its_own():
     """Batch norm sees one view per forward pass (MoBY and the authors' code): the result
     equals running each view alone, and differs from one concatenated batch."""
     from skmoby.losses import symmetric_info_nce

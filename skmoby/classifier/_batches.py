@@ -163,8 +163,8 @@ class TrainingBatches:
         self.U = self._store(U, pin) if U is not None and len(U) else None
         self.batch_size = batch_size
         self.generator = torch.Generator(device=self.storage).manual_seed(seed)
-        self.n_labelled_batches = n_batches(len(X), batch_size)
-        self.n_unlabelled_batches = 0 if self.U is None else n_batches(len(self.U), batch_size)
+        self.n_labeled_batches = n_batches(len(X), batch_size)
+        self.n_unlabeled_batches = 0 if self.U is None else n_batches(len(self.U), batch_size)
 
     def _store(self, a: np.ndarray, pin: bool) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a))
@@ -192,19 +192,19 @@ class TrainingBatches:
             out = out.pin_memory()
         return out.to(self.device, non_blocking=True)
 
-    def _labelled(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _labeled(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         batch = (self._gather(self.X, idx), self._gather(self.y, idx))
         return batch if self.w is None else (*batch, self._gather(self.w, idx))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor | None, ...]]:
-        lab = self._index_batches(len(self.X), self.n_labelled_batches)
+        lab = self._index_batches(len(self.X), self.n_labeled_batches)
         if self.U is None:
-            for _ in range(self.n_labelled_batches):
-                yield self._labelled(next(lab))
+            for _ in range(self.n_labeled_batches):
+                yield self._labeled(next(lab))
             return
-        unl = self._index_batches(len(self.U), self.n_unlabelled_batches)
+        unl = self._index_batches(len(self.U), self.n_unlabeled_batches)
         for _ in range(len(self) // 2):
-            yield self._labelled(next(lab))
+            yield self._labeled(next(lab))
             yield self._gather(self.U, next(unl)), None
 
 

@@ -288,7 +288,7 @@ def _labels(est: Any, y: Any) -> np.ndarray:
     return column_or_1d(y, warn=True)
 
 
-def _labelled_weights(sample_weight: Any, n: int, unl: np.ndarray) -> np.ndarray | None:
+def _labeled_weights(sample_weight: Any, n: int, unl: np.ndarray) -> np.ndarray | None:
     """The labelled rows' weights, rescaled to average 1."""
     if sample_weight is None:
         return None
@@ -410,7 +410,7 @@ def prepare_fit_data(
             f"y has {int(np.isnan(y_l).sum())} NaN labels; to mark unlabelled rows with "
             "NaN (scikit-activeml's convention), pass unlabeled_label=np.nan"
         )
-    w_l = _labelled_weights(sample_weight, len(y), unl)
+    w_l = _labeled_weights(sample_weight, len(y), unl)
     U = _unlabeled_samples(est, X, X[unl], X_unlabeled)
     if len(y_l) == 0:
         raise ValueError("y has no labelled rows; at least 2 classes are needed")

@@ -267,18 +267,18 @@ class ExperimentConfig:
 
         self._check_pool(n_pool)
 
-        labelled = self.n_labelled()
+        labeled = self.n_labelled()
         table = pd.DataFrame(
-            {"n_labelled": labelled}, index=pd.RangeIndex(self.cycles, name="cycle")
+            {"n_labelled": labeled}, index=pd.RangeIndex(self.cycles, name="cycle")
         )
         for method in self.methods:
             if is_joint(method):
                 per_epoch = [
                     steps_per_epoch(n, u, self.batch_size)
-                    for n, u in zip(labelled, self.n_unlabelled(n_pool), strict=True)
+                    for n, u in zip(labeled, self.n_unlabelled(n_pool), strict=True)
                 ]
             else:
-                per_epoch = [steps_per_epoch(n, 0, self.batch_size) for n in labelled]
+                per_epoch = [steps_per_epoch(n, 0, self.batch_size) for n in labeled]
             table[method] = [self.epochs * k for k in per_epoch]
         return table
 

@@ -277,19 +277,19 @@ class JobProtocol:
         cfg = self.config
         n_pool = len(ds.X_train)
         seed = cfg.seed + trial
-        labelled = initial_labels(cfg, n_pool, trial)
+        labeled = initial_labels(cfg, n_pool, trial)
         rng = np.random.RandomState([seed, METHODS.index(method)])
-        unl = _unlabeled_subset(cfg, labelled, n_pool, rng) if is_joint(method) else None
+        unl = _unlabeled_subset(cfg, labeled, n_pool, rng) if is_joint(method) else None
         for cycle in range(cfg.cycles):
             if cycle in finished:  # replay what the finished cycle chose
                 selected = finished[cycle]["selected"]
                 next_unl = finished[cycle].get("next_unlabeled")
             else:
-                state = _CycleState(method, trial, cycle, labelled, unl, rng)
+                state = _CycleState(method, trial, cycle, labeled, unl, rng)
                 done = self._one_cycle(ds, state, device=device, progress=progress)
                 selected, next_unl = done.entry["selected"], done.entry["next_unlabeled"]
                 yield done
-            labelled = np.union1d(labelled, selected)
+            labeled = np.union1d(labeled, selected)
             if next_unl is not None:
                 unl = np.asarray(next_unl, dtype=np.int64)
             rng = np.random.RandomState([seed, METHODS.index(method), cycle + 1])
@@ -323,7 +323,7 @@ class JobProtocol:
             method=state.method,
             trial=state.trial,
             cycle=state.cycle,
-            n_labelled=len(state.labelled),
+            n_labelled=len(state.labeled),
             accuracy=float(learner.estimator.score(ds.X_test, ds.y_test)),
             fit_seconds=fit_s,
             query_seconds=0.0,
@@ -353,8 +353,8 @@ class JobProtocol:
             learner = ActiveLearner(
                 estimator=estimator,
                 query_strategy=self._strategy(state),
-                X_training=ds.X_train[state.labelled],
-                y_training=ds.y_train[state.labelled],
+                X_training=ds.X_train[state.labeled],
+                y_training=ds.y_train[state.labeled],
                 **fit_kw,
             )
         fit_s = time.perf_counter() - t0
@@ -372,7 +372,7 @@ class _CycleState(NamedTuple):
     method: str
     trial: int
     cycle: int
-    labelled: np.ndarray
+    labeled: np.ndarray
     unlabeled: np.ndarray | None
     rng: np.random.RandomState
 
@@ -387,7 +387,7 @@ def _scanned(cfg: ExperimentConfig, candidates: np.ndarray, rng) -> np.ndarray:
 def _select(cfg: ExperimentConfig, ds: ImageDataset, learner, state: _CycleState) -> np.ndarray:
     """The ``budget`` pool images the learner's strategy selects for labelling."""
     is_lab = np.zeros(len(ds.X_train), dtype=bool)
-    is_lab[state.labelled] = True
+    is_lab[state.labeled] = True
     pool = _scanned(cfg, np.flatnonzero(~is_lab), state.rng)
     idx, _ = learner.query(ds.X_train[pool], n_instances=min(cfg.budget, len(pool)))
     return pool[np.asarray(idx)]
@@ -402,23 +402,23 @@ def _next_unlabeled(
         return None
     n_pool = len(ds.X_train)
     if cfg.unlabeled != "lowest_loss":
-        return _unlabeled_subset(cfg, np.union1d(state.labelled, selected), n_pool, state.rng)
+        return _unlabeled_subset(cfg, np.union1d(state.labeled, selected), n_pool, state.rng)
     is_lab = np.zeros(n_pool, dtype=bool)
-    is_lab[state.labelled] = True
+    is_lab[state.labeled] = True
     is_lab[selected] = True
     cand = _scanned(cfg, np.flatnonzero(~is_lab), state.rng)
     if not len(cand):  # the whole pool is labelled: nothing unlabelled is left to train on
         return cand
-    n = min(len(state.labelled) + len(selected), len(cand))
+    n = min(len(state.labeled) + len(selected), len(cand))
     sub, _ = lowest_contrastive_subset(learner.estimator, ds.X_train[cand], n)
     return cand[sub]
 
 
-def _unlabeled_subset(cfg: ExperimentConfig, labelled, n_pool: int, rng) -> np.ndarray:
+def _unlabeled_subset(cfg: ExperimentConfig, labeled, n_pool: int, rng) -> np.ndarray:
     """The whole rest of the pool (``"all"``), else as many random rows as labelled."""
     is_lab = np.zeros(n_pool, dtype=bool)
-    is_lab[labelled] = True
+    is_lab[labeled] = True
     rest = np.flatnonzero(~is_lab)
     if cfg.unlabeled == "all":
         return rest
-    return np.sort(rng.choice(rest, min(len(labelled), len(rest)), replace=False))
+    return np.sort(rng.choice(rest, min(len(labeled), len(rest)), replace=False))

@@ -472,7 +472,7 @@ def _check_replay(
     indices outside the pool, images already labelled, or another count than the
     protocol picks (``budget`` per cycle, none after the last)."""
     for method, trial in sorted({(m, t) for m, t, _ in done}):
-        labelled = initial_labels(cfg, n_pool, trial)
+        labeled = initial_labels(cfg, n_pool, trial)
         for cycle in range(cfg.cycles):
             if (method, trial, cycle) not in done:
                 break
@@ -485,7 +485,7 @@ def _check_replay(
                 what = f"holds {len(chosen)} selected images; the protocol picks {want}"
             elif chosen.size and chosen.max() >= n_pool:
                 what = f"selects image {int(chosen.max())} of a pool of {n_pool}"
-            elif np.isin(chosen, labelled).any():
+            elif np.isin(chosen, labeled).any():
                 what = "selects images that were already labelled"
             elif nxt is not None and len(nxt) and max(nxt) >= n_pool:
                 what = f"lists unlabelled image {max(nxt)} of a pool of {n_pool}"
@@ -494,4 +494,4 @@ def _check_replay(
                     f"{store.selections}: the entry {k!r} {what}; the "
                     "file was changed after the run wrote it"
                 )
-            labelled = np.union1d(labelled, chosen)
+            labeled = np.union1d(labeled, chosen)

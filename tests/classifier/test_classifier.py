@@ -87,7 +87,7 @@ def test_optimizer_only_updates_query_branch(fitted):
 
 
 # ---------------------------------------------------------- unlabelled data
-def test_unlabelled_rows_via_minus_one(digits):
+def test_unlabeled_rows_via_minus_one(digits):
     X, y = digits
     y_semi = y[:200].copy()
     y_semi[100:] = -1
@@ -102,7 +102,7 @@ def test_unlabelled_rows_via_minus_one(digits):
     assert clf.score(X[:200], y_semi) == pytest.approx(acc_all)
 
 
-def test_no_unlabelled_data_still_trains_contrastively(digits):
+def test_no_unlabeled_data_still_trains_contrastively(digits):
     X, y = digits
     clf = small_clf(max_epochs=1, queue_size=32).fit(X[:64], y[:64])
     assert clf.steps_per_epoch_ == 2
@@ -110,7 +110,7 @@ def test_no_unlabelled_data_still_trains_contrastively(digits):
     assert np.isfinite(clf.history[-1, "train_loss"])
 
 
-def test_unlabelled_batches_carry_only_contrastive_loss(digits):
+def test_unlabeled_batches_carry_only_contrastive_loss(digits):
     X, y = digits
     clf = small_clf(max_epochs=1, lambda_c=0.0)
     clf.fit(X[:32], y[:32], X_unlabeled=X[32:64])
@@ -172,7 +172,7 @@ def test_input_kinds(digits, kind):
     assert clf.transform(X[:5]).shape == (5, 128)
 
 
-def test_unlabelled_pixel_types_are_reconciled(digits):
+def test_unlabeled_pixel_types_are_reconciled(digits):
     X, y = digits
     X = X[:40]
     U8 = (X * 255).round().astype(np.uint8)
@@ -282,7 +282,7 @@ def test_partial_fit_continues_training(digits):
         clf.partial_fit(X[:4], np.array([11, 11, 12, 12]))
 
 
-def test_pipeline_with_unlabelled_rows(digits):
+def test_pipeline_with_unlabeled_rows(digits):
     X, y = digits
     flat = FunctionTransformer(lambda a: a.reshape(len(a), -1))
     pipe = make_pipeline(flat, small_clf(backbone="mlp", max_epochs=1))
@@ -300,7 +300,7 @@ class _RecordingClf(MoBYv2Classifier):
         return super().fit(X, y, X_unlabeled=X_unlabeled)
 
 
-def test_gridsearch_passes_wrapped_unlabelled_data_whole(digits):
+def test_gridsearch_passes_wrapped_unlabeled_data_whole(digits):
     X, y = digits
     _RecordingClf.seen = []
     base = _RecordingClf(
@@ -313,7 +313,7 @@ def test_gridsearch_passes_wrapped_unlabelled_data_whole(digits):
     assert gs.best_params_["lambda_c"] in (0.5, 1.0)
 
 
-def test_gridsearch_with_minus_one_scores_labelled_rows_only(digits):
+def test_gridsearch_with_minus_one_scores_labeled_rows_only(digits):
     X, y = digits
     y_semi = y[:120].copy()
     y_semi[::2] = -1

@@ -168,7 +168,7 @@ def test_flat_rows_after_fitting_on_images_name_the_image_shape(fitted, digits):
 
 
 @pytest.mark.parametrize("how", ["X_unlabeled", "minus_one"])
-def test_a_single_unlabelled_sample_is_left_out_with_a_warning(digits, how):
+def test_a_single_unlabeled_sample_is_left_out_with_a_warning(digits, how):
     # Batch norm cannot train on a batch of one: a pool down to one image crashed fit.
     X, y = digits
     if how == "X_unlabeled":
@@ -213,7 +213,7 @@ def test_x_unlabeled_behind_passthrough_steps_is_accepted(digits):
     assert pipe[-1].steps_per_epoch_ == 4
 
 
-def test_stack_unlabeled_sends_unlabelled_rows_through_the_pipeline(digits):
+def test_stack_unlabeled_sends_unlabeled_rows_through_the_pipeline(digits):
     X, y = digits
     Xf = X.reshape(len(X), -1)
     pipe = Pipeline([("scale", StandardScaler()), ("clf", small_clf(backbone="mlp", max_epochs=1))])
@@ -234,7 +234,7 @@ def test_stack_unlabeled_keeps_string_labels_and_nan_convention(digits):
 
 
 # ================================================================= NaN labels
-def test_nan_marks_unlabelled_rows(digits):
+def test_nan_marks_unlabeled_rows(digits):
     X, y = digits
     y_nan = y[:200].astype(float)
     y_nan[100:] = np.nan

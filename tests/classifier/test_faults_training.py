@@ -140,7 +140,7 @@ def test_zero_weight_rows_do_not_teach_their_class(digits):
     assert (weighted.predict(zeros) == 0).mean() < 0.1
 
 
-def test_weights_of_unlabelled_rows_are_ignored(digits):
+def test_weights_of_unlabeled_rows_are_ignored(digits):
     X, y = digits
     y_semi = y[:96].copy()
     y_semi[64:] = -1

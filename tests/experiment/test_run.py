@@ -35,7 +35,7 @@ def tiny(**kw):
     return ExperimentConfig(**base)
 
 
-def _labelled_sets(out, cfg, n_pool):
+def _labeled_sets(out, cfg, n_pool):
     sel = json.loads((out / "selections.json").read_text())["cycles"]
     sets = {}
     for trial in range(cfg.trials):
@@ -43,11 +43,11 @@ def _labelled_sets(out, cfg, n_pool):
             np.random.RandomState(cfg.seed + trial).choice(n_pool, cfg.initial, replace=False)
         )
         for method in cfg.methods:
-            labelled = list(init)
+            labeled = list(init)
             for cycle in range(cfg.cycles):
                 entry = sel[f"{method}/{trial}/{cycle}"]
-                sets[(method, trial, cycle)] = (list(labelled), entry)
-                labelled += entry["selected"]
+                sets[(method, trial, cycle)] = (list(labeled), entry)
+                labeled += entry["selected"]
     return sets
 
 
@@ -66,19 +66,19 @@ def test_protocol_bookkeeping(tmp_path, digits_ds):
     ]
     for _, g in res.groupby(["method", "trial"]):
         assert g.sort_values("cycle")["n_labelled"].tolist() == [20, 30, 40]
-    sets = _labelled_sets(tmp_path, cfg, len(digits_ds.X_train))
-    for (method, _trial, cycle), (labelled, entry) in sets.items():
+    sets = _labeled_sets(tmp_path, cfg, len(digits_ds.X_train))
+    for (method, _trial, cycle), (labeled, entry) in sets.items():
         sel = entry["selected"]
-        assert len(set(labelled)) == len(labelled)  # no index labelled twice
+        assert len(set(labeled)) == len(labeled)  # no index labelled twice
         if cycle < cfg.cycles - 1:
-            assert len(sel) == cfg.budget and not set(sel) & set(labelled)
+            assert len(sel) == cfg.budget and not set(sel) & set(labeled)
         else:
             assert sel == []
         unl = entry["next_unlabeled"]
         if method == "mobyv2al" and unl is not None:
             # As many unlabelled as labelled next cycle, disjoint from labelled ones.
-            assert len(unl) == len(labelled) + len(sel)
-            assert not set(unl) & (set(labelled) | set(sel))
+            assert len(unl) == len(labeled) + len(sel)
+            assert not set(unl) & (set(labeled) | set(sel))
         elif method != "mobyv2al":
             assert unl is None
     # The methods of a trial share the initial labelled set.

@@ -163,7 +163,7 @@ def _edit_first_selection(out, edit):
     (out / "results.csv").write_text("".join(csv_lines(out)[:2]))
 
 
-def _already_labelled(sel, out):
+def _already_labeled(sel, out):
     cfg = json.loads((out / "config.json").read_text())
     n_pool = len(load_dataset("digits").X_train)
     sel[1] = int(
@@ -179,7 +179,7 @@ def _already_labelled(sel, out):
         (lambda sel, out: sel.__setitem__(1, True), "distinct non-negative integer"),
         (lambda sel, out: sel.clear(), "holds 0 selected images; the protocol picks 10"),
         (lambda sel, out: sel.__setitem__(1, 99999), "selects image 99999 of a pool"),
-        (_already_labelled, "selects images that were already labelled"),
+        (_already_labeled, "selects images that were already labelled"),
     ],
 )
 def test_an_edited_selection_is_refused_with_file_and_entry(run_copy, digits_ds, edit, match):
@@ -206,7 +206,7 @@ def test_resume_on_another_device_leaves_a_damaged_folder_unchanged(run_copy, di
         rows = csv_lines(run_copy)
         (run_copy / "results.csv").write_text("".join(rows + rows[-1:]))
     else:  # found only when the stored selections are replayed against the pool
-        _edit_first_selection(run_copy, _already_labelled)
+        _edit_first_selection(run_copy, _already_labeled)
     edit_config(run_copy, device="auto")
     before = (run_copy / "config.json").read_text()
     with pytest.raises(RunFolderError):

@@ -98,7 +98,7 @@ def test_torch_step_equals_reference(kind):
     np.testing.assert_allclose(dists.numpy(), want[1], rtol=1e-12)
 
 
-def test_torch_step_first_pick_without_centres():
+def test_torch_step_first_pick_without_centers():
     F, _ = data("clustered")
     want = reference(F, 10, (), random_state=3)
     x, min_d = start(F, [])
@@ -235,7 +235,7 @@ def test_k_center_greedy_syncs_a_few_times_not_once_per_pick():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_first_pick_without_centres():
+def test_cuda_first_pick_without_centers():
     F, _ = data("clustered")
     want = reference(F, 12, (), random_state=5)
     got = k_center_greedy(torch.from_numpy(F).cuda(), 12, random_state=5)

@@ -60,7 +60,7 @@ def test_equals_reference(backend, prune, kind):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_all_remaining_points_and_duplicates_of_centres(backend):
+def test_all_remaining_points_and_duplicates_of_centers(backend):
     rng = np.random.RandomState(1)
     F = np.repeat(rng.randn(10, 3), 3, axis=0)  # every point three times
     init = [0, 1]
@@ -73,7 +73,7 @@ def test_all_remaining_points_and_duplicates_of_centres(backend):
     assert got[1][-1] == 0.0
 
 
-def test_no_initial_centres_uses_random_state():
+def test_no_initial_centers_uses_random_state():
     rng = np.random.RandomState(2)
     F = rng.randn(200, 4)
     a = k_center_greedy(F, 20, random_state=7)
@@ -145,7 +145,7 @@ def test_pruning_skips_work_on_clustered_data(monkeypatch):
     np.testing.assert_array_equal(pruned[1], full[1])
 
 
-def test_initial_search_compares_few_centre_groups(monkeypatch):
+def test_initial_search_compares_few_center_groups(monkeypatch):
     rng = np.random.RandomState(8)
     F = torch.from_numpy(clustered(rng, 4000, 32, k=10, spread=10.0))
     pairs = []
@@ -240,7 +240,7 @@ def test_one_extreme_outlier_leaves_float32_picks_exact(value, role, prune):
     [(np.float32, 1e6), (np.float32, 1e20), (np.float64, 1e9), (np.float64, 1e20)],
 )
 @pytest.mark.parametrize("prune", [True, False])
-def test_centres_in_two_populations_far_apart(dtype, offset, prune):
+def test_centers_in_two_populations_far_apart(dtype, offset, prune):
     # Centres in two clusters of clusters far apart: no one centring point is near
     # both, and the products ||c||^2 - 2 x.c cancelled the spread of the far one, which
     # gave wrong nearest centres (distances several times too large, wrong picks).
@@ -434,7 +434,7 @@ def test_unsigned_tensors(dtype):
     np.testing.assert_array_equal(got[0], reference(X, 4, [0])[0])
 
 
-def test_pruning_and_the_plain_scan_centre_alike():
+def test_pruning_and_the_plain_scan_center_alike():
     # The pruned initial search ranks subsets of the centres; each subset was centred on
     # its own mean, so the same (point, centre) pair was scored differently and near
     # ties between two centres went different ways with and without pruning.

@@ -150,8 +150,8 @@ def test_modal_loop_with_mobyv2_on_digits(digits):
     assert learner.estimator.score(X[800:], y[800:]) > 0
     # Queried images were not in the labelled set already.
     first = picked[0].reshape(10, -1)
-    labelled = X[:100].reshape(100, -1)
-    assert not any((labelled == row).all(axis=1).any() for row in first)
+    labeled = X[:100].reshape(100, -1)
+    assert not any((labeled == row).all(axis=1).any() for row in first)
 
 
 def test_max_entropy_picks_most_uncertain():
