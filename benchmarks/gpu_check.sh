@@ -50,7 +50,7 @@ cat "$OUT/gpu.txt"
 if want tests; then
     if [ "$TINY" = 1 ]; then
         step pytest_gpu 120 $PY -m pytest -o addopts="" -p no:cacheprovider -q -m gpu \
-            tests/test_training_path.py
+            tests/classifier/test_training_path.py
     else
         step pytest_gpu 120 $PY -m pytest -o addopts="" -p no:cacheprovider -q -m gpu tests
     fi

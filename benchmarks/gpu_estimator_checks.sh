@@ -10,7 +10,8 @@ OUT="${OUT:-./.gpu-out}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 status=0
-for module in tests/test_faults_estimator.py tests/test_classifier.py; do
+for module in tests/classifier/test_faults_training.py tests/classifier/test_faults_persistence.py \
+    tests/classifier/test_classifier.py; do
     name=$(basename "$module" .py)
     echo "== $module (gpu tests)"
     timeout 300 $PYTHON -m pytest "$module" -m gpu -q -p no:cacheprovider \
