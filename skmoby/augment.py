@@ -291,8 +291,40 @@ class StrongAugment:
             _check_strength(name, getattr(self, name))
         _check_strength("hue", self.hue, 0.5)
 
-    def _resized_crop(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+    def crop_maps(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The affine maps of the random resized crop and flip, one per image.
+
+        These are the maps :meth:`__call__` resamples ``x`` with, drawn from
+        ``generator`` in the same order, so they show the crops a view takes without
+        making it.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W)
+            Images; only their number, size, device and dtype are read.
+        generator : torch.Generator or None, default=None
+            Source of the random draws.
+
+        Returns
+        -------
+        Tensor of shape (n, 2, 3)
+            Maps from output to input coordinates in ``[-1, 1]``: ``[:, 0, 0]`` is the
+            crop's width as a fraction of the image's, negative when the image is
+            flipped, ``[:, 1, 1]`` its height, ``[:, :, 2]`` its center.
+
+        Examples
+        --------
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> theta = StrongAugment(scale=(1.0, 1.0), ratio=(1.0, 1.0)).crop_maps(
+        ...     torch.zeros(2, 1, 8, 8), generator=g
+        ... )
+        >>> theta.shape, theta[:, 0, 0].abs().tolist(), theta[:, 1, 1].tolist()
+        (torch.Size([2, 2, 3]), [1.0, 1.0], [1.0, 1.0])
+        """
+        _check_images(x)
         n, _, h, w = x.shape
+        g = generator
         area = _uniform(n, self.scale[0], self.scale[1], g, x)
         log_r = _uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), g, x)
         r = torch.exp(log_r)
@@ -307,7 +339,10 @@ class StrongAugment:
         theta[:, 1, 1] = ch
         theta[:, 0, 2] = cx
         theta[:, 1, 2] = cy
-        return _affine(x, theta).clamp(0, 1)
+        return theta
+
+    def _resized_crop(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        return _affine(x, self.crop_maps(x, g)).clamp(0, 1)
 
     def _jitter(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         n = x.shape[0]

@@ -168,6 +168,29 @@ def test_strong_ops_switched_off_reduce_to_resized_crop_of_whole_image():
     torch.testing.assert_close(aug(x, _gen()), x, atol=1e-5, rtol=0)
 
 
+def test_crop_maps_are_the_maps_the_strong_view_resamples_with():
+    aug = StrongAugment(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
+    x = torch.rand(6, 3, 12, 10)
+    theta = aug.crop_maps(x, _gen())
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    resampled = torch.nn.functional.grid_sample(x, grid, align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(aug(x, _gen()), resampled)
+
+
+def test_crop_maps_stay_inside_the_image_with_area_and_flip_as_asked():
+    x = torch.zeros(500, 1, 32, 32)
+    theta = StrongAugment(scale=(0.3, 0.6), flip_p=1.0).crop_maps(x, _gen())
+    cw, ch = -theta[:, 0, 0], theta[:, 1, 1]
+    assert bool((cw > 0).all()) and bool((ch > 0).all())  # every crop is flipped
+    assert bool((cw <= 1).all()) and bool((ch <= 1).all())
+    assert bool((theta[:, 0, 2].abs() <= 1 - cw + 1e-6).all())
+    assert bool((theta[:, 1, 2].abs() <= 1 - ch + 1e-6).all())
+    area = cw * ch
+    # no side reaches the image's here, so no clamp shrinks the drawn area
+    assert 0.3 - 1e-6 <= float(area.min()) and float(area.max()) <= 0.6 + 1e-6
+    assert bool((theta[:, 0, 1] == 0).all()) and bool((theta[:, 1, 0] == 0).all())
+
+
 def test_solarize_and_grayscale_always_on():
     aug = StrongAugment(
         scale=(1.0, 1.0),
