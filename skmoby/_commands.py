@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._callback_specs import CallbackSpecs
+from .datasets import DatasetCorruptedError, DatasetNotFoundError
 from .experiment import (
     PRESETS,
     ExperimentConfig,
@@ -108,19 +109,12 @@ def _message(exc: BaseException, out: Path | None = None) -> str:
             f"cycles are saved; `skmoby resume {exc.out}` redoes only what is missing. "
             "First traceback:\n" + exc.failures[0][2]
         )
-    if isinstance(exc, FileNotFoundError | ValueError) and _DATASET_ADVICE in str(exc):
-        return _without_dataset_advice(str(exc))
+    if isinstance(exc, DatasetNotFoundError):
+        return f"{exc.problem}or add --download (needs internet) to fetch them."
+    if isinstance(exc, DatasetCorruptedError):
+        them = "it" if len(exc.files) == 1 else "them"
+        return f"{exc.problem} Replace {them}, or delete {them} and add --download."
     return str(exc)
-
-
-# The dataset loaders tell a Python caller to pass download=True where files are missing
-# or damaged; the command line gives that advice as its flag.
-_DATASET_ADVICE = "pass download=True"
-
-
-def _without_dataset_advice(text: str) -> str:
-    head, _, tail = text.partition(_DATASET_ADVICE)
-    return f"{head}add --download{tail}"
 
 
 def _check_device(device: str) -> None:

@@ -34,14 +34,21 @@ import socket
 import struct
 import urllib.error
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["DATASETS", "ImageDataset", "imbalance", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DatasetCorruptedError",
+    "DatasetNotFoundError",
+    "ImageDataset",
+    "imbalance",
+    "load_dataset",
+]
 
 # Per-channel mean and standard deviation of the training images on the [0, 1] scale
 # (the values commonly published for these datasets).
@@ -89,20 +96,94 @@ class ImageDataset:
         )
 
 
-def _missing(name: str, root: Path, files: list[Path], note: str = "") -> FileNotFoundError:
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing; ``load_dataset(..., download=True)`` fetches them.
+
+    The message is :attr:`problem` followed by that advice.
+
+    Parameters
+    ----------
+    problem : str
+        What is missing and where to put it by hand, without the advice to download.
+    dataset : str
+        The dataset's name as written in messages (``"CIFAR-10"``).
+    root : Path
+        The data root searched.
+    files : sequence of Path
+        Where the files go (for FashionMNIST, the paths of torchvision's layout, where a
+        download puts them).
+
+    Attributes
+    ----------
+    problem, dataset, root, files
+        As passed, ``files`` as a tuple.
+    """
+
+    def __init__(self, problem: str, dataset: str, root: Path, files: Sequence[Path]) -> None:
+        self.problem, self.dataset, self.root = problem, dataset, Path(root)
+        self.files = tuple(files)
+        super().__init__(f"{problem}or pass download=True (needs internet) to fetch them.")
+
+    def __reduce__(self):  # pickled with the arguments its __init__ takes
+        return type(self), (self.problem, self.dataset, self.root, self.files)
+
+
+class DatasetCorruptedError(ValueError):
+    """A dataset's files differ from the official release; deleting them and passing
+    ``download=True`` to ``load_dataset`` fetches good ones.
+
+    The message is :attr:`problem` followed by that advice.
+
+    Parameters
+    ----------
+    problem : str
+        What differs, without the advice to download.
+    dataset : str
+        The dataset's name as written in messages (``"CIFAR-10"``).
+    root : Path
+        The folder holding the files.
+    files : sequence of Path
+        The file found to differ, or all of the dataset's files where the check does
+        not say which.
+
+    Attributes
+    ----------
+    problem, dataset, root, files
+        As passed, ``files`` as a tuple.
+    """
+
+    def __init__(self, problem: str, dataset: str, root: Path, files: Sequence[Path]) -> None:
+        self.problem, self.dataset, self.root = problem, dataset, Path(root)
+        self.files = tuple(files)
+        them = "it" if len(self.files) == 1 else "them"
+        super().__init__(f"{problem} Replace {them}, or delete {them} and pass download=True.")
+
+    def __reduce__(self):  # pickled with the arguments its __init__ takes
+        return type(self), (self.problem, self.dataset, self.root, self.files)
+
+
+def _missing(name: str, root: Path, files: list[Path], note: str = "") -> DatasetNotFoundError:
     listing = "\n  ".join(str(f) for f in files)
-    return FileNotFoundError(
-        f"{name} files not found under {root}. Put them here:\n  {listing}\n{note}"
-        f"or pass download=True (needs internet) to fetch them with torchvision."
+    return DatasetNotFoundError(
+        f"{name} files not found under {root}. Put them here:\n  {listing}\n{note}",
+        name,
+        root,
+        files,
     )
 
 
 def _corrupted(
-    name: str, root: Path, exc: BaseException, how: str = "torchvision checks their MD5 sums"
-) -> ValueError:
-    return ValueError(
-        f"{name} files under {root} do not match the official release ({how}): {exc}. "
-        f"Replace them, or delete them and pass download=True."
+    name: str,
+    root: Path,
+    files: list[Path],
+    exc: BaseException,
+    how: str = "torchvision checks their MD5 sums",
+) -> DatasetCorruptedError:
+    return DatasetCorruptedError(
+        f"{name} files under {root} do not match the official release ({how}): {exc}.",
+        name,
+        root,
+        files,
     )
 
 
@@ -168,22 +249,27 @@ def _fashionmnist_files(root: Path) -> list[Path] | None:
     return None
 
 
-def _fashionmnist_missing(root: Path) -> FileNotFoundError:
+def _fashionmnist_missing(root: Path) -> DatasetNotFoundError:
     layouts = "".join(
         f"\n {how}:" + "".join(f"\n  {folder / stem}.gz" for stem in _FASHIONMNIST_FILES)
         for how, folder in reversed(_fashionmnist_layouts(root))
     )
-    return FileNotFoundError(
+    raw = _fashionmnist_layouts(root)[0][1]
+    return DatasetNotFoundError(
         f"FashionMNIST files not found under {root}. Put them here, gzipped or not "
-        f"(with or without .gz), in one of two layouts:{layouts}\n"
-        f"or pass download=True (needs internet) to fetch them."
+        f"(with or without .gz), in one of two layouts:{layouts}\n",
+        "FashionMNIST",
+        root,
+        [raw / f"{stem}.gz" for stem in _FASHIONMNIST_FILES],
     )
 
 
-def _damaged_idx(path: Path, why: str) -> ValueError:
-    return ValueError(
-        f"FashionMNIST file {path} does not match the official release ({why}). "
-        f"Replace it, or delete it and pass download=True."
+def _damaged_idx(path: Path, why: str) -> DatasetCorruptedError:
+    return DatasetCorruptedError(
+        f"FashionMNIST file {path} does not match the official release ({why}).",
+        "FashionMNIST",
+        path.parent,
+        [path],
     )
 
 
@@ -290,7 +376,7 @@ def _cifar(root: Path, download: bool, n_classes: int) -> ImageDataset:
             train, test = [cls(str(root), train=t, download=download) for t in (True, False)]
     except RuntimeError as exc:  # torchvision: "not found or corrupted"
         if all(f.exists() for f in files):
-            raise _corrupted(title, root, exc) from exc
+            raise _corrupted(title, root, files, exc) from exc
         raise
 
     def arrays(part):  # torchvision holds (n, H, W, C) images
@@ -314,7 +400,7 @@ def _svhn(root: Path, download: bool) -> ImageDataset:
             train, test = [SVHN(str(root), split=s, download=download) for s in ("train", "test")]
     except RuntimeError as exc:
         if all(f.exists() for f in files):
-            raise _corrupted("SVHN", root, exc) from exc
+            raise _corrupted("SVHN", root, files, exc) from exc
         raise
 
     def arrays(part):  # torchvision maps the digit 0, stored as label 10, to 0
@@ -415,12 +501,13 @@ def load_dataset(
     ------
     ValueError
         For an unknown name, and for files that differ from the official release
-        (damaged or cut short).
+        (damaged or cut short): :class:`DatasetCorruptedError` where fetching the
+        files again would fix them.
     TypeError
         For a ``root`` that is not a path.
-    FileNotFoundError
-        When files are missing and ``download`` is False; the message lists where to
-        put them.
+    DatasetNotFoundError
+        A ``FileNotFoundError``, when files are missing and ``download`` is False; the
+        message lists where to put them.
     ConnectionError
         When ``download`` is True and the files cannot be fetched (no network, host not
         found); the message says which files to put where by hand.

@@ -483,12 +483,24 @@ def test_cli_errors_name_cli_flags(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "--download" in err and "download=True" not in err
+    assert "Put them here" in err and "or add --download (needs internet) to fetch them." in err
     base = tiny_run_args(tmp_path / "b", cycles=None)
     assert cli.main([*base, "--cycles", "1"]) == 0
     assert cli.main([*base, "--cycles", "2"]) == 2
     err = capsys.readouterr().err
     assert f"skmoby resume {tmp_path / 'b'}" in err and "resume_experiment" not in err
     assert "cycles 1 -> 2" in err
+
+
+def test_cli_names_its_flag_for_a_damaged_dataset_file(tmp_path, capsys):
+    for stem in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (tmp_path / f"{stem}-ubyte").write_bytes(b"not an IDX file")
+    args = ["run", "--dataset", "fashionmnist", "--data-root", str(tmp_path)]
+    code = cli.main([*args, "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte does not match the official release" in err
+    assert "Replace it, or delete it and add --download." in err and "download=True" not in err
 
 
 def test_version(capsys):

@@ -9,7 +9,13 @@ import pytest
 import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.svhn as tv_svhn
 
-from skmoby.datasets import DATASETS, imbalance, load_dataset
+from skmoby.datasets import (
+    DATASETS,
+    DatasetCorruptedError,
+    DatasetNotFoundError,
+    imbalance,
+    load_dataset,
+)
 
 REAL_CHECK_INTEGRITY = tv_cifar.check_integrity
 
@@ -166,6 +172,27 @@ def test_missing_files_say_where_to_put_them(tmp_path, name):
     assert str(tmp_path) in str(err.value) and "download=True" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "title", "first"),
+    [
+        ("fashionmnist", "FashionMNIST", "FashionMNIST/raw/train-images-idx3-ubyte.gz"),
+        ("cifar10", "CIFAR-10", "cifar-10-batches-py/data_batch_1"),
+        ("svhn", "SVHN", "train_32x32.mat"),
+    ],
+)
+def test_missing_files_error_carries_them_apart_from_the_advice(tmp_path, name, title, first):
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset(name, root=tmp_path)
+    exc = err.value
+    assert exc.dataset == title and exc.root == tmp_path and exc.files[0] == tmp_path / first
+    assert "Put them here" in exc.problem and "download=True" not in exc.problem
+    advice = "or pass download=True (needs internet) to fetch them."
+    assert str(exc) == exc.problem + advice
+    again = pickle.loads(pickle.dumps(exc))
+    assert type(again) is DatasetNotFoundError and str(again) == str(exc)
+    assert again.files == exc.files
+
+
 def test_digits_and_unknown():
     ds = load_dataset("digits")
     assert ds.X_train.dtype == np.float32 and ds.X_train.max() <= 1.0
@@ -263,8 +290,11 @@ def test_cifar_without_its_meta_file_names_it(tmp_path):
 def test_files_that_fail_the_checksums_are_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(tv_cifar, "check_integrity", REAL_CHECK_INTEGRITY)
     _write_cifar(tmp_path, 10)
-    with pytest.raises(ValueError, match="do not match the official release"):
+    with pytest.raises(DatasetCorruptedError, match="do not match the official release") as err:
         load_dataset("cifar10", root=tmp_path)
+    assert len(err.value.files) == 7 and str(err.value).endswith(
+        "Replace them, or delete them and pass download=True."
+    )
 
 
 def test_svhn_that_fails_the_checksums_is_reported(tmp_path, monkeypatch):
@@ -360,8 +390,13 @@ def test_a_garbage_fashionmnist_file_is_named(tmp_path, name, compress):
             f.write(garbage)
     else:
         (raw / name).write_bytes(garbage)
-    with pytest.raises(ValueError, match=rf"{name}.* does not match the official release"):
+    with pytest.raises(ValueError, match=rf"{name}.* does not match the official release") as err:
         load_dataset("fashionmnist", root=tmp_path)
+    exc = err.value
+    assert isinstance(exc, DatasetCorruptedError)
+    assert exc.files == (raw / (name + ".gz" if compress else name),)
+    assert "download=True" not in exc.problem
+    assert str(exc) == f"{exc.problem} Replace it, or delete it and pass download=True."
 
 
 @pytest.fixture
