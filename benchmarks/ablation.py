@@ -53,13 +53,12 @@ Usage (FashionMNIST files under DIR, flat or in torchvision's ``DIR/FashionMNIST
 
 from __future__ import annotations
 
-import argparse
 import functools
 import inspect
 import json
-import time
 from pathlib import Path
 
+import harness
 import numpy as np
 import pandas as pd
 import torch
@@ -382,7 +381,7 @@ def combine(folders: list[Path], out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument(
         "--combine",
         nargs="+",
@@ -409,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         "authors' imbalanced CIFAR-10 keeps 500 of 5000); test/val stay whole",
     )
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cpu")
+    harness.add_device(p, "cpu")
     p.add_argument(
         "--jobs",
         type=int,
@@ -493,18 +492,18 @@ def main(argv: list[str] | None = None) -> None:
         if spec_file.exists() and json.loads(spec_file.read_text()) != spec:
             raise SystemExit(f"{folder} holds another variant or split; use another --out")
         spec_file.write_text(json.dumps(spec, indent=2))
-        t0 = time.perf_counter()
-        res = run_experiment(
-            cfg,
-            folder,
-            dataset=ds,
-            progress=False,
-            jobs=args.jobs,
-            log=lambda s, n=name: print(f"[{n}] {s}", flush=True),
-            **_hooks(method, params, strategy),
-        )
+        with harness.Stopwatch() as took:
+            res = run_experiment(
+                cfg,
+                folder,
+                dataset=ds,
+                progress=False,
+                jobs=args.jobs,
+                log=lambda s, n=name: print(f"[{n}] {s}", flush=True),
+                **_hooks(method, params, strategy),
+            )
         results[name] = res
-        print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"[{name}] {took.seconds:.0f} s", flush=True)
         # Tables after every variant, so a run stopped by a time limit leaves them.
         rst = _report(results, out, settings, split_label(args.split, args.imbalance))
     print(rst)

@@ -18,9 +18,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import math
 
+import harness
 import numpy as np
 import torch
 
@@ -56,7 +56,7 @@ def torchvision_crop_areas(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--n", type=int, default=100_000)
     args = p.parse_args()
     aug = StrongAugment()

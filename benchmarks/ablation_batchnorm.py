@@ -15,13 +15,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import time
-
+import harness
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from skmoby import MoBYv2Classifier
 from skmoby.losses import symmetric_info_nce
@@ -50,14 +46,12 @@ class ConcatenatedViews(MoBYv2Network):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--labelled", type=int, default=100)
     args = p.parse_args()
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    X_tr, X_te, y_tr, y_te = harness.digits_split()
     # The first fit of a process pays one-off imports (torch's optimizer machinery).
     MoBYv2Classifier(
         "cnn", max_epochs=1, batch_size=64, queue_size=64, device="cpu", random_state=0
@@ -79,9 +73,9 @@ def main() -> None:
                 module=ConcatenatedViews if name == "concatenated" else MoBYv2Network,
                 module__projection_head="bn-relu",
             )
-            t0 = time.perf_counter()
-            clf.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
-            secs[name].append(time.perf_counter() - t0)
+            with harness.Stopwatch() as took:
+                clf.fit(X_tr[lab], y_tr[lab], X_unlabeled=X_tr[unl])
+            secs[name].append(took.seconds)
             acc[name].append(clf.score(X_te, y_te))
         print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in acc.items()), flush=True)
     gap = 100 * (np.array(acc["per view"]) - np.array(acc["concatenated"]))
