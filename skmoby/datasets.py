@@ -117,6 +117,15 @@ class DatasetNotFoundError(FileNotFoundError):
     ----------
     problem, dataset, root, files
         As passed, ``files`` as a tuple.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> try:
+    ...     load_dataset("fashionmnist", root=tempfile.mkdtemp())
+    ... except DatasetNotFoundError as exc:
+    ...     print(exc.dataset, len(exc.files), "download=True" in str(exc))
+    FashionMNIST 4 True
     """
 
     def __init__(self, problem: str, dataset: str, root: Path, files: Sequence[Path]) -> None:
@@ -150,6 +159,14 @@ class DatasetCorruptedError(ValueError):
     ----------
     problem, dataset, root, files
         As passed, ``files`` as a tuple.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> exc = DatasetCorruptedError("cifar-10-batches-py/data_batch_1 has the wrong checksum.",
+    ...                             "CIFAR-10", Path("data"), [Path("data_batch_1")])
+    >>> str(exc).endswith("Replace it, or delete it and pass download=True.")
+    True
     """
 
     def __init__(self, problem: str, dataset: str, root: Path, files: Sequence[Path]) -> None:
