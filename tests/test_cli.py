@@ -3,6 +3,7 @@ import json
 import pytest
 
 from skmoby import cli
+from tests.experiment.conftest import tiny_run_args
 
 
 def test_help_everywhere(capsys):
@@ -276,33 +277,7 @@ def test_demo_runs_one_job_per_cpu_and_one_on_a_gpu(monkeypatch):
 
 def test_plot_of_a_run_without_finished_cycles(tmp_path, capsys):
     out = tmp_path / "run"
-    assert (
-        cli.main(
-            [
-                "run",
-                "--dataset",
-                "digits",
-                "--methods",
-                "random",
-                "--initial",
-                "20",
-                "--budget",
-                "10",
-                "--cycles",
-                "2",
-                "--trials",
-                "1",
-                "--epochs",
-                "1",
-                "--device",
-                "cpu",
-                "--quiet",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert cli.main(tiny_run_args(out)) == 0
     (out / "learning_curve.png").unlink()
     header = (out / "results.csv").read_text().splitlines(keepends=True)[0]
     (out / "results.csv").write_text(header)  # no cycle finished yet
@@ -313,33 +288,7 @@ def test_plot_of_a_run_without_finished_cycles(tmp_path, capsys):
 
 def test_the_resume_hint_only_for_an_unfinished_run(tmp_path, capsys):
     out = tmp_path / "run"
-    assert (
-        cli.main(
-            [
-                "run",
-                "--dataset",
-                "digits",
-                "--methods",
-                "random",
-                "--initial",
-                "20",
-                "--budget",
-                "10",
-                "--cycles",
-                "2",
-                "--trials",
-                "1",
-                "--epochs",
-                "1",
-                "--device",
-                "cpu",
-                "--quiet",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert cli.main(tiny_run_args(out)) == 0
     assert "skmoby resume" not in capsys.readouterr().out  # finished: nothing to resume
     lines = (out / "results.csv").read_text().splitlines(keepends=True)
     (out / "results.csv").write_text("".join(lines[:-1]))  # the last cycle still to run
