@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils import TransformerTags
 from sklearn.utils.validation import column_or_1d
 from skorch.utils import to_numpy
-from torch.utils.data import Dataset
 
 from ..threads import check_n_threads, limit_threads
 from ._batches import inference_batches
@@ -27,13 +28,12 @@ __all__ = ["Inference", "check_predict_X", "map_batches", "warn_if_collapsed"]
 
 
 def check_predict_X(est: Any, X: Any) -> Any:
-    """``X`` checked against the fitted estimator ``est`` (a skorch dataset as it is)."""
+    """``X`` checked against the fitted estimator ``est``; a ``Dataset`` (as skorch's own
+    callers pass, a validation split for one) is read into an array first."""
     if not getattr(est, "initialized_", False) or not hasattr(est, "module_"):
         raise NotFittedError(
             f"This {type(est).__name__} instance is not fitted yet; call 'fit' first."
         )
-    if isinstance(X, Dataset):  # skorch's own callers pass datasets
-        return X
     return check_X(est, X, "X", reset=False, sample_shape=est.sample_shape_)
 
 
@@ -75,12 +75,26 @@ def warn_if_collapsed(
         )
 
 
-class Inference:
+class Inference(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
     """The estimator's inference methods: a base of :class:`~skmoby.MoBYv2Classifier`
     placed before skorch's ``NeuralNetClassifier``, so that its methods override
     skorch's. Each checks ``X`` (:func:`check_predict_X`) and maps the network over
     device batches (:func:`map_batches`); the estimator's ``infer`` gives the logits.
+
+    As a transformer (its features, :meth:`transform`) it has scikit-learn's
+    ``get_feature_names_out`` (``mobyv2classifier0``, ...) and ``set_output``.
     """
+
+    @property
+    def _n_features_out(self) -> int:
+        """Width of :meth:`transform`'s output (scikit-learn's feature-name mixin)."""
+        return self.feature_dim_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # features are float32 whatever the input's dtype
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+        return tags
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n, n_classes)``, columns ordered as ``classes_``.
@@ -112,8 +126,6 @@ class Inference:
     def _predict_proba_checked(self, X):
         """:meth:`predict_proba` of an ``X`` that passed ``_check_predict_X`` (checking
         it again would take a data frame's converted array for one without names)."""
-        if isinstance(X, Dataset):
-            return super().predict_proba(X)
         nonlin = self._get_predict_nonlinearity()
         return map_batches(self, X, lambda xb: nonlin(self.infer(xb)), len(self.classes_))
 

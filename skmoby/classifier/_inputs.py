@@ -11,17 +11,21 @@ from __future__ import annotations
 import numbers
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.sparse import issparse
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 from torch import nn
+from torch.utils.data import Dataset
 
+from ._datasets import read_dataset, with_dataset_labels
 from ._params import canonical_shape
 from ._unlabeled import UnlabeledData, unlabeled_mask
 
@@ -39,7 +43,18 @@ __all__ = [
 
 def as_array(X: Any, name: str) -> Any:
     """``X`` as an array: tensors and sequences (lists, objects with ``__array__``) are
-    converted, arrays and data frames kept; scalars and ragged sequences raise."""
+    converted, arrays and data frames kept, a ``Dataset`` read (its samples), a dict of
+    one array (skorch's ``SliceDict``) unwrapped; scalars and ragged sequences raise."""
+    if isinstance(X, Mapping) and not issparse(X):  # (scipy's dok arrays are dicts)
+        keys = list(X.keys())  # not len(X): a SliceDict's length is its number of rows
+        if len(keys) != 1:
+            raise ValueError(
+                f"{name} is a dict with keys {keys!r}; the classifier's network takes "
+                "one input, so pass a dict of one array (or the array itself)"
+            )
+        X = dict.__getitem__(X, keys[0]) if isinstance(X, dict) else X[keys[0]]
+    if isinstance(X, Dataset):
+        X = read_dataset(X, name)[0]
     if isinstance(X, torch.Tensor):
         return X.detach().cpu().numpy()
     if isinstance(X, str | bytes | numbers.Number) or not (
@@ -361,19 +376,35 @@ def _first_fit_classes(est: Any, y_l: np.ndarray, unl: np.ndarray, classes: Any)
             )
         raise ValueError(
             f"{type(est).__name__} needs at least 2 classes in the labelled y; "
-            f"got 1 class ({cls[0]!r}){note}"
+            f"got 1 class ({cls[0]!r}){note}. To fit labels of one class (a modAL "
+            f"teach(..., only_new=True), a bootstrap sample), name every class up "
+            f"front: {type(est).__name__}(..., classes=[...])"
         )
     return cls
 
 
-def _encoded(y_l: np.ndarray, cls: np.ndarray) -> np.ndarray:
+def _encoded(y_l: np.ndarray, cls: np.ndarray, fix: str = "") -> np.ndarray:
     y_enc = np.searchsorted(cls, y_l)
     bad = (y_enc >= len(cls)) | (cls[np.minimum(y_enc, len(cls) - 1)] != y_l)
     if bad.any():
         raise ValueError(
-            f"y has labels {np.unique(y_l[bad])!r} not seen in the first fit (classes_ = {cls!r})"
+            f"y has labels {np.unique(y_l[bad])!r} not seen in the first fit "
+            f"(classes_ = {cls!r}){fix}"
         )
     return y_enc.astype(np.int64)
+
+
+def _later_labels(est: Any, y_l: np.ndarray) -> np.ndarray:
+    """Class indices of a later training call's labels (``warm_start``, ``partial_fit``,
+    modAL's ``teach(only_new=True)``)."""
+    fix = ""
+    if est.classes is None:
+        fix = (
+            f". A network's classes are fixed by its first fit: when the first labels "
+            f"lack some classes, name them all up front, {type(est).__name__}(..., "
+            "classes=[...]) (or partial_fit(..., classes=[...]) on the first call)"
+        )
+    return _encoded(y_l, est.classes_, fix)
 
 
 def prepare_fit_data(
@@ -391,6 +422,7 @@ def prepare_fit_data(
     come from the data; otherwise the data must match the fitted ones. Only
     scikit-learn's ``n_features_in_``/``feature_names_in_`` are set on ``est`` here.
     """
+    X, y = with_dataset_labels(X, y)
     y = _labels(est, y)
     if isinstance(X_unlabeled, UnlabeledData):
         X_unlabeled = X_unlabeled.data
@@ -414,9 +446,16 @@ def prepare_fit_data(
     U = _unlabeled_samples(est, X, X[unl], X_unlabeled)
     if len(y_l) == 0:
         raise ValueError("y has no labelled rows; at least 2 classes are needed")
+    if len(y_l) == 1:
+        raise ValueError(
+            "y labels 1 sample; a training call needs at least 2 labelled (batch norm in "
+            "training mode normalises over a batch). With modAL, teach the new rows "
+            "together with the labelled set (teach(..., only_new=False), the default) "
+            "or several rows at once"
+        )
     check_classification_targets(y_l)
     if not reset:
-        return FitData(X_l, _encoded(y_l, est.classes_), U, w_l)
+        return FitData(X_l, _later_labels(est, y_l), U, w_l)
     inferred = _first_fit_classes(est, y_l, unl, classes)
     # skorch's classes_: the parameter `classes` when set, else the inferred ones
     cls = np.asarray(est.classes) if est.classes is not None else inferred

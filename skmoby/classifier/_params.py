@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..devices import resolve_device
 from ..threads import check_n_threads
@@ -26,6 +27,7 @@ __all__ = [
     "PRECISIONS",
     "canonical_shape",
     "check_augment_signature",
+    "check_epochs",
     "seed_from",
     "takes_argument",
     "validate_params",
@@ -244,6 +246,30 @@ def validate_params(est: Any) -> None:
         value = getattr(est, name)
         for check in constraints:
             check(name, value, est)
+    _refuse_training_loader_arguments(est)
+
+
+def check_epochs(epochs: Any) -> None:
+    """Refuse a training call's ``epochs`` unless it is ``None`` or a positive int."""
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs <= 0
+    ):
+        raise ValueError(f"epochs must be a positive int or None; got {epochs!r}")
+
+
+def _refuse_training_loader_arguments(est: Any) -> None:
+    """skorch's ``iterator_train`` and its arguments would be ignored (training batches
+    are drawn on the device, see ``resident_data``): refuse them rather than drop them."""
+    names = sorted(k for k in vars(est) if k.startswith("iterator_train__"))
+    if est.iterator_train is not DataLoader:
+        names.insert(0, "iterator_train")
+    if names:
+        raise ValueError(
+            f"{names[0]} has no effect on {type(est).__name__}: training batches are "
+            "drawn on the training device from the data held there (see resident_data), "
+            "not by a DataLoader. Remove it (iterator_valid__* still applies to skorch's "
+            "forward and validation-loss paths)"
+        )
 
 
 def seed_from(random_state: Any) -> int:

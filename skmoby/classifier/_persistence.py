@@ -133,3 +133,4 @@ class Persistence:
         std = self.module_.input_std.detach().cpu().double().numpy()
         no_stats = not mean.any() and (std == 1).all()
         self.mean_, self.std_ = (None, None) if no_stats else (mean, std)
+        self._stats_pending = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from types import MappingProxyType
+from typing import Any
 
 import torch
 from skorch import NeuralNetClassifier
@@ -34,6 +35,7 @@ class NetSetup(NeuralNetClassifier):
 
     initialized_ = False
     history_ = None
+    _stats_pending = False  # initialize() without data, normalize="auto": see _train
     virtual_params_ = MappingProxyType({})  # initialize() replaces it with a new dict
 
     # ------------------------------------------------------------------ skorch setup
@@ -81,6 +83,7 @@ class NetSetup(NeuralNetClassifier):
         rest = [(n, cb) for n, cb in self.callbacks_ if n != "lr_scheduler"]
         at = next((i for i, (_, cb) in enumerate(rest) if isinstance(cb, PrintLog)), len(rest))
         self.callbacks_ = rest[:at] + schedule + rest[at:]
+        _refuse_valid_monitors(self)
         return self
 
     @contextmanager
@@ -115,6 +118,9 @@ class NetSetup(NeuralNetClassifier):
         if not hasattr(self, "sample_shape_"):
             self._learn_from(data_free_state(self))
             self.n_features_in_ = self.sample_shape_[0]
+            # normalize="auto" takes its statistics from the first training call's data,
+            # unless load_params restores saved ones first
+            self._stats_pending = isinstance(self.normalize, str)
         check_backbone(self.backbone, self.sample_shape_)
         self.device_ = resolve_device(self.device)
         self.precision_, self.channels_last_ = device_settings(self)
@@ -214,13 +220,38 @@ class NetSetup(NeuralNetClassifier):
         self.sample_shape_ = data.sample_shape
         self.classes_inferred_ = data.classes
         self.mean_, self.std_ = data.mean, data.std
+        self._stats_pending = False
+
+    def _set_normalization(self, mean, std) -> None:
+        """Normalization statistics for an initialised network (its buffers too)."""
+        self.mean_, self.std_ = mean, std
+        for name, stats in (("input_mean", mean), ("input_std", std)):
+            buffer = getattr(self.module_, name)
+            buffer.copy_(torch.as_tensor(stats, dtype=buffer.dtype))
+        self._stats_pending = False
 
     def __sklearn_tags__(self):
-        from sklearn.utils import TransformerTags
-
         tags = super().__sklearn_tags__()
-        tags.transformer_tags = TransformerTags(preserves_dtype=[])
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _refuse_valid_monitors(net: Any) -> None:
+    """Refuse callbacks that monitor a validation score when ``net`` has no validation
+    split: skorch's ``Checkpoint()`` and ``EarlyStopping()`` monitor ``valid_loss`` by
+    default, and would fail after the first epoch with a ``KeyError``."""
+    if net.train_split is not None:
+        return
+    for name, cb in net.callbacks_:
+        monitor = getattr(cb, "monitor", None)
+        if isinstance(monitor, str) and monitor.startswith("valid_"):
+            raise ValueError(
+                f"callback {name!r} ({type(cb).__name__}) monitors {monitor!r}, but "
+                f"train_split is None ({type(net).__name__}'s default: the paper trains "
+                "on every label), so no validation score is recorded. Give it a "
+                f"training score, e.g. {type(cb).__name__}(monitor="
+                f"{monitor.replace('valid_', 'train_', 1)!r}), or set a validation split, "
+                "e.g. train_split=skorch.dataset.ValidSplit(5)"
+            )

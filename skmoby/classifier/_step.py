@@ -63,6 +63,9 @@ class FitState:
         The weights of the batch in the step (``get_loss`` reads them).
     captured : CapturedSteps or None
         The captured steps, where capture is on.
+    batch_floats : bool
+        Whether batch rows get their loss as a float at once (one host
+        synchronisation per step), because a callback reads them during the epoch.
     """
 
     unlabeled: np.ndarray | None = None
@@ -74,6 +77,7 @@ class FitState:
     keys: tuple | None = None
     batch_weight: torch.Tensor | None = None
     captured: CapturedSteps | None = None
+    batch_floats: bool = False
 
 
 def sub_seed(seed: int, *salt: int) -> int:

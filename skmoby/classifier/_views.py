@@ -93,8 +93,16 @@ def autocast(est: Any) -> AbstractContextManager:
 
 
 def to_unit(est: Any, x: Any) -> torch.Tensor:
-    """A raw batch on the device as float32 (uint8 images scaled to [0, 1])."""
+    """A raw batch on the device as float32 (uint8 images scaled to [0, 1]).
+
+    A batch of one-channel images without their channel axis, ``(n, H, W)`` (the shape
+    ``fit`` accepts), gains it here: skorch's own paths (``forward``, ``predict`` on a
+    ``Dataset``, a validation split, ``fit_loop``) hand batches over as they are.
+    """
     x = torch.as_tensor(x).to(est.device_, non_blocking=True)
+    shape = est.sample_shape_
+    if len(shape) == 3 and shape[0] == 1 and x.ndim == 3 and tuple(x.shape[1:]) == shape[1:]:
+        x = x.unsqueeze(1)
     if x.dtype == torch.uint8 and len(est.sample_shape_) == 3:
         return x.float().div_(255.0)
     return x.float()

@@ -17,14 +17,15 @@ from torch import nn
 
 from ..network import MoBYv2Network
 from ..threads import limit_threads
-from ._history import divergence_error, read_batch_losses
+from ._history import divergence_error, read_batch_losses, reads_batch_rows
 from ._inference import Inference, warn_if_collapsed
 from ._inputs import (
+    normalization_stats,
     prepare_fit_data,
     refuse_new_classes,
     refuse_unlabeled_behind_pipeline_steps,
 )
-from ._params import DEFAULT_MOMENTUM, validate_params
+from ._params import DEFAULT_MOMENTUM, check_epochs, validate_params
 from ._persistence import Persistence
 from ._run import start_run, training_batches
 from ._setup import NetSetup
@@ -283,17 +284,21 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
     #: The working state of a training call in progress (:class:`FitState`), else None.
     _fit_state: FitState | None = None
 
-    def fit(self, X, y, X_unlabeled=None, sample_weight=None):
+    def fit(self, X, y=None, X_unlabeled=None, sample_weight=None, *, epochs=None):
         """Fit the network on labelled and unlabelled data (from scratch).
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n, C, H, W), (n, H, W) or (n, d)
-            Training samples: images as floats in ``[0, 1]`` or ``uint8``; tabular rows.
-            Finite, within float32's range (magnitude up to about 3.4e38).
-        y : array-like of shape (n,)
+        X : array-like, torch.Tensor, Dataset or dict
+            Training samples of shape (n, C, H, W), (n, H, W) or (n, d): images as
+            floats in ``[0, 1]`` or ``uint8``; tabular rows. Finite, within float32's
+            range (magnitude up to about 3.4e38). As in skorch, also a torch or skorch
+            ``Dataset`` (its items ``(x, y)``, or ``x`` with ``y`` given; read once,
+            in order, into arrays) or a dict (skorch's ``SliceDict``) holding one array.
+        y : array-like of shape (n,), optional
             Labels of any type scikit-learn accepts. Rows whose label equals
-            ``unlabeled_label`` are used as unlabelled data.
+            ``unlabeled_label`` are used as unlabelled data. ``None`` only where ``X``
+            is a ``Dataset`` whose items carry the labels.
         X_unlabeled : array-like, torch.Tensor or UnlabeledData, optional
             Unlabelled samples with the per-sample shape and value range of ``X``;
             refused inside a ``Pipeline`` whose earlier steps would not transform it
@@ -304,6 +309,12 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
             any finite weights up to 1e308 train the model of their ratios (NaN or
             infinity are refused). On CUDA, labelled steps then run eagerly. With
             metadata routing, request it with ``set_fit_request(sample_weight=True)``.
+        epochs : int, optional
+            Epochs to train in this call instead of ``max_epochs`` (skorch's
+            ``fit(X, y, epochs=n)``). The learning-rate and momentum schedules still
+            count a training run of ``max_epochs`` epochs: a shorter call leaves the
+            run unfinished for the next ``partial_fit`` to continue, and epochs past
+            its end keep the schedules' final values.
 
         Returns
         -------
@@ -337,6 +348,9 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         -----
         Training losses are read from the device once per epoch: during an epoch the
         batch rows of ``history`` hold them as 0-d tensors, and floats afterwards.
+        Where a callback implements ``on_batch_begin`` or ``on_batch_end`` (skorch's
+        ``ProgressBar``, ``BatchScoring``, a user's), batch rows hold floats at once,
+        as in skorch, at the price of one host synchronisation per step.
 
         **Ctrl-C** (``KeyboardInterrupt``) is caught by skorch: ``fit`` returns normally
         with ``interrupted_`` set to True and the weights of the last completed step; a
@@ -344,9 +358,11 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         """
         validate_params(self)  # the device first: before any work on the data
         with limit_threads(self.n_threads):
-            return self._train(X, y, X_unlabeled, sample_weight, "fit")
+            return self._train(X, y, X_unlabeled, sample_weight, "fit", epochs=epochs)
 
-    def partial_fit(self, X, y=None, classes=None, X_unlabeled=None, sample_weight=None):
+    def partial_fit(
+        self, X, y=None, classes=None, X_unlabeled=None, sample_weight=None, *, epochs=None
+    ):
         """Train for one more training run of ``max_epochs`` epochs (initialising on the
         first call), from the current weights.
 
@@ -359,8 +375,9 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
 
         Parameters
         ----------
-        X, y, X_unlabeled, sample_weight
-            As in :meth:`fit`.
+        X, y, X_unlabeled, sample_weight, epochs
+            As in :meth:`fit`; ``epochs`` counts from where the call starts in its
+            training run (skorch's ``partial_fit(X, y, epochs=n)``: n more epochs).
         classes : array-like, optional
             All class labels, for a first call whose ``y`` does not contain every class.
             A later call may repeat them; other classes raise ``ValueError``.
@@ -384,10 +401,13 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         """
         validate_params(self)
         with limit_threads(self.n_threads):
-            return self._train(X, y, X_unlabeled, sample_weight, "partial_fit", classes)
+            return self._train(
+                X, y, X_unlabeled, sample_weight, "partial_fit", classes, epochs=epochs
+            )
 
-    def _train(self, X, y, X_unlabeled, sample_weight, routing, classes=None):
+    def _train(self, X, y, X_unlabeled, sample_weight, routing, classes=None, epochs=None):
         """Check the data, initialise when a new model starts, train one run."""
+        check_epochs(epochs)
         if X_unlabeled is not None:
             refuse_unlabeled_behind_pipeline_steps(self)
         if routing == "fit":
@@ -405,10 +425,19 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         if reset:
             self._learn_from(data)
             self.initialize()
+        elif self._stats_pending:  # initialize() without data: normalize="auto" now
+            both = data.X if data.U is None else np.concatenate([data.X, data.U])
+            self._set_normalization(*normalization_stats(self.normalize, both))
         if data.w is not None:
             check_weighted_criterion(self.criterion_)
+        run = {} if epochs is None else {"epochs": int(epochs)}
         super().partial_fit(
-            data.X, data.y, _routing_method=routing, X_unlabeled=data.U, sample_weight=data.w
+            data.X,
+            data.y,
+            _routing_method=routing,
+            X_unlabeled=data.U,
+            sample_weight=data.w,
+            **run,
         )
         warn_if_collapsed(data.X, self._transform_checked, type(self).__name__, self.lr)
         return self
@@ -423,7 +452,11 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         """skorch's fit loop over the epochs left in the training run (see
         :meth:`partial_fit`), with the unlabelled data and the weights taken out of the
         fit parameters."""
-        self._fit_state = FitState(unlabeled=X_unlabeled, sample_weight=sample_weight)
+        self._fit_state = FitState(
+            unlabeled=X_unlabeled,
+            sample_weight=sample_weight,
+            batch_floats=reads_batch_rows(self.callbacks_),
+        )
         self.interrupted_ = False
         remaining = start_run(self, self._fit_state)
         try:
@@ -460,19 +493,23 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         """skorch's epoch, without a host synchronisation per training batch.
 
         Training losses stay on the device (as tensors in the history's batch rows) and
-        are read once at the epoch's end; a non-finite loss raises ``ValueError`` then,
-        naming the epoch. An interrupted epoch (Ctrl-C) has its losses read too, and no
-        ``train_batch_count``: it is unfinished.
+        are read once at the epoch's end, unless a callback reads batch rows during
+        the epoch (it then gets floats, at one synchronisation per step); a non-finite
+        loss raises ``ValueError`` at the epoch's end, naming the epoch. An interrupted
+        epoch (Ctrl-C) has its losses read too, and no ``train_batch_count``: it is
+        unfinished.
         """
         if not training or iterator is None:
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         key = prefix + "_loss"
+        per_batch = self._fit_state.batch_floats
         n_batches = 0
         try:
             for batch in iterator:
                 self.notify("on_batch_begin", batch=batch, training=training)
                 step = step_fn(batch, **fit_params)
-                self.history.record_batch(key, step["loss"].detach())
+                loss = step["loss"].detach()
+                self.history.record_batch(key, loss.item() if per_batch else loss)
                 self.history.record_batch(prefix + "_batch_size", len(batch[0]))
                 n_batches += 1
                 self.notify("on_batch_end", batch=batch, training=training, **step)
