@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from skorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
@@ -163,6 +164,13 @@ def network_only(images, labels, args, device, precision="fp32", channels_last=F
     return sw.seconds
 
 
+class ReadsBatches(Callback):
+    """Reads each batch's loss as it ends (as ProgressBar does)."""
+
+    def on_batch_end(self, net, **kwargs):
+        float(net.history[-1, "batches", -1, "train_loss"])
+
+
 def skmoby_fit(images, labels, args, device, **extra) -> float:
     X = np.ascontiguousarray(np.moveaxis(images, -1, 1))  # uint8 (n, C, H, W)
     clf = MoBYv2Classifier(
@@ -204,6 +212,13 @@ def measure_rows(images, labels, args, device) -> list[tuple[str, float]]:
             ("fit, fp16, eager", dict(precision="fp16", capture=False)),
         ]:
             rows.append((name, skmoby_fit(images, labels, args, device, **kw)))
+    # A callback that reads batch rows gets float losses: one host sync per step.
+    rows.append(
+        (
+            "fit, defaults, a batch callback",
+            skmoby_fit(images, labels, args, device, callbacks=[ReadsBatches()]),
+        )
+    )
     # The supervised baselines (lambda_c=0) skip the strong view and the key branch.
     rows.append(
         (
