@@ -57,7 +57,8 @@ def steps_per_epoch(n_labelled: int, n_unlabelled: int, batch_size: int) -> int:
     Parameters
     ----------
     n_labelled, n_unlabelled : int
-        Sample counts (``n_unlabelled=0``: labelled batches only).
+        Sample counts (``n_unlabelled=0``: labelled batches only; ``n_labelled=0``:
+        unlabelled batches only).
     batch_size : int
         Samples per batch (``-1``: one batch of everything).
 
@@ -67,12 +68,14 @@ def steps_per_epoch(n_labelled: int, n_unlabelled: int, batch_size: int) -> int:
 
     Examples
     --------
-    >>> steps_per_epoch(100, 0, 32), steps_per_epoch(100, 300, 32)
-    (4, 20)
+    >>> steps_per_epoch(100, 0, 32), steps_per_epoch(100, 300, 32), steps_per_epoch(0, 300, 32)
+    (4, 20, 10)
     """
     lab = n_batches(n_labelled, batch_size)
     if not n_unlabelled:
         return lab
+    if not n_labelled:  # contrastive training only
+        return n_batches(n_unlabelled, batch_size)
     return 2 * max(lab, n_batches(n_unlabelled, batch_size))
 
 
@@ -203,6 +206,10 @@ class TrainingBatches:
                 yield self._labeled(next(lab))
             return
         unl = self._index_batches(len(self.U), self.n_unlabeled_batches)
+        if not len(self.X):  # contrastive training only
+            for _ in range(self.n_unlabeled_batches):
+                yield self._gather(self.U, next(unl)), None
+            return
         for _ in range(len(self) // 2):
             yield self._labeled(next(lab))
             yield self._gather(self.U, next(unl)), None

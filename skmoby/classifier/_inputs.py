@@ -359,6 +359,27 @@ def _unlabeled_samples(est: Any, X: np.ndarray, marked: np.ndarray, X_unlabeled:
     return U_all
 
 
+def _check_unlabeled_only(est: Any, U: np.ndarray | None, reset: bool, classes: Any) -> None:
+    """Allow a training call without labels (contrastive training only, e.g. before
+    the first labels are chosen) where there are unlabelled samples to train on, the
+    contrastive loss is on, and the classes are known (the classifier head needs them)."""
+    name = type(est).__name__
+    if U is None:
+        raise ValueError("y has no labelled rows and there is no unlabelled data to train on")
+    if est.lambda_c == 0:
+        raise ValueError(
+            "y has no labelled rows and lambda_c=0 trains on labels only (the "
+            "contrastive loss is off): there is nothing to train on"
+        )
+    if reset and classes is None and est.classes is None:
+        raise ValueError(
+            "y has no labelled rows: training on unlabelled data only (contrastive "
+            "training, e.g. to choose the first labels) needs the class labels the "
+            f"classifier head will predict, {name}(..., classes=[...]) (or "
+            "partial_fit(..., classes=[...]))"
+        )
+
+
 def _first_fit_classes(est: Any, y_l: np.ndarray, unl: np.ndarray, classes: Any) -> np.ndarray:
     if classes is None and est.classes is not None:
         classes = est.classes
@@ -366,6 +387,8 @@ def _first_fit_classes(est: Any, y_l: np.ndarray, unl: np.ndarray, classes: Any)
     cls = found if classes is None else np.asarray(classes)
     if classes is not None and not np.isin(found, cls).all():
         raise ValueError(f"y has labels {found[~np.isin(found, cls)]!r} outside classes {cls!r}")
+    if len(cls) < 2 and not len(y_l):
+        raise ValueError(f"classes must hold at least 2 class labels; got {cls.tolist()!r}")
     if len(cls) < 2:
         note = ""
         if unl.any():
@@ -445,15 +468,16 @@ def prepare_fit_data(
     w_l = _labeled_weights(sample_weight, len(y), unl)
     U = _unlabeled_samples(est, X, X[unl], X_unlabeled)
     if len(y_l) == 0:
-        raise ValueError("y has no labelled rows; at least 2 classes are needed")
-    if len(y_l) == 1:
+        _check_unlabeled_only(est, U, reset, classes)
+    elif len(y_l) == 1:
         raise ValueError(
             "y labels 1 sample; a training call needs at least 2 labelled (batch norm in "
             "training mode normalises over a batch). With modAL, teach the new rows "
             "together with the labelled set (teach(..., only_new=False), the default) "
             "or several rows at once"
         )
-    check_classification_targets(y_l)
+    if len(y_l):
+        check_classification_targets(y_l)
     if not reset:
         return FitData(X_l, _later_labels(est, y_l), U, w_l)
     inferred = _first_fit_classes(est, y_l, unl, classes)

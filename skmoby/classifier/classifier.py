@@ -297,8 +297,10 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
             in order, into arrays) or a dict (skorch's ``SliceDict``) holding one array.
         y : array-like of shape (n,), optional
             Labels of any type scikit-learn accepts. Rows whose label equals
-            ``unlabeled_label`` are used as unlabelled data. ``None`` only where ``X``
-            is a ``Dataset`` whose items carry the labels.
+            ``unlabeled_label`` are used as unlabelled data; with every row unlabelled,
+            the encoder trains on the contrastive loss alone (``classes`` must then be
+            given). ``None`` only where ``X`` is a ``Dataset`` whose items carry the
+            labels.
         X_unlabeled : array-like, torch.Tensor or UnlabeledData, optional
             Unlabelled samples with the per-sample shape and value range of ``X``;
             refused inside a ``Pipeline`` whose earlier steps would not transform it
@@ -439,7 +441,8 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
             sample_weight=data.w,
             **run,
         )
-        warn_if_collapsed(data.X, self._transform_checked, type(self).__name__, self.lr)
+        seen = data.X if len(data.X) or data.U is None else data.U
+        warn_if_collapsed(seen, self._transform_checked, type(self).__name__, self.lr)
         return self
 
     # ------------------------------------------------- training (skorch's loop)
