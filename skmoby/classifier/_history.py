@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback, EpochScoring, LRScheduler
 
-__all__ = ["divergence_error", "drop_unfinished_epochs", "read_batch_losses", "reads_batch_rows"]
+__all__ = ["divergence_error", "drop_unfinished_epochs", "read_batch_losses"]
 
 
 def drop_unfinished_epochs(history: Any) -> None:
@@ -41,22 +40,3 @@ def divergence_error(losses: list, epoch: int, lr: float, momentum: Any) -> Valu
         f"in epoch {epoch}. Try a lower lr (now {lr}) or "
         f"optimizer__momentum (now {momentum})."
     )
-
-
-def _overrides(cb: Any, method: str) -> bool:
-    return getattr(type(cb), method, None) is not getattr(Callback, method)
-
-
-def reads_batch_rows(callbacks: list) -> bool:
-    """Whether any of the ``(name, callback)`` pairs may read the history's batch rows
-    during an epoch: one that implements ``on_batch_begin`` or ``on_batch_end``
-    (``ProgressBar``, ``BatchScoring``, a user's), other than skorch's epoch scoring and
-    learning-rate schedules stepped per epoch, which read nothing there."""
-    for _, cb in callbacks:
-        if isinstance(cb, EpochScoring):
-            continue
-        if isinstance(cb, LRScheduler) and cb.step_every != "batch":
-            continue
-        if _overrides(cb, "on_batch_end") or _overrides(cb, "on_batch_begin"):
-            return True
-    return False

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EpochScoring, LRScheduler
 
 from ..network import cosine_momentum
 from ._views import autocast, views
@@ -31,6 +31,7 @@ __all__ = [
     "FitState",
     "check_weighted_criterion",
     "follow_query",
+    "reads_batch_rows",
     "resolve_capture",
     "scaled_step",
     "seeded_generator",
@@ -171,6 +172,21 @@ def weighted_loss(criterion: Any, y_pred, y_true, w: torch.Tensor) -> torch.Tens
 
 def _overrides(cb: Any, hook: str) -> bool:
     return getattr(type(cb), hook, None) is not getattr(Callback, hook)
+
+
+def reads_batch_rows(callbacks: list) -> bool:
+    """Whether any of the ``(name, callback)`` pairs may read the history's batch rows
+    during an epoch: one that implements ``on_batch_begin`` or ``on_batch_end``
+    (``ProgressBar``, ``BatchScoring``, a user's), other than skorch's epoch scoring and
+    learning-rate schedules stepped per epoch, which read nothing there."""
+    for _, cb in callbacks:
+        if isinstance(cb, EpochScoring):
+            continue
+        if isinstance(cb, LRScheduler) and cb.step_every != "batch":
+            continue
+        if _overrides(cb, "on_batch_end") or _overrides(cb, "on_batch_begin"):
+            return True
+    return False
 
 
 def resolve_capture(est: Any) -> bool:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..network import MoBYv2Network
 from ..threads import limit_threads
-from ._history import divergence_error, read_batch_losses, reads_batch_rows
+from ._history import divergence_error, read_batch_losses
 from ._inference import Inference, warn_if_collapsed
 from ._inputs import (
     normalization_stats,
@@ -33,6 +33,7 @@ from ._step import (
     FitState,
     check_weighted_criterion,
     follow_query,
+    reads_batch_rows,
     scaled_step,
     step_loss,
     weighted_loss,
