@@ -258,7 +258,7 @@ def _print_plan(state, resumed: bool = False) -> None:
     from .experiment import plan_run
 
     print(f"measuring the time per training step on {state.config.device} ...", flush=True)
-    plan = plan_run(state.config, state.dataset, state.folder.done)
+    plan = plan_run(state.config, state.dataset, state.folder.done, state.folder.initial)
     for line in plan.lines():
         print(line, flush=True)
     if resumed and not plan.fits:
@@ -338,6 +338,7 @@ _SETTING_FLAGS = (
     "dataset",
     "backbone",
     "initial",
+    "initial_strategy",
     "budget",
     "cycles",
     "trials",

@@ -201,6 +201,12 @@ def _add_settings(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn", "mlp"])
     run.add_argument("--initial", type=_positive_int, help="initial labelled images")
+    run.add_argument(
+        "--initial-strategy",
+        choices=["random", "typiclust", "probcover"],
+        help="how each trial picks its initial labels: at random (the paper; default), "
+        "or typiclust/probcover on a learner trained on the unlabelled pool alone",
+    )
     run.add_argument("--budget", type=_positive_int, help="images labelled per cycle")
     run.add_argument(
         "--cycles",

@@ -1,11 +1,12 @@
 """The pool-based active-learning protocol of MoBYv2AL, with results that survive crashes.
 
-A run compares methods over trials. In each trial all methods start from the same random
-labelled set; every cycle trains a fresh learner (modAL ``ActiveLearner``), evaluates it
-on the test set and selects the next ``budget`` images to label. After every cycle the
-results table (``results.csv``), the selections (``selections.json``) and the
-configuration (``config.json``) are written atomically to the run's folder, so a crash
-loses at most the cycle in progress, and :func:`resume_experiment` carries on from there.
+A run compares methods over trials. In each trial all methods start from the same
+labelled set (drawn at random, as in the paper, or chosen: ``initial_strategy``); every
+cycle trains a fresh learner (modAL ``ActiveLearner``), evaluates it on the test set and
+selects the next ``budget`` images to label. After every cycle the results table
+(``results.csv``), the selections (``selections.json``) and the configuration
+(``config.json``) are written atomically to the run's folder, so a crash loses at most
+the cycle in progress, and :func:`resume_experiment` carries on from there.
 
 Methods:
 
@@ -30,6 +31,8 @@ those above it):
     The run folder: its lock, its files, and the checks made when it is read.
 ``protocol``
     One (method, trial) job: its learner, its strategy and its cycles.
+``initial``
+    Each trial's chosen first labelled set (``initial_strategy``).
 ``runners``
     Where jobs execute (this process, worker processes, Ray); they receive the job as
     a picklable function and know nothing else of the protocol.
@@ -67,6 +70,7 @@ __all__ = [
     "RunState",
     "WorkerStartError",
     "check_run",
+    "choose_initial_labels",
     "load_results",
     "lock_folder",
     "make_estimator",
@@ -87,6 +91,7 @@ _WHERE = {
     "SEEDED": ".protocol",
     "STRATEGIES": ".protocol",
     "make_estimator": ".protocol",
+    "choose_initial_labels": ".initial",
     "RunPlan": ".plan",
     "plan_run": ".plan",
     "load_results": ".report",

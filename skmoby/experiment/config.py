@@ -15,6 +15,11 @@ import numpy as np
 METHODS = ("mobyv2al", "coreset", "random", "entropy", "mobyv2al-typiclust", "mobyv2al-probcover")
 
 
+#: How each trial's first labelled set is chosen: at random (the paper), or by TypiClust or
+#: ProbCover on the features of a MoBYv2Classifier trained on the unlabelled pool alone.
+INITIAL_STRATEGIES = ("random", "typiclust", "probcover")
+
+
 def is_joint(method: str) -> bool:
     """Whether ``method`` trains the MoBYv2 learner (labelled and unlabelled images).
 
@@ -53,7 +58,7 @@ class ExperimentConfig:
     backbone : str
         Backbone name for :class:`~skmoby.MoBYv2Classifier`.
     initial : int
-        Size of the initial random labelled set.
+        Size of the initial labelled set.
     budget : int
         Images labelled per cycle.
     cycles : int
@@ -76,6 +81,13 @@ class ExperimentConfig:
         Torch device for the learners (``"auto"``: CUDA when available).
     data_root : str or None
         Folder of the dataset files; ``download`` fetches missing ones.
+    initial_strategy : {"random", "typiclust", "probcover"}
+        How each trial chooses its ``initial`` labelled images, shared by all its
+        methods: at random (the paper's protocol), or by :func:`~skmoby.typiclust` or
+        :func:`~skmoby.probcover` on the features of a learner of the run's settings
+        trained on the unlabelled pool alone (contrastive loss only, ``epochs``
+        epochs over the pool, or over a ``pool_subset`` of it). The chosen sets are
+        stored in the run folder's ``initial.json``.
 
     Examples
     --------
@@ -101,6 +113,7 @@ class ExperimentConfig:
     device: str = "auto"
     data_root: str | None = None
     download: bool = False
+    initial_strategy: str = "random"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting.
@@ -171,6 +184,11 @@ class ExperimentConfig:
             raise ValueError(f"data_root must be a str or None; got {self.data_root!r}")
         if not isinstance(self.download, bool):
             raise ValueError(f"download must be a bool; got {self.download!r}")
+        if self.initial_strategy not in INITIAL_STRATEGIES:
+            raise ValueError(
+                f"initial_strategy must be one of {list(INITIAL_STRATEGIES)}; got "
+                f"{self.initial_strategy!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable dict (what ``config.json`` stores).

@@ -86,10 +86,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
+#: The plan's name for the fits that choose the first labels (``initial_strategy``).
+INITIAL_FITS = "first labels"
+
+
 def steps_left(
-    cfg: ExperimentConfig, n_pool: int, done: Iterable[tuple[str, int, int]] = ()
+    cfg: ExperimentConfig,
+    n_pool: int,
+    done: Iterable[tuple[str, int, int]] = (),
+    initial_done: Iterable[int] = (),
 ) -> tuple[int, dict[str, int]]:
-    """Fits and training steps per method that the run still has to do.
+    """Fits and training steps per method that the run still has to do; with a chosen
+    first labelled set (``initial_strategy``), also the contrastive fits over the pool
+    (or ``pool_subset``) that choose it for the trials not in ``initial_done``, under
+    :data:`INITIAL_FITS`.
 
     Examples
     --------
@@ -99,10 +109,20 @@ def steps_left(
     (4, {'random': 120})
     >>> steps_left(cfg, n_pool=1000, done=[("random", 0, 0)])
     (3, {'random': 100})
+    >>> cfg.initial_strategy = "typiclust"
+    >>> steps_left(cfg, n_pool=1000, initial_done=[0])  # 10 epochs of 16 batches
+    (5, {'first labels': 160, 'random': 120})
     """
+    from ..classifier import steps_per_epoch
+
     table = cfg.training_steps(n_pool)
     done = set(done)
     fits, steps = 0, {}
+    if cfg.initial_strategy != "random":
+        trials = [t for t in range(cfg.trials) if t not in set(initial_done)]
+        pool = min(n_pool, cfg.pool_subset or n_pool)
+        fits += len(trials)
+        steps[INITIAL_FITS] = len(trials) * cfg.epochs * steps_per_epoch(0, pool, cfg.batch_size)
     for m in cfg.methods:
         left = [
             (t, c) for t in range(cfg.trials) for c in range(cfg.cycles) if (m, t, c) not in done
@@ -151,7 +171,10 @@ def _probe(cfg: ExperimentConfig, ds: ImageDataset, method: str, batches: int) -
 
 
 def plan_run(
-    cfg: ExperimentConfig, ds: ImageDataset, done: Iterable[tuple[str, int, int]] = ()
+    cfg: ExperimentConfig,
+    ds: ImageDataset,
+    done: Iterable[tuple[str, int, int]] = (),
+    initial_done: Iterable[int] = (),
 ) -> RunPlan:
     """The :class:`RunPlan` of ``cfg`` on ``ds`` with the cycles in ``done`` saved.
 
@@ -163,6 +186,8 @@ def plan_run(
         The run's data.
     done : iterable of (str, int, int)
         The (method, trial, cycle) already saved.
+    initial_done : iterable of int
+        The trials whose chosen first labelled set is saved (``initial_strategy``).
 
     Returns
     -------
@@ -177,14 +202,14 @@ def plan_run(
     >>> plan.fits, plan.steps
     (1, {'random': 1})
     """
-    fits, steps = steps_left(cfg, len(ds.X_train), done)
+    fits, steps = steps_left(cfg, len(ds.X_train), done, initial_done)
     measured: dict[str, float] = {}
     device = cfg.device
     kinds: dict[bool, tuple[float, str]] = {}  # MoBYv2 learner or supervised learner
     for m in steps:
-        joint = is_joint(m)
+        joint = m == INITIAL_FITS or is_joint(m)  # the first labels: a MoBYv2 learner
         if steps[m] and joint not in kinds:  # only learners that still have to train
-            kinds[joint] = seconds_per_step(cfg, ds, m)
+            kinds[joint] = seconds_per_step(cfg, ds, "mobyv2al" if joint else m)
         if joint in kinds:
             measured[m], device = kinds[joint]
     return RunPlan(fits=fits, steps=steps, seconds_per_step=measured, device=device)

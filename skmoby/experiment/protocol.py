@@ -239,7 +239,7 @@ def checked_dataset(cfg: ExperimentConfig, ds: ImageDataset | None) -> ImageData
             f"initial + budget * (cycles - 1) = {need} exceeds the pool of "
             f"{n_pool} {cfg.dataset} training images"
         )
-    for trial in range(cfg.trials):
+    for trial in range(cfg.trials if cfg.initial_strategy == "random" else 0):
         classes = np.unique(np.asarray(ds.y_train)[initial_labels(cfg, n_pool, trial)])
         if len(classes) < 2:
             raise ValueError(
@@ -263,6 +263,14 @@ class JobProtocol:
     save_models: bool = False
     make_estimator: Callable[..., Any] | None = None
     strategies: Mapping[str, Callable[..., Any]] | None = None
+    #: each trial's chosen first labelled set (``initial_strategy``); None: drawn by seed
+    initial: Mapping[int, Any] | None = None
+
+    def first_labels(self, n_pool: int, trial: int) -> np.ndarray:
+        """The sorted pool indices trial ``trial`` starts with labelled."""
+        if self.initial is None:
+            return initial_labels(self.config, n_pool, trial)
+        return np.sort(np.asarray(self.initial[trial], dtype=np.int64))
 
     def __call__(
         self,
@@ -277,7 +285,7 @@ class JobProtocol:
         cfg = self.config
         n_pool = len(ds.X_train)
         seed = cfg.seed + trial
-        labeled = initial_labels(cfg, n_pool, trial)
+        labeled = self.first_labels(n_pool, trial)
         rng = np.random.RandomState([seed, METHODS.index(method)])
         unl = _unlabeled_subset(cfg, labeled, n_pool, rng) if is_joint(method) else None
         for cycle in range(cfg.cycles):

@@ -21,6 +21,7 @@ from ..datasets import ImageDataset
 from ..devices import check_device
 from .config import ExperimentConfig, is_joint
 from .errors import JobsFailedError, OptionError, RunFolderError
+from .initial import initial_sets
 from .locks import lock_folder
 from .protocol import JobProtocol, check_callbacks, check_hooks, checked_dataset
 from .runners import CycleDone, Job, JobFailed, check_resources, make_runner, threads_per_job
@@ -245,7 +246,14 @@ def run_experiment(
             on_start(state)
         if stored != config:  # a new folder, or another device or data_root
             store.write_config(config.to_dict())
-        work = JobProtocol(config, callbacks, save_models, make_estimator, strategies)
+        work = JobProtocol(
+            config,
+            callbacks,
+            save_models,
+            make_estimator,
+            strategies,
+            _first_labels(state, store, make_estimator, log),
+        )
         return _run_jobs(
             state,
             work,
@@ -328,7 +336,14 @@ def resume_experiment(
             on_start(state)
         if changes:
             store.write_config(cfg.to_dict())
-        work = JobProtocol(cfg, callbacks, save_models, make_estimator, strategies)
+        work = JobProtocol(
+            cfg,
+            callbacks,
+            save_models,
+            make_estimator,
+            strategies,
+            _first_labels(state, store, make_estimator, log),
+        )
         return _run_jobs(
             state,
             work,
@@ -336,6 +351,19 @@ def resume_experiment(
             log or (lambda s: None),
             dict(jobs=jobs, jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address),
         )
+
+
+def _first_labels(state: RunState, store: RunFolder, make_estimator, log) -> dict | None:
+    """Each trial's chosen first labelled set (``initial_strategy``), stored or chosen
+    now; None for sets drawn by seed."""
+    return initial_sets(
+        state.config,
+        state.dataset,
+        store,
+        state.folder.initial,
+        make_estimator=make_estimator,
+        log=log or (lambda s: None),
+    )
 
 
 def check_run_options(

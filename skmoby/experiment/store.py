@@ -55,7 +55,10 @@ PLACE_SETTINGS = ("device", "data_root", "download")
 #: The plot files :func:`~skmoby.experiment.plot_learning_curves` writes into a folder.
 PLOT_FILES = ("learning_curve.png", "learning_curve.svg")
 #: Every file a run writes into its folder (models aside).
-RUN_FILES = ("config.json", "results.csv", "selections.json", *PLOT_FILES)
+RUN_FILES = ("config.json", "results.csv", "selections.json", "initial.json", *PLOT_FILES)
+#: Settings that a run folder written before they existed holds at this value: left out
+#: of the protocol's hash there, so that those folders keep theirs.
+LATER_SETTINGS = {"initial_strategy": "random"}
 
 
 def _umask() -> int:
@@ -87,8 +90,13 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def protocol_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings that determine the results (all but :data:`PLACE_SETTINGS`)."""
-    return {k: v for k, v in config.items() if k not in PLACE_SETTINGS}
+    """The settings that determine the results (all but :data:`PLACE_SETTINGS`, and
+    those of :data:`LATER_SETTINGS` at their value)."""
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in PLACE_SETTINGS and not (k in LATER_SETTINGS and LATER_SETTINGS[k] == v)
+    }
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -119,13 +127,14 @@ class RunFolder:
         self.results = self.out / "results.csv"
         self.selections = self.out / "selections.json"
         self.config = self.out / "config.json"
+        self.initial = self.out / "initial.json"
 
     # ------------------------------------------------------------------ config.json
     def check_kinds(self) -> None:
         """Refuse a folder where one of the run's files is not a regular file."""
         if self.out.exists() and not self.out.is_dir():
             raise RunFolderError(f"{self.out} is a file, not a folder")
-        for path in (self.config, self.results, self.selections):
+        for path in (self.config, self.results, self.selections, self.initial):
             if path.exists() and not path.is_file():
                 raise RunFolderError(
                     f"{path} is not a regular file (a folder?); the run "
@@ -158,6 +167,51 @@ class RunFolder:
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write(self.config, json.dumps(config, indent=2))
+
+    # ------------------------------------------------------------------ initial.json
+    def read_initial(self, cfg: ExperimentConfig, n_pool: int) -> dict[int, np.ndarray]:
+        """The chosen first labelled sets stored so far, by trial (``{}`` for none);
+        a file that another protocol wrote, or that holds sets the protocol could not
+        have chosen, raises :class:`RunFolderError` naming it."""
+        if not self.initial.exists():
+            return {}
+        try:
+            d = json.loads(self.initial.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(f"{self.initial} is not valid JSON ({exc.msg})") from None
+        if not isinstance(d, dict) or not isinstance(d.get("trials"), dict):
+            raise RunFolderError(f"{self.initial} must hold an object with 'trials'")
+        if d.get("config") != protocol_settings(cfg.to_dict()):
+            raise RunFolderError(
+                f"{self.initial} was written by a run of other settings; the file was "
+                "changed or copied in after the run wrote it"
+            )
+        sets = {}
+        for trial, chosen in d["trials"].items():
+            idx = np.asarray(chosen)
+            ok = (
+                trial.isdigit()
+                and int(trial) < cfg.trials
+                and idx.dtype.kind == "i"
+                and idx.shape == (cfg.initial,)
+                and len(np.unique(idx)) == cfg.initial
+                and (idx.size == 0 or (idx.min() >= 0 and idx.max() < n_pool))
+            )
+            if not ok:
+                raise RunFolderError(
+                    f"{self.initial}: trial {trial!r} does not hold {cfg.initial} distinct "
+                    f"images of a pool of {n_pool}; the file was changed after the run "
+                    "wrote it"
+                )
+            sets[int(trial)] = np.sort(idx.astype(np.int64))
+        return sets
+
+    def save_initial(self, sets: dict[int, np.ndarray], config: dict[str, Any]) -> None:
+        """Write the chosen first labelled sets (all trials so far, atomically)."""
+        trials = {str(t): [int(i) for i in idx] for t, idx in sorted(sets.items())}
+        atomic_write(
+            self.initial, json.dumps({"config": protocol_settings(config), "trials": trials})
+        )
 
     # ------------------------------------------------------------------ loading
     def load(
@@ -420,6 +474,8 @@ class FolderState(NamedTuple):
     rows: pd.DataFrame
     selections: dict[str, Any]
     done: set[tuple[str, int, int]]
+    #: the chosen first labelled sets stored so far, by trial (``initial_strategy``)
+    initial: dict[int, np.ndarray]
 
 
 def read_config(store: RunFolder) -> ExperimentConfig:
@@ -454,11 +510,12 @@ def check_same_protocol(store: RunFolder, config: ExperimentConfig) -> Experimen
 def checked_folder(cfg: ExperimentConfig, store: RunFolder, n_pool: int) -> FolderState:
     """The folder's rows, selections and finished cycles, once every check passed."""
     if not store.config.is_file():
-        return FolderState(empty_rows(), {}, set())
+        return FolderState(empty_rows(), {}, set(), {})
     rows, sel = store.load(cfg.to_dict(), cfg.n_labelled())
     done = {(r.method, int(r.trial), int(r.cycle)) for r in rows.itertuples()}
-    _check_replay(cfg, n_pool, sel, done, store)
-    return FolderState(rows, sel, done)
+    first = store.read_initial(cfg, n_pool) if cfg.initial_strategy != "random" else {}
+    _check_replay(cfg, n_pool, sel, done, store, first)
+    return FolderState(rows, sel, done, first)
 
 
 def _check_replay(
@@ -467,12 +524,21 @@ def _check_replay(
     sel: dict[str, Any],
     done: set[tuple[str, int, int]],
     store: RunFolder,
+    first: dict[int, np.ndarray],
 ) -> None:
     """Refuse stored selections that a resumed run could not replay as they were made:
     indices outside the pool, images already labelled, or another count than the
     protocol picks (``budget`` per cycle, none after the last)."""
     for method, trial in sorted({(m, t) for m, t, _ in done}):
-        labeled = initial_labels(cfg, n_pool, trial)
+        if cfg.initial_strategy == "random":
+            labeled = initial_labels(cfg, n_pool, trial)
+        elif trial in first:
+            labeled = first[trial]
+        else:
+            raise RunFolderError(
+                f"{store.initial} lacks the first labelled set of trial {trial}, which "
+                f"has results; the file was removed or changed after the run wrote it"
+            )
         for cycle in range(cfg.cycles):
             if (method, trial, cycle) not in done:
                 break
