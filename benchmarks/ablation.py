@@ -314,7 +314,8 @@ def plot(table: pd.DataFrame, variants: list[str], path: Path, title: str) -> No
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     for i, v in enumerate(variants):  # one colour per variant in both panels
         t = table[table.variant == v].sort_values("cycle")
-        style = dict(marker="o", capsize=3, color=f"C{i % 10}")
+        colour = f"C{i}" if len(variants) <= 10 else plt.cm.tab20(i % 20)
+        style = dict(marker="o", capsize=3, color=colour)
         ax1.errorbar(t.n_labelled, t["mean"], yerr=t["std"], label=v, **style)
         if v != REFERENCE:
             ax2.errorbar(t.n_labelled, t.gap_mean, yerr=t.gap_std, **style)
