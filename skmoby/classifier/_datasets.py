@@ -5,6 +5,7 @@ lives on the device), its items' labels becoming ``y``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,12 @@ __all__ = ["read_dataset", "with_dataset_labels"]
 
 
 def _collated(value: Any) -> np.ndarray:
+    """A collated batch as an array; a dict of one entry (skorch's dict inputs) is
+    unwrapped, one of several refused (the network takes one input)."""
+    if isinstance(value, Mapping):
+        if len(value) != 1:
+            raise ValueError(f"items hold a dict with keys {list(value)!r}, not one array")
+        value = next(iter(value.values()))
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
@@ -35,7 +42,7 @@ def read_dataset(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray | 
         loader = DataLoader(dataset, batch_size=1024, shuffle=False)
         xs, ys = [], []
         for batch in loader:
-            if isinstance(batch, list | tuple):
+            if isinstance(batch, list | tuple) and not isinstance(batch, Mapping):
                 xs.append(_collated(batch[0]))
                 if len(batch) > 1:
                     ys.append(_collated(batch[1]))

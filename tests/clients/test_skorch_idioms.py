@@ -251,3 +251,24 @@ def test_training_loader_arguments_are_refused_not_ignored(digits, kwargs):
     X, y = digits
     with pytest.raises(ValueError, match=rf"{next(iter(kwargs))} has no effect"):
         make(**kwargs).fit(X[:100], y[:100])
+
+
+class DictItems(torch.utils.data.Dataset):
+    """Items ({"x": image}, label), as skorch's dict inputs come per sample."""
+
+    def __init__(self, X, y, keys=("x",)):
+        self.X, self.y, self.keys = X, y, keys
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return {k: self.X[i] for k in self.keys}, self.y[i]
+
+
+def test_a_dataset_of_dict_items(digits):
+    X, y = digits
+    clf = make().fit(DictItems(X[:100], y[:100]), None)
+    assert clf.predict(DictItems(X[100:110], y[100:110])).shape == (10,)
+    with pytest.raises(ValueError, match=r"dict with keys \['a', 'b'\]"):
+        make().fit(DictItems(X[:100], y[:100], keys=("a", "b")), None)
