@@ -7,15 +7,26 @@ that its peak resident memory (``ru_maxrss``) is its own. Printed: seconds (best
 making the features), and both as ratios to CoreSet measured in the same run. The
 feature matrix itself is printed for scale.
 
+``--reference`` adds scikit-activeml's ProbCover with the same δ (a benchmark-only
+reference, never a dependency: run the script with ``uv run --with
+scikit-activeml==1.0.1``). It builds the dense N × N distance matrix; the row
+``probcover-delta`` is ours on the same features. ``--compare`` instead runs both
+ProbCovers in this process on small inputs and prints how many picks agree and the
+coverage (points within δ of a labelled or picked point) each reaches.
+
 Usage::
 
     uv run python benchmarks/coverage.py                       # N=60,000, d=128
     uv run python benchmarks/coverage.py --n 2000 --d 16 --budget 50 --repeat 1  # seconds
+    uv run --with scikit-activeml==1.0.1 python benchmarks/coverage.py --n 20000 \
+        --labelled 100 --budget 100 --only probcover-delta --reference
+    uv run --with scikit-activeml==1.0.1 python benchmarks/coverage.py --compare
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -31,6 +42,62 @@ def _features(n: int, d: int, seed: int = 0):
     centers = rng.normal(0, 1, (20, d))
     F = centers[rng.randint(0, 20, n)] + rng.normal(0, 0.6, (n, d))
     return F.astype(np.float32)
+
+
+def _unit(F):
+    import numpy as np
+
+    F = np.asarray(F, dtype=np.float64)
+    return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
+
+
+def _reference_probcover(lab, pool, budget: int, delta: float):
+    """scikit-activeml's ProbCover on the L2-normalised features (pool indices)."""
+    import numpy as np
+    from skactiveml.pool import ProbCover
+
+    X = _unit(np.concatenate([lab, pool]))
+    y = np.full(len(X), np.nan)
+    y[: len(lab)] = np.arange(len(lab)) % 10
+    picks = ProbCover(deltas=[delta], random_state=0).query(X, y, batch_size=budget)
+    return np.asarray(picks) - len(lab)
+
+
+def _coverage(lab, pool, picks, delta: float) -> int:
+    """Points within ``delta`` of a labelled or picked point (normalised features)."""
+    import numpy as np
+
+    from skmoby.query.coverage import radius_graph
+
+    F = _unit(np.concatenate([lab, pool]))
+    indptr, indices = radius_graph(F, delta)
+    centres = np.concatenate([np.arange(len(lab)), len(lab) + np.asarray(picks)])
+    covered = np.zeros(len(F), dtype=bool)
+    for c in centres:
+        covered[indices[indptr[c] : indptr[c + 1]]] = True
+    return int(covered.sum())
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Both ProbCovers on small inputs: agreeing picks and the coverage each reaches."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    from skmoby import probcover
+
+    print("n    d   budget  same picks  coverage (ours)  coverage (scikit-activeml)")
+    for n, d, budget in ((200, 4, 10), (300, 8, 20), (500, 16, 30)):
+        F = _features(n, d, seed=n)
+        lab, pool = F[:10], F[10:]
+        est = DummyClassifier().fit(lab, np.arange(10) % 2)
+        ours, _ = probcover(est, pool, budget, X_labeled=lab, delta=args.delta)
+        ref = _reference_probcover(lab, pool, budget, args.delta)
+        same = len(np.intersect1d(ours, ref))
+        print(
+            f"{n:<4} {d:<3} {budget:<7} {same:>4} of {budget:<4} "
+            f"{_coverage(lab, pool, ours, args.delta):>15}  "
+            f"{_coverage(lab, pool, ref, args.delta):>26}"
+        )
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -54,6 +121,7 @@ def _child(args: argparse.Namespace) -> None:
         "probcover-auto": lambda: probcover(
             est, pool, args.budget, X_labeled=lab, n_clusters=10, random_state=0
         ),
+        "reference-probcover": lambda: _reference_probcover(lab, pool, args.budget, args.delta),
     }[args.approach]
     best = harness.measure(run, args.repeat).best
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
@@ -75,7 +143,25 @@ def main(argv: list[str] | None = None) -> None:
     harness.add_repeat(p, 3)
     p.add_argument("--only", default=",".join(APPROACHES))
     p.add_argument("--approach", help=argparse.SUPPRESS)  # run one in this process
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="add scikit-activeml's ProbCover (needs uv run --with scikit-activeml==1.0.1)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="compare both ProbCovers' picks on small inputs (needs scikit-activeml)",
+    )
     args = p.parse_args(argv)
+    if (args.reference or args.compare) and importlib.util.find_spec("skactiveml") is None:
+        raise SystemExit(
+            "--reference and --compare need scikit-activeml, a benchmark-only reference: "
+            "uv run --with scikit-activeml==1.0.1 python benchmarks/coverage.py ..."
+        )
+    if args.compare:
+        compare(args)
+        return
     if args.approach:
         _child(args)
         return
@@ -85,12 +171,13 @@ def main(argv: list[str] | None = None) -> None:
         f"features {mb:.0f} MB, {os.cpu_count()} CPU cores, best of {args.repeat}"
     )
     rows = {}
-    for name in args.only.split(","):
+    names = args.only.split(",") + (["reference-probcover"] if args.reference else [])
+    for name in names:
         cmd = [sys.executable, __file__, "--approach", name, *(argv or sys.argv[1:])]
         rows[name] = harness.run_child(cmd, name)
     ref = rows.get("coreset")
     cols = [
-        harness.Column("approach", 17, align="<"),
+        harness.Column("approach", 21, align="<"),
         harness.Column("seconds", 10, ".3f"),
         harness.Column("x coreset", 11, ".2f"),
         harness.Column("peak MB", 10, ".0f"),
