@@ -8,7 +8,6 @@ import pytest
 from skorch.callbacks import Callback
 
 from skmoby.cli import main
-from skmoby.datasets import load_dataset
 from skmoby.experiment import (
     ExperimentConfig,
     RunFolderError,
@@ -23,11 +22,6 @@ from tests.experiment.conftest import VALUES, tiny, tiny_run_args
 
 def chosen(strategy="typiclust", **kw):
     return tiny(methods=["random", "coreset"], initial_strategy=strategy, pool_subset=300, **kw)
-
-
-@pytest.fixture(scope="module")
-def digits_ds():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
