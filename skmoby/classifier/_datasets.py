@@ -37,7 +37,8 @@ def read_dataset(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray | 
     a bare ``x``.
     """
     if isinstance(dataset, SkorchDataset):
-        return dataset.X, dataset.y
+        y = None if dataset.y is None else _collated(dataset.y)
+        return dataset.X, y
     try:
         loader = DataLoader(dataset, batch_size=1024, shuffle=False)
         xs, ys = [], []

@@ -45,6 +45,8 @@ def as_array(X: Any, name: str) -> Any:
     """``X`` as an array: tensors and sequences (lists, objects with ``__array__``) are
     converted, arrays and data frames kept, a ``Dataset`` read (its samples), a dict of
     one array (skorch's ``SliceDict``) unwrapped; scalars and ragged sequences raise."""
+    if isinstance(X, Dataset):
+        X = read_dataset(X, name)[0]
     if isinstance(X, Mapping) and not issparse(X):  # (scipy's dok arrays are dicts)
         keys = list(X.keys())  # not len(X): a SliceDict's length is its number of rows
         if len(keys) != 1:
@@ -53,8 +55,6 @@ def as_array(X: Any, name: str) -> Any:
                 "one input, so pass a dict of one array (or the array itself)"
             )
         X = dict.__getitem__(X, keys[0]) if isinstance(X, dict) else X[keys[0]]
-    if isinstance(X, Dataset):
-        X = read_dataset(X, name)[0]
     if isinstance(X, torch.Tensor):
         return X.detach().cpu().numpy()
     if isinstance(X, str | bytes | numbers.Number) or not (
@@ -305,7 +305,7 @@ def _labels(est: Any, y: Any) -> np.ndarray:
 
 def _labeled_weights(sample_weight: Any, n: int, unl: np.ndarray) -> np.ndarray | None:
     """The labelled rows' weights, rescaled to average 1."""
-    if sample_weight is None:
+    if sample_weight is None or unl.all():  # no labelled row to weigh
         return None
     if isinstance(sample_weight, numbers.Real):  # one weight for every row
         sample_weight = np.full(n, sample_weight, dtype=np.float64)

@@ -83,7 +83,6 @@ class NetSetup(NeuralNetClassifier):
         rest = [(n, cb) for n, cb in self.callbacks_ if n != "lr_scheduler"]
         at = next((i for i, (_, cb) in enumerate(rest) if isinstance(cb, PrintLog)), len(rest))
         self.callbacks_ = rest[:at] + schedule + rest[at:]
-        _refuse_valid_monitors(self)
         return self
 
     @contextmanager
@@ -238,10 +237,11 @@ class NetSetup(NeuralNetClassifier):
         return tags
 
 
-def _refuse_valid_monitors(net: Any) -> None:
+def refuse_valid_monitors(net: Any) -> None:
     """Refuse callbacks that monitor a validation score when ``net`` has no validation
     split: skorch's ``Checkpoint()`` and ``EarlyStopping()`` monitor ``valid_loss`` by
-    default, and would fail after the first epoch with a ``KeyError``."""
+    default, and would fail after the first epoch with a ``KeyError``. Checked when
+    training starts: loading a checkpoint into an initialised net needs no score."""
     if net.train_split is not None:
         return
     for name, cb in net.callbacks_:

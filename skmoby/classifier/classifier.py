@@ -28,7 +28,7 @@ from ._inputs import (
 from ._params import DEFAULT_MOMENTUM, check_epochs, validate_params
 from ._persistence import Persistence
 from ._run import start_run, training_batches
-from ._setup import NetSetup
+from ._setup import NetSetup, refuse_valid_monitors
 from ._step import (
     FitState,
     check_weighted_criterion,
@@ -456,6 +456,7 @@ class MoBYv2Classifier(Inference, Persistence, NetSetup):
         """skorch's fit loop over the epochs left in the training run (see
         :meth:`partial_fit`), with the unlabelled data and the weights taken out of the
         fit parameters."""
+        refuse_valid_monitors(self)
         self._fit_state = FitState(
             unlabeled=X_unlabeled,
             sample_weight=sample_weight,

@@ -189,6 +189,16 @@ class ExperimentConfig:
                 f"initial_strategy must be one of {list(INITIAL_STRATEGIES)}; got "
                 f"{self.initial_strategy!r}"
             )
+        if (
+            self.initial_strategy != "random"
+            and self.pool_subset is not None
+            and self.pool_subset < self.initial
+        ):
+            raise ValueError(
+                f"pool_subset must be at least initial ({self.initial}) with "
+                f"initial_strategy={self.initial_strategy!r}, which picks the first labels "
+                f"from that subset; got {self.pool_subset!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable dict (what ``config.json`` stores).

@@ -32,6 +32,20 @@ def _seed(cfg: ExperimentConfig, trial: int) -> int:
     return int(np.random.SeedSequence([cfg.seed + trial, 2**20]).generate_state(1)[0])
 
 
+def _release(est: Any) -> None:
+    """Free the choosing learner's device memory before the run's jobs start (they may
+    share this GPU, and measure its free memory for their data)."""
+    device = str(getattr(est, "device_", "cpu"))
+    del est
+    if device.startswith("cuda"):
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
 def choose_initial_labels(
     cfg: ExperimentConfig,
     dataset: ImageDataset,
@@ -94,12 +108,19 @@ def choose_initial_labels(
     factory = make_estimator or default_estimator
     est = factory(cfg, "mobyv2al", dataset, seed, device=device)
     est.set_params(classes=np.unique(y))  # the head's classes; no label is read
-    est.fit(X[pool], np.full(len(pool), -1))
+    mark = est.get_params().get("unlabeled_label", -1)
+    if mark is None:
+        raise ValueError(
+            "initial_strategy needs a learner that takes unlabelled rows; the one built "
+            "here has unlabeled_label=None"
+        )
+    est.fit(X[pool], np.full(len(pool), mark, dtype=np.asarray(mark).dtype))
     if getattr(est, "interrupted_", False):  # skorch caught Ctrl-C: choose nothing
         raise KeyboardInterrupt
     strategy = _STRATEGIES[cfg.initial_strategy]
     picks, _ = strategy(est, X[pool], n_instances=cfg.initial, random_state=seed)
     chosen = np.sort(pool[np.asarray(picks)])
+    _release(est)
     classes = np.unique(y[chosen])
     if len(classes) < 2:
         raise ValueError(

@@ -246,14 +246,13 @@ def run_experiment(
             on_start(state)
         if stored != config:  # a new folder, or another device or data_root
             store.write_config(config.to_dict())
-        work = JobProtocol(
-            config,
-            callbacks,
-            save_models,
-            make_estimator,
-            strategies,
-            _first_labels(state, store, make_estimator, log),
-        )
+        try:
+            first = _first_labels(state, store, make_estimator, log)
+        except ValueError:
+            if stored is None and not store.initial.exists():
+                store.config.unlink()  # written just now: the folder stays free for a retry
+            raise
+        work = JobProtocol(config, callbacks, save_models, make_estimator, strategies, first)
         return _run_jobs(
             state,
             work,

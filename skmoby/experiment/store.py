@@ -166,7 +166,12 @@ class RunFolder:
         return d
 
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write(self.config, json.dumps(config, indent=2))
+        """Write ``config.json``; settings of :data:`LATER_SETTINGS` at their value are
+        left out, so that releases from before them still read the folder."""
+        kept = {
+            k: v for k, v in config.items() if k not in LATER_SETTINGS or LATER_SETTINGS[k] != v
+        }
+        atomic_write(self.config, json.dumps(kept, indent=2))
 
     # ------------------------------------------------------------------ initial.json
     def read_initial(self, cfg: ExperimentConfig, n_pool: int) -> dict[int, np.ndarray]:

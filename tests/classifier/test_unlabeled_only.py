@@ -67,3 +67,10 @@ def test_no_labels_with_one_class_is_refused(digits):
     X, _ = digits
     with pytest.raises(ValueError, match="classes must hold at least 2"):
         small_clf(classes=[3]).fit(X[:100], np.full(100, -1))
+
+
+def test_sample_weight_with_no_labelled_row_is_ignored(digits):
+    X, _ = digits
+    clf = small_clf(classes=CLASSES, max_epochs=1)
+    clf.fit(X[:100], np.full(100, -1), sample_weight=np.ones(100))
+    assert len(clf.history) == 1

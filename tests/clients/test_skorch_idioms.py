@@ -272,3 +272,21 @@ def test_a_dataset_of_dict_items(digits):
     assert clf.predict(DictItems(X[100:110], y[100:110])).shape == (10,)
     with pytest.raises(ValueError, match=r"dict with keys \['a', 'b'\]"):
         make().fit(DictItems(X[:100], y[:100], keys=("a", "b")), None)
+
+
+def test_skorch_dataset_of_a_dict_and_list_labels(digits):
+    X, y = digits
+    clf = make().fit(Dataset({"x": X[:100]}, y[:100]), list(y[:100]))  # y as for a split
+    assert clf.predict(Dataset({"x": X[100:110]})).shape == (10,)
+
+
+def test_a_net_with_a_default_checkpoint_initializes_and_loads(fitted_hw, digits, tmp_path):
+    """skorch's load pattern: the same callbacks as in training, initialize, load."""
+    X, y = digits
+    fitted_hw.save_params(f_params=tmp_path / "params.pt")
+    cb = [Checkpoint(dirname=str(tmp_path))]  # monitors valid_loss_best by default
+    new = make(input_shape=(8, 8), classes=list(range(10)), callbacks=cb).initialize()
+    new.load_params(f_params=tmp_path / "params.pt")
+    np.testing.assert_array_equal(new.predict(X[:20]), fitted_hw.predict(X[:20]))
+    with pytest.raises(ValueError, match="train_split is None"):  # training still needs it
+        new.partial_fit(X[:100], y[:100])

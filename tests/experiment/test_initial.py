@@ -147,3 +147,39 @@ def test_command_line_flag(tmp_path, capsys):
 def test_config_round_trip():
     cfg = ExperimentConfig(initial_strategy="probcover")
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_pool_subset_smaller_than_initial_is_refused_before_anything_runs():
+    with pytest.raises(ValueError, match=r"pool_subset must be at least initial \(20\)"):
+        tiny(initial_strategy="typiclust", pool_subset=10).validate()
+
+
+def test_a_failed_choice_leaves_a_new_folder_free(tmp_path, digits_ds):
+    def marks_nothing(config, method, dataset, random_state, *, device=None):
+        est = make_estimator(config, method, dataset, random_state, device=device)
+        return est.set_params(unlabeled_label=None)
+
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="unlabeled_label=None"):
+        run_experiment(
+            chosen(), out, dataset=digits_ds, progress=False, make_estimator=marks_nothing
+        )
+    assert not (out / "config.json").exists() and not (out / "initial.json").exists()
+    # the folder takes the corrected run, even with other settings
+    table = run_experiment(chosen(initial=30), out, dataset=digits_ds, progress=False)
+    assert (table[table.cycle == 0].n_labelled == 30).all()
+
+
+def test_the_learners_own_unlabelled_mark_is_used(tmp_path, digits_ds):
+    def nan_marks(config, method, dataset, random_state, *, device=None):
+        est = make_estimator(config, method, dataset, random_state, device=device)
+        return est.set_params(unlabeled_label=np.nan)
+
+    cfg = chosen()
+    first = choose_initial_labels(cfg, digits_ds, 0, make_estimator=nan_marks)
+    assert len(np.unique(first)) == cfg.initial
+
+
+def test_a_default_config_json_stays_readable_by_earlier_releases(tmp_path, digits_ds):
+    run_experiment(tiny(), tmp_path / "run", dataset=digits_ds, progress=False)
+    assert "initial_strategy" not in json.loads((tmp_path / "run" / "config.json").read_text())
