@@ -89,6 +89,23 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; a file that is not JSON raises :class:`RunFolderError`."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path} is not valid JSON ({exc})") from None
+
+
+def _distinct_indices(v: Any) -> bool:
+    """Whether ``v`` is a JSON list of distinct image indices (true/false are not)."""
+    return (
+        isinstance(v, list)
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63 for i in v)
+        and len(set(v)) == len(v)
+    )
+
+
 def protocol_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that determine the results (all but :data:`PLACE_SETTINGS`, and
     those of :data:`LATER_SETTINGS` at their value)."""
@@ -180,10 +197,7 @@ class RunFolder:
         have chosen, raises :class:`RunFolderError` naming it."""
         if not self.initial.exists():
             return {}
-        try:
-            d = json.loads(self.initial.read_text())
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(f"{self.initial} is not valid JSON ({exc.msg})") from None
+        d = _read_json(self.initial)
         if not isinstance(d, dict) or not isinstance(d.get("trials"), dict):
             raise RunFolderError(f"{self.initial} must hold an object with 'trials'")
         if d.get("config") != protocol_settings(cfg.to_dict()):
@@ -193,14 +207,12 @@ class RunFolder:
             )
         sets = {}
         for trial, chosen in d["trials"].items():
-            idx = np.asarray(chosen)
             ok = (
                 trial.isdigit()
                 and int(trial) < cfg.trials
-                and idx.dtype.kind == "i"
-                and idx.shape == (cfg.initial,)
-                and len(np.unique(idx)) == cfg.initial
-                and (idx.size == 0 or (idx.min() >= 0 and idx.max() < n_pool))
+                and _distinct_indices(chosen)
+                and len(chosen) == cfg.initial
+                and max(chosen, default=-1) < n_pool
             )
             if not ok:
                 raise RunFolderError(
@@ -208,7 +220,7 @@ class RunFolder:
                     f"images of a pool of {n_pool}; the file was changed after the run "
                     "wrote it"
                 )
-            sets[int(trial)] = np.sort(idx.astype(np.int64))
+            sets[int(trial)] = np.sort(np.asarray(chosen, dtype=np.int64))
         return sets
 
     def save_initial(self, sets: dict[int, np.ndarray], config: dict[str, Any]) -> None:
@@ -271,10 +283,7 @@ class RunFolder:
     def _load_selections(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if not self.selections.exists():
             return {}, None
-        try:
-            data = json.loads(self.selections.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunFolderError(f"{self.selections} is not valid JSON ({exc})") from None
+        data = _read_json(self.selections)
         if not isinstance(data, dict):
             raise RunFolderError(f"{self.selections} must hold a JSON object")
         if set(data) != {"config", "cycles"}:
@@ -290,20 +299,14 @@ class RunFolder:
         if not isinstance(cycles, dict) or not isinstance(stored, dict):
             raise RunFolderError(f"{self.selections} has an unexpected layout")
 
-        def indices(v):  # distinct image indices (JSON true/false are not indices)
-            return (
-                isinstance(v, list)
-                and all(
-                    isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63 for i in v
-                )
-                and len(set(v)) == len(v)
-            )
-
         for k, entry in cycles.items():
             ok = (
                 isinstance(entry, dict)
-                and indices(entry.get("selected"))
-                and (entry.get("next_unlabeled") is None or indices(entry["next_unlabeled"]))
+                and _distinct_indices(entry.get("selected"))
+                and (
+                    entry.get("next_unlabeled") is None
+                    or _distinct_indices(entry["next_unlabeled"])
+                )
             )
             if not ok:
                 raise RunFolderError(
