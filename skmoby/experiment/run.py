@@ -246,19 +246,14 @@ def run_experiment(
             on_start(state)
         if stored != config:  # a new folder, or another device or data_root
             store.write_config(config.to_dict())
-        try:
-            first = _first_labels(state, store, make_estimator, log)
-        except ValueError:
-            if stored is None and not store.initial.exists():
-                store.config.unlink()  # written just now: the folder stays free for a retry
-            raise
-        work = JobProtocol(config, callbacks, save_models, make_estimator, strategies, first)
-        return _run_jobs(
+        return _start(
             state,
-            work,
+            store,
+            JobProtocol(config, callbacks, save_models, make_estimator, strategies),
             progress,
-            log or (lambda s: None),
+            log,
             dict(jobs=jobs, jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address),
+            new_folder=stored is None,
         )
 
 
@@ -335,34 +330,45 @@ def resume_experiment(
             on_start(state)
         if changes:
             store.write_config(cfg.to_dict())
-        work = JobProtocol(
-            cfg,
-            callbacks,
-            save_models,
-            make_estimator,
-            strategies,
-            _first_labels(state, store, make_estimator, log),
-        )
-        return _run_jobs(
+        return _start(
             state,
-            work,
+            store,
+            JobProtocol(cfg, callbacks, save_models, make_estimator, strategies),
             progress,
-            log or (lambda s: None),
+            log,
             dict(jobs=jobs, jobs_per_gpu=jobs_per_gpu, backend=backend, ray_address=ray_address),
+            new_folder=False,
         )
 
 
-def _first_labels(state: RunState, store: RunFolder, make_estimator, log) -> dict | None:
-    """Each trial's chosen first labelled set (``initial_strategy``), stored or chosen
-    now; None for sets drawn by seed."""
-    return initial_sets(
-        state.config,
-        state.dataset,
-        store,
-        state.folder.initial,
-        make_estimator=make_estimator,
-        log=log or (lambda s: None),
-    )
+def _start(
+    state: RunState,
+    store: RunFolder,
+    work: JobProtocol,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    options: dict[str, Any],
+    *,
+    new_folder: bool,
+) -> pd.DataFrame:
+    """Choose the trials' missing first labelled sets (``initial_strategy``), then run
+    the jobs the folder lacks. A choice that fails in a ``new_folder`` removes the
+    ``config.json`` this call wrote there, so that the folder takes a corrected run."""
+    log = log or (lambda s: None)
+    try:
+        first = initial_sets(
+            state.config,
+            state.dataset,
+            store,
+            state.folder.initial,
+            make_estimator=work.make_estimator,
+            log=log,
+        )
+    except ValueError:
+        if new_folder and not store.initial.exists():
+            store.config.unlink()
+        raise
+    return _run_jobs(state, dataclasses.replace(work, initial=first), progress, log, options)
 
 
 def check_run_options(
