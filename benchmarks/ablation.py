@@ -30,6 +30,10 @@ selection is taken trial by trial (paired). Variants:
 ``mobyv2al-typiclust``, ``mobyv2al-probcover``
     The MoBYv2 learner selecting with :func:`~skmoby.typiclust` or
     :func:`~skmoby.probcover` on L2-normalised ``f_q`` (the low-budget strategies).
+``typiclust-first``
+    ``mobyv2al-typiclust`` whose first labelled set is chosen too, by TypiClust on a
+    learner trained without labels (``initial_strategy="typiclust"``), instead of drawn
+    at random; still paired with random by trial.
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
@@ -152,6 +156,7 @@ VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
     "mobyv2al-unit": ("mobyv2al", {}, _unit_coreset, {}),
     "mobyv2al-typiclust": ("mobyv2al", {}, _joint_typiclust, {}),
     "mobyv2al-probcover": ("mobyv2al", {}, _joint_probcover, {}),
+    "typiclust-first": ("mobyv2al", {}, _joint_typiclust, {"initial_strategy": "typiclust"}),
 }
 
 
