@@ -17,6 +17,7 @@ _pickles.install()  # pickles of earlier releases name modules that have moved
 __all__ = [
     "MoBYv2Classifier",
     "UnlabeledData",
+    "adaptive",
     "coreset",
     "high_contrastive_loss",
     "k_center_greedy",
@@ -33,6 +34,7 @@ _WHERE = {
     "MoBYv2Classifier": ".classifier",
     "UnlabeledData": ".classifier",
     "stack_unlabeled": ".classifier",
+    "adaptive": ".query",
     "coreset": ".query",
     "high_contrastive_loss": ".query",
     "k_center_greedy": ".query",

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 #: The runner's methods. New ones go at the end: a method's position seeds its draws.
-METHODS = ("mobyv2al", "coreset", "random", "entropy", "mobyv2al-typiclust", "mobyv2al-probcover")
+METHODS = (
+    "mobyv2al",
+    "coreset",
+    "random",
+    "entropy",
+    "mobyv2al-typiclust",
+    "mobyv2al-probcover",
+    "mobyv2al-adaptive",
+)
 
 
 #: How each trial's first labelled set is chosen: at random (the paper), or by TypiClust or
@@ -54,7 +62,7 @@ class ExperimentConfig:
         A name accepted by :func:`~skmoby.datasets.load_dataset`.
     methods : list of str
         Any of ``"mobyv2al"``, ``"coreset"``, ``"random"``, ``"entropy"``,
-        ``"mobyv2al-typiclust"``, ``"mobyv2al-probcover"``.
+        ``"mobyv2al-typiclust"``, ``"mobyv2al-probcover"``, ``"mobyv2al-adaptive"``.
     backbone : str
         Backbone name for :class:`~skmoby.MoBYv2Classifier`.
     initial : int

@@ -23,6 +23,7 @@ from skorch.callbacks import Callback, EarlyStopping
 from .._compat.modal import guard_modal_retry
 from ..classifier import MoBYv2Classifier
 from ..datasets import ImageDataset, load_dataset
+from ..query.adaptive import adaptive
 from ..query.coverage import probcover, typiclust
 from ..query.strategies import coreset, lowest_contrastive_subset, max_entropy, random_sampling
 from .config import METHODS, ExperimentConfig, initial_labels, is_joint
@@ -35,10 +36,11 @@ STRATEGIES: dict[str, Callable[..., Any]] = {
     "entropy": max_entropy,
     "mobyv2al-typiclust": typiclust,
     "mobyv2al-probcover": probcover,
+    "mobyv2al-adaptive": adaptive,
 }
 #: Methods whose strategy draws at random: it is given ``random_state``, seeded per
 #: (trial, cycle).
-SEEDED = ("random", "mobyv2al-typiclust", "mobyv2al-probcover")
+SEEDED = ("random", "mobyv2al-typiclust", "mobyv2al-probcover", "mobyv2al-adaptive")
 
 
 class Cycle(NamedTuple):

@@ -1,6 +1,7 @@
-"""Selection strategies: CoreSet (k-center greedy), the other functions of the paper, and
-the low-budget strategies TypiClust and ProbCover."""
+"""Selection strategies: CoreSet (k-center greedy), the other functions of the paper, the
+low-budget strategies TypiClust and ProbCover, and the budget-aware ``adaptive``."""
 
+from .adaptive import adaptive, adaptive_choice
 from .coverage import probcover, purity_radius, radius_graph, typiclust
 from .kcenter import k_center_greedy, keops_available
 from .strategies import (
@@ -12,6 +13,8 @@ from .strategies import (
 )
 
 __all__ = [
+    "adaptive",
+    "adaptive_choice",
     "coreset",
     "high_contrastive_loss",
     "k_center_greedy",

@@ -169,7 +169,9 @@ def test_a_protocol_that_labels_the_whole_pool_finishes(tmp_path):
     assert sel["cycles"]["mobyv2al/0/0"]["next_unlabeled"] == []
 
 
-@pytest.mark.parametrize("method", ["mobyv2al-typiclust", "mobyv2al-probcover"])
+@pytest.mark.parametrize(
+    "method", ["mobyv2al-typiclust", "mobyv2al-probcover", "mobyv2al-adaptive"]
+)
 def test_a_run_of_a_low_budget_method_resumes_to_the_same_table(tmp_path, method):
     cfg = tiny(methods=[method], initial=30, budget=20, cycles=3, trials=1, unlabeled="random")
     whole = run_experiment(cfg, tmp_path / "whole", progress=False)

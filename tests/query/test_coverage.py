@@ -227,7 +227,9 @@ def test_typiclust_on_the_estimators_contrastive_features(fitted, digits):
     assert len(set(idx.tolist())) == 10 and np.all(t > 0)
 
 
-@pytest.mark.parametrize("strategy", ["coreset", "typiclust", "probcover", "high_contrastive_loss"])
+@pytest.mark.parametrize(
+    "strategy", ["coreset", "typiclust", "probcover", "adaptive", "high_contrastive_loss"]
+)
 def test_feature_strategies_on_a_committee_are_refused_clearly(points, strategy):
     # Once: coreset on a Committee picked in raw pixel space with no labelled centres.
     from modAL.models import Committee
