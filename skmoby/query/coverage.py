@@ -278,8 +278,6 @@ def radius_graph(
     >>> [indices[indptr[i]:indptr[i + 1]].tolist() for i in range(3)]
     [[0, 1], [0, 1], [2]]
     """
-    from scipy.sparse import coo_array
-
     if (
         isinstance(delta, bool)
         or not isinstance(delta, int | float | np.floating)
@@ -294,7 +292,10 @@ def radius_graph(
     # (with |b|^2 as its bias) and one comparison per block.
     bound = f2 - float(delta) ** 2
     index = torch.int32 if n < 2**31 else torch.int64
-    top, bottom = [torch.zeros(0, dtype=index)], [torch.zeros(0, dtype=index)]
+    # Per block: its rows and, row-major, the columns j > i of each row's ball.
+    upper: list[tuple[slice, np.ndarray, np.ndarray]] = []
+    n_upper = np.zeros(n, dtype=np.int64)  # per row i: points j > i in its ball
+    n_lower = np.zeros(n, dtype=np.int64)  # per row j: points i < j in its ball
     total = n  # every point is in its own ball
     prod, near = _scratch(n, F), _scratch(n, F, torch.bool)
     for block in _upper_blocks(n):
@@ -310,20 +311,33 @@ def radius_graph(
                 f"delta={delta} gives more than max_edges={max_edges} edges "
                 f"on {n} points; choose a smaller delta"
             )
-        top.append((r + block.start).to("cpu", index))
-        bottom.append((c + block.start).to("cpu", index))
-    i, j = torch.cat(top).numpy(), torch.cat(bottom).numpy()
-    del top, bottom
-    own = np.arange(n, dtype=i.dtype)
-    # Each row then reads its mirrored entries (columns < row, increasing since the pairs
-    # come ordered by their first point), itself, then its own (columns > row,
-    # increasing): the conversion keeps that order, so no sort is needed.
-    rows, cols = np.concatenate([j, own, i]), np.concatenate([i, own, j])
-    del i, j
-    graph = coo_array((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(n, n))
-    del rows, cols
-    graph = graph.tocsr()
-    return graph.indptr.astype(np.int64), graph.indices
+        cols = (c + block.start).to("cpu", index).numpy()
+        counts = np.bincount(r.cpu().numpy(), minlength=shape[0])
+        n_upper[block] = counts
+        n_lower += np.bincount(cols, minlength=n)
+        upper.append((block, counts, cols))
+    # Row i of the CSR: the i' < i that hold i (mirrored), i itself, then its own j > i;
+    # each part in increasing order, so no sort is needed.
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(n_lower + 1 + n_upper, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32 if index == torch.int32 else np.int64)
+    own = indptr[:-1] + n_lower
+    indices[own] = np.arange(n)
+    cursor = indptr[:-1].copy()  # next free mirrored slot of each row
+    while upper:
+        block, counts, cols = upper.pop(0)
+        rows = np.repeat(np.arange(block.start, block.stop), counts)
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        indices[own[rows] + 1 + np.arange(len(cols)) - first] = cols
+        del rows, first
+        # Rows in increasing order, and a row holds each j once: its mirrored entries
+        # go to distinct slots, in increasing order of the row.
+        starts = np.cumsum(counts) - counts
+        for k in np.flatnonzero(counts):
+            js = cols[starts[k] : starts[k] + counts[k]]
+            indices[cursor[js]] = block.start + k
+            cursor[js] += 1
+    return indptr, indices
 
 
 def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:

@@ -278,3 +278,17 @@ def test_cluster_cap_counts_distinct_rows_only_as_needed(k):
     for F in cases:
         want = min(k, len(np.unique(F, axis=0)))
         assert coverage._at_most_distinct(F, k) == want
+
+
+@pytest.mark.parametrize("delta", [0.3, 0.8, 1.6])
+def test_radius_graph_over_many_blocks_equals_the_dense_reference(delta, monkeypatch):
+    # Blocks of a few rows: every row's mirrored, own and upper parts cross block edges.
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 3 * 120)
+    F = np.random.RandomState(1).normal(size=(120, 4)).astype(np.float32)
+    F = F / np.linalg.norm(F, axis=1, keepdims=True)
+    indptr, indices = radius_graph(F, delta)
+    assert indptr.dtype == np.int64 and indices.dtype == np.int32
+    ref = _ref_graph(F, delta)
+    assert indptr[-1] == sum(len(b) for b in ref)
+    for i, want in enumerate(ref):
+        np.testing.assert_array_equal(indices[indptr[i] : indptr[i + 1]], want)
