@@ -405,6 +405,24 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     return edge * (1 - 1e-4)
 
 
+def _uncovered_per_ball(indptr: np.ndarray, indices: np.ndarray, covered: np.ndarray):
+    """Points of each ball not yet covered, summed over row ranges of about
+    ``_BLOCK_ENTRIES`` edges (a sum over every edge at once would hold an int64 per
+    edge). Every ball holds its own point, so no row is empty."""
+    n = len(indptr) - 1
+    if not covered.any():
+        return np.diff(indptr)
+    degree = np.empty(n, dtype=np.int64)
+    lo = 0
+    while lo < n:
+        hi = max(lo + 1, int(np.searchsorted(indptr, indptr[lo] + _BLOCK_ENTRIES)) - 1)
+        hi = min(hi, n)
+        span = indices[indptr[lo] : indptr[hi]]
+        degree[lo:hi] = np.add.reduceat(~covered[span], indptr[lo:hi] - indptr[lo], dtype=np.int64)
+        lo = hi
+    return degree
+
+
 def _greedy_coverage(
     indptr: np.ndarray, indices: np.ndarray, m: int, n: int, rng: np.random.RandomState
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -420,8 +438,7 @@ def _greedy_coverage(
     covered = np.zeros(N, dtype=bool)
     if m:
         covered[np.concatenate([ball(i) for i in range(m)])] = True
-    # Uncovered points per ball (every ball holds its own point, so no segment is empty).
-    degree = np.add.reduceat(~covered[indices], starts, dtype=np.int64)
+    degree = _uncovered_per_ball(indptr, indices, covered)
     degree[:m] = -1
     picks, gains = [], []
     for _ in range(n):

@@ -292,3 +292,15 @@ def test_radius_graph_over_many_blocks_equals_the_dense_reference(delta, monkeyp
     assert indptr[-1] == sum(len(b) for b in ref)
     for i, want in enumerate(ref):
         np.testing.assert_array_equal(indices[indptr[i] : indptr[i + 1]], want)
+
+
+@pytest.mark.parametrize(("delta", "m", "n"), [(0.9, 6, 4), (1.5, 10, 3), (2.5, 3, 5)])
+def test_probcover_in_small_blocks_equals_the_greedy_reference(points, delta, m, n, monkeypatch):
+    # Blocks of a few rows for the graph and of a few edges for the first gains.
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 40)
+    idx, gains = probcover(
+        DummyClassifier(), points[m:], n, X_labeled=points[:m], delta=delta, normalize=False
+    )
+    want = _ref_coverage(points, delta, m, n)  # stops once every point is covered
+    assert (idx[: len(want)] + m).tolist() == want
+    assert np.all(gains[: len(want)] > 0) and np.all(gains[len(want) :] == 0)
