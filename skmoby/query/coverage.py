@@ -240,10 +240,8 @@ def _nonzero(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat // mask.shape[1], flat % mask.shape[1]
 
 
-def _as_tensor(features: Any, dtype=None) -> torch.Tensor:
+def _as_tensor(features: Any) -> torch.Tensor:
     F = features if torch.is_tensor(features) else torch.as_tensor(np.asarray(features))
-    if dtype is not None:
-        return F.to(dtype)
     return F if F.is_floating_point() else F.double()
 
 
@@ -324,8 +322,9 @@ def radius_graph(
     own = indptr[:-1] + n_lower
     indices[own] = np.arange(n)
     cursor = indptr[:-1].copy()  # next free mirrored slot of each row
+    upper.reverse()  # popped from the end: first block first, each freed once placed
     while upper:
-        block, counts, cols = upper.pop(0)
+        block, counts, cols = upper.pop()
         rows = np.repeat(np.arange(block.start, block.stop), counts)
         first = np.repeat(np.cumsum(counts) - counts, counts)
         indices[own[rows] + 1 + np.arange(len(cols)) - first] = cols
