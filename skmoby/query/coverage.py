@@ -380,23 +380,31 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     F = _as_tensor(features)
     if F.dtype not in (torch.float32, torch.float64):
         F = F.double()
-    lab = torch.as_tensor(np.unique(labels, return_inverse=True)[1]).to(F.device)
+    # Sorted by label, the points of other labels after a group are one contiguous run:
+    # each pair of different labels is computed once, with no mask, and pairs of the
+    # same label not at all.
+    codes = np.unique(labels, return_inverse=True)[1].ravel()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(codes.max() + 2))
+    F = F[torch.as_tensor(order, device=F.device)]
+    n = len(F)
     f2 = (F * F).sum(1)
-    r2 = torch.full((len(F),), torch.inf, dtype=F.dtype, device=F.device)
-    buf, same = _scratch(len(F), F), _scratch(len(F), F, torch.bool)
-    for block in _upper_blocks(len(F)):
-        rest = slice(block.start, None)
-        shape = (block.stop - block.start, len(F) - block.start)
-        d2 = torch.addmm(f2[rest], F[block], F[rest].T, alpha=-2, out=_view(buf, *shape))
-        d2.add_(f2[block, None])
-        d2.masked_fill_(
-            torch.eq(lab[block, None], lab[None, rest], out=_view(same, *shape)), torch.inf
-        )
-        # The block holds the pairs (i, j) of its rows with every later j, once: the
-        # nearest other-label point of i is among its row, of j among its column.
-        r2[block] = torch.minimum(r2[block], d2.min(1).values)
-        r2[rest] = torch.minimum(r2[rest], d2.min(0).values)
-    r = r2.clamp_min_(0).sqrt().cpu()
+    r2 = torch.full((n,), torch.inf, dtype=F.dtype, device=F.device)
+    buf = _scratch(n, F)
+    for g in range(len(bounds) - 2):
+        later = slice(int(bounds[g + 1]), n)
+        width = n - later.start
+        step = max(1, _BLOCK_ENTRIES // width)
+        for s in range(int(bounds[g]), later.start, step):
+            rows = slice(s, min(later.start, s + step))
+            # |b|^2 - 2 a.b: its row minima plus |a|^2 are the rows' nearest distances;
+            # plus |a|^2 everywhere, its column minima are the later points'.
+            d2 = torch.addmm(
+                f2[later], F[rows], F[later].T, alpha=-2, out=_view(buf, rows.stop - s, width)
+            )
+            r2[rows] = torch.minimum(r2[rows], d2.amin(1) + f2[rows])
+            r2[later] = torch.minimum(r2[later], d2.add_(f2[rows, None]).amin(0))
+    r = r2.cpu().clamp_min_(0).sqrt()  # in label order: only their quantile is needed
     allowed = int(np.floor((1 - purity) * len(F) + 1e-9))  # balls allowed to be impure
     edge = float(torch.sort(r).values[min(allowed, len(F) - 1)])
     # Below the edge by a relative 1e-4, so that rounding (here or in a float32 graph)
