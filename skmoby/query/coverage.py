@@ -380,6 +380,10 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     F = _as_tensor(features)
     if F.dtype not in (torch.float32, torch.float64):
         F = F.double()
+    if labels.shape != (len(F),):
+        raise ValueError(
+            f"labels must hold one label per point: shape ({len(F)},); got {labels.shape}"
+        )
     # Sorted by label, the points of other labels after a group are one contiguous run:
     # each pair of different labels is computed once, with no mask, and pairs of the
     # same label not at all.

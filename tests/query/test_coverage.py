@@ -304,3 +304,9 @@ def test_probcover_in_small_blocks_equals_the_greedy_reference(points, delta, m,
     want = _ref_coverage(points, delta, m, n)  # stops once every point is covered
     assert (idx[: len(want)] + m).tolist() == want
     assert np.all(gains[: len(want)] > 0) and np.all(gains[len(want) :] == 0)
+
+
+def test_purity_radius_refuses_labels_of_another_length(points):
+    labels = np.repeat([0, 1], [24, 23])  # one short
+    with pytest.raises(ValueError, match=r"one label per point: shape \(48,\); got \(47,\)"):
+        purity_radius(points, labels)
