@@ -20,7 +20,13 @@ from skmoby.experiment import (
     PRESETS,
     run_experiment,
 )
-from tests.experiment.conftest import files_of, held_elsewhere, tiny, tiny_run_args
+from tests.experiment.conftest import (
+    files_of,
+    held_elsewhere,
+    sigint_live,
+    tiny,
+    tiny_run_args,
+)
 
 TINY_DEMO = dict(PRESETS["demo"], initial=20, budget=10, cycles=2, trials=1, epochs=1)
 
@@ -280,6 +286,7 @@ def test_ctrl_c_while_starting_is_a_clean_exit_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_live,
     )
     # The command names the run, then imports PyTorch and loads the data: interrupt it
     # there, however long the interpreter took to start on a busy machine.

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -60,6 +61,14 @@ def tiny_run_args(out=None, *extra, **settings):
     if out is not None:
         argv += ["--out", str(out)]
     return [*argv, *extra]
+
+
+def sigint_live() -> None:
+    """``preexec_fn`` of a child that a test interrupts: Ctrl-C live in it, as in a
+    terminal. A test run started in the background by a non-interactive shell (or
+    nohup) ignores SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def files_of(folder):

@@ -26,6 +26,7 @@ from skmoby.experiment.store import RunFolder
 from tests.experiment.conftest import (
     VALUES,
     csv_lines,
+    sigint_live,
     tiny,
 )
 
@@ -81,11 +82,6 @@ def during_cycle_1(method, trial, cycle):
 """
 
 
-def _sigint_live() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digits_ds):
     # Once: `skmoby resume` exited 0 after a Ctrl-C during training and saved 0.104 where
     # the uninterrupted run gives 0.202.
@@ -97,8 +93,6 @@ def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digit
     (tmp_path / "slowcb.py").write_text(CALLBACK_MODULE)
     marker = tmp_path / "training"
     env = dict(os.environ, MARKER=str(marker), PYTHONPATH=str(tmp_path))
-    # Ctrl-C live in the child, as in a terminal: a test run started in the background by
-    # a non-interactive shell (or nohup) ignores SIGINT, and children inherit that.
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -114,7 +108,7 @@ def test_sigint_during_training_saves_nothing_and_resume_matches(tmp_path, digit
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_live,
+        preexec_fn=sigint_live,
     )
     deadline = time.monotonic() + 300
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
