@@ -197,7 +197,7 @@ def _add_settings(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--methods",
         help="comma-separated, of: mobyv2al, coreset, random, entropy, "
-        "mobyv2al-typiclust, mobyv2al-probcover, mobyv2al-adaptive",
+        "mobyv2al-typiclust, mobyv2al-probcover, mobyv2al-adaptive, mobyv2al-margin",
     )
     run.add_argument("--backbone", choices=["vgg16", "resnet18", "wrn28", "lenet5", "cnn", "mlp"])
     run.add_argument("--initial", type=_positive_int, help="initial labelled images")

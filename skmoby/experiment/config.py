@@ -20,6 +20,7 @@ METHODS = (
     "mobyv2al-typiclust",
     "mobyv2al-probcover",
     "mobyv2al-adaptive",
+    "mobyv2al-margin",
 )
 
 
@@ -62,7 +63,8 @@ class ExperimentConfig:
         A name accepted by :func:`~skmoby.datasets.load_dataset`.
     methods : list of str
         Any of ``"mobyv2al"``, ``"coreset"``, ``"random"``, ``"entropy"``,
-        ``"mobyv2al-typiclust"``, ``"mobyv2al-probcover"``, ``"mobyv2al-adaptive"``.
+        ``"mobyv2al-typiclust"``, ``"mobyv2al-probcover"``, ``"mobyv2al-adaptive"``,
+        ``"mobyv2al-margin"``.
     backbone : str
         Backbone name for :class:`~skmoby.MoBYv2Classifier`.
     initial : int

@@ -25,6 +25,7 @@ from ..classifier import MoBYv2Classifier
 from ..datasets import ImageDataset, load_dataset
 from ..query.adaptive import adaptive
 from ..query.coverage import probcover, typiclust
+from ..query.margin import diverse_margin
 from ..query.strategies import coreset, lowest_contrastive_subset, max_entropy, random_sampling
 from .config import METHODS, ExperimentConfig, initial_labels, is_joint
 
@@ -37,10 +38,17 @@ STRATEGIES: dict[str, Callable[..., Any]] = {
     "mobyv2al-typiclust": typiclust,
     "mobyv2al-probcover": probcover,
     "mobyv2al-adaptive": adaptive,
+    "mobyv2al-margin": diverse_margin,
 }
 #: Methods whose strategy draws at random: it is given ``random_state``, seeded per
 #: (trial, cycle).
-SEEDED = ("random", "mobyv2al-typiclust", "mobyv2al-probcover", "mobyv2al-adaptive")
+SEEDED = (
+    "random",
+    "mobyv2al-typiclust",
+    "mobyv2al-probcover",
+    "mobyv2al-adaptive",
+    "mobyv2al-margin",
+)
 
 
 class Cycle(NamedTuple):

@@ -1,9 +1,11 @@
 """Selection strategies: CoreSet (k-center greedy), the other functions of the paper, the
-low-budget strategies TypiClust and ProbCover, and the budget-aware ``adaptive``."""
+low-budget strategies TypiClust and ProbCover, diverse margin sampling, and the
+budget-aware ``adaptive``."""
 
 from .adaptive import adaptive, adaptive_choice
 from .coverage import probcover, purity_radius, radius_graph, typiclust
 from .kcenter import k_center_greedy, keops_available
+from .margin import diverse_margin
 from .strategies import (
     coreset,
     high_contrastive_loss,
@@ -16,6 +18,7 @@ __all__ = [
     "adaptive",
     "adaptive_choice",
     "coreset",
+    "diverse_margin",
     "high_contrastive_loss",
     "k_center_greedy",
     "keops_available",

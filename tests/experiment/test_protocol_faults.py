@@ -164,7 +164,8 @@ def test_a_protocol_that_labels_the_whole_pool_finishes(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "method", ["mobyv2al-typiclust", "mobyv2al-probcover", "mobyv2al-adaptive"]
+    "method",
+    ["mobyv2al-typiclust", "mobyv2al-probcover", "mobyv2al-adaptive", "mobyv2al-margin"],
 )
 def test_a_run_of_a_low_budget_method_resumes_to_the_same_table(tmp_path, method):
     cfg = tiny(methods=[method], initial=30, budget=20, cycles=3, trials=1, unlabeled="random")

@@ -228,7 +228,8 @@ def test_typiclust_on_the_estimators_contrastive_features(fitted, digits):
 
 
 @pytest.mark.parametrize(
-    "strategy", ["coreset", "typiclust", "probcover", "adaptive", "high_contrastive_loss"]
+    "strategy",
+    ["coreset", "typiclust", "probcover", "adaptive", "diverse_margin", "high_contrastive_loss"],
 )
 def test_feature_strategies_on_a_committee_are_refused_clearly(points, strategy):
     # Once: coreset on a Committee picked in raw pixel space with no labelled centres.
