@@ -1,15 +1,15 @@
-"""A budget-aware default: typical picks while labels are few, CoreSet once they are many.
+"""A budget-aware default: typical picks while the model knows little, diverse margin
+sampling once it can tell where it is unsure.
 
-Which selection wins depends on the budget (Hacohen, Dekel, Weinshall, ICML 2022): while
-each class has few labels, the model gains most from *typical* samples of the dense
-regions (TypiClust); once every region holds labels, from the samples farthest from them
-(CoreSet). :func:`adaptive` chooses between the two by one number, the labels per class
-that the labeled set will hold after the picks; :func:`adaptive_choice` is that rule on
-its own. The default switch, 500 labels per class, is where CoreSet's published gains
-over random selection start (10 % of CIFAR-10 labeled, the paper's protocol); below it,
-every measurement of skmoby's (FashionMNIST, LeNet-5, five paired trials, 20 to 300
-labels per class) found TypiClust ahead of CoreSet. See the "Choosing a strategy" page
-of the documentation.
+Which selection wins depends on the budget (Hacohen, Dekel, Weinshall, ICML 2022; Mishal
+and Weinshall, DCoM, 2024): while each class has very few labels, the model's
+probabilities say little, and the model gains most from *typical* samples of the dense
+regions (TypiClust); once it has seen a handful of each class, from samples it is unsure
+of, spread over the feature space (:func:`~skmoby.diverse_margin`). :func:`adaptive`
+chooses between the two by one number, the labels per class that the model was trained
+on; :func:`adaptive_choice` is that rule on its own. The default switch,
+``SWITCH_PER_CLASS`` labels per class, and the measurements behind it are on the
+"Choosing a strategy" page of the documentation.
 
 The pool's size enters only through the labels it already holds: a fraction of the pool
 would depend on how many candidates a caller scans (the runner's ``pool_subset`` scans a
@@ -25,12 +25,12 @@ import numpy as np
 from .._compat.modal import modal_retry_guard
 from ._common import base_estimator, check_n, n_samples
 from .coverage import typiclust
-from .strategies import coreset
+from .margin import diverse_margin
 
 __all__ = ["adaptive", "adaptive_choice"]
 
-#: Labels per class from which :func:`adaptive` selects with CoreSet.
-SWITCH_PER_CLASS = 500
+#: Labels per class of the model from which :func:`adaptive` selects by diverse margin.
+SWITCH_PER_CLASS = 10
 
 
 def _positive(value: Any, name: str) -> float:
@@ -45,24 +45,23 @@ def _positive(value: Any, name: str) -> float:
 
 
 def adaptive_choice(
-    n_labeled: int, n_instances: int, n_classes: int, *, switch_per_class: float = SWITCH_PER_CLASS
+    n_labeled: int, n_classes: int, *, switch_per_class: float = SWITCH_PER_CLASS
 ) -> str:
-    """The strategy :func:`adaptive` uses for one query: ``"typiclust"`` or ``"coreset"``.
+    """The strategy :func:`adaptive` uses for one query: ``"typiclust"`` or
+    ``"diverse_margin"``.
 
-    ``"coreset"`` when the labeled set after the query holds at least
-    ``switch_per_class`` labels per class, ``(n_labeled + n_instances) / n_classes >=
-    switch_per_class``; ``"typiclust"`` below.
+    ``"diverse_margin"`` when the labeled set the model was trained on holds at least
+    ``switch_per_class`` labels per class, ``n_labeled / n_classes >= switch_per_class``;
+    ``"typiclust"`` below.
 
     Parameters
     ----------
     n_labeled : int
         Labeled samples before the query, ``>= 0``.
-    n_instances : int
-        Samples the query selects, ``>= 1``.
     n_classes : int
         Number of classes, ``>= 1``.
-    switch_per_class : float, default=500
-        Labels per class from which CoreSet is used.
+    switch_per_class : float, default=10
+        Labels per class from which diverse margin sampling is used.
 
     Returns
     -------
@@ -70,18 +69,17 @@ def adaptive_choice(
 
     Examples
     --------
-    >>> adaptive_choice(200, 200, n_classes=10)  # 40 labels per class
+    >>> adaptive_choice(30, n_classes=10)  # 3 labels per class
     'typiclust'
-    >>> adaptive_choice(4000, 1000, n_classes=10)  # 500 labels per class
-    'coreset'
+    >>> adaptive_choice(200, n_classes=10)  # 20 labels per class
+    'diverse_margin'
     """
-    for name, v, low in (("n_labeled", n_labeled, 0), ("n_instances", n_instances, 1)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}; got {v!r}")
+    if isinstance(n_labeled, bool) or not isinstance(n_labeled, int | np.integer) or n_labeled < 0:
+        raise ValueError(f"n_labeled must be an int >= 0; got {n_labeled!r}")
     if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive int; got {n_classes!r}")
     switch = _positive(switch_per_class, "switch_per_class")
-    return "coreset" if (n_labeled + n_instances) / n_classes >= switch else "typiclust"
+    return "diverse_margin" if n_labeled / n_classes >= switch else "typiclust"
 
 
 def adaptive(
@@ -94,12 +92,12 @@ def adaptive(
     switch_per_class: float = SWITCH_PER_CLASS,
     random_state: int | np.random.RandomState | None = None,
 ):
-    """TypiClust while the labels per class are few, CoreSet once they are many.
+    """TypiClust while the model has few labels per class, diverse margin sampling after.
 
-    The choice is :func:`adaptive_choice` on the number of labeled samples, the number
-    to select and the number of classes; then :func:`~skmoby.typiclust` (on normalized
-    features, with its defaults) or :func:`~skmoby.coreset` selects, with the same
-    modAL contract.
+    The choice is :func:`adaptive_choice` on the number of labeled samples and the
+    number of classes; then :func:`~skmoby.typiclust` (on normalized features, with its
+    defaults) or :func:`~skmoby.diverse_margin` (with its defaults) selects, with the
+    same modAL contract.
 
     Parameters
     ----------
@@ -114,18 +112,17 @@ def adaptive(
         The labeled samples; defaults to ``learner.X_training``.
     n_classes : int, optional
         Number of classes; defaults to the number of the estimator's ``classes_``.
-    switch_per_class : float, default=500
-        Labels per class, after the query, from which CoreSet selects.
+    switch_per_class : float, default=10
+        Labels per class, before the query, from which diverse margin sampling selects.
     random_state : int, RandomState or None, default=None
-        Seed of TypiClust's k-means, or of CoreSet's first pick without labels.
+        Seed of the chosen strategy's k-means.
 
     Returns
     -------
     indices : ndarray of shape (n_instances,)
-        Indices into ``X_pool``, in the order they were picked.
+        Indices into ``X_pool``, in the order the strategy gives them.
     scores : ndarray of shape (n_instances,)
-        The chosen strategy's: typicality (TypiClust) or distance to the nearest center
-        (CoreSet).
+        The chosen strategy's: typicality (TypiClust) or margin (diverse margin).
 
     Raises
     ------
@@ -146,7 +143,7 @@ def adaptive(
     >>> X = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2))])
     >>> clf = LogisticRegression().fit(X[[0, 50]], [0, 1])
     >>> idx, _ = adaptive(clf, X[1:50], 2, X_labeled=X[[0, 50]], random_state=0)
-    >>> len(idx)  # 2 labels per class after the query: TypiClust's picks
+    >>> len(idx)  # 1 label per class so far: TypiClust's picks
     2
     """
     with modal_retry_guard():
@@ -163,6 +160,6 @@ def adaptive(
                 )
         labeled = X_labeled if X_labeled is not None else getattr(learner, "X_training", None)
         m = 0 if labeled is None else n_samples(labeled)
-        kind = adaptive_choice(m, n, n_classes, switch_per_class=switch_per_class)
-        strategy = typiclust if kind == "typiclust" else coreset
-        return strategy(learner, X_pool, n, X_labeled=X_labeled, random_state=random_state)
+        if adaptive_choice(m, n_classes, switch_per_class=switch_per_class) == "typiclust":
+            return typiclust(learner, X_pool, n, X_labeled=X_labeled, random_state=random_state)
+        return diverse_margin(learner, X_pool, n, random_state=random_state)

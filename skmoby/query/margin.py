@@ -34,6 +34,16 @@ def _take(X: Any, idx: np.ndarray) -> Any:
     return X[idx]
 
 
+def _check_finite(X: Any) -> None:
+    """Refuse a numeric pool holding NaN or infinity, whatever the estimator does with it
+    (only the candidates' features are computed, so their check alone would miss it)."""
+    if hasattr(X, "detach"):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.number):
+        if not np.isfinite(X).all():
+            raise ValueError("X_pool contains NaN or infinity; selection needs finite input")
+
+
 def margins(estimator: Any, X: Any) -> np.ndarray:
     """Probability of the most probable class minus that of the second, per sample."""
     P = np.asarray(estimator.predict_proba(X), dtype=np.float64)
@@ -115,7 +125,7 @@ def diverse_margin(
     ------
     ValueError
         For an empty pool, ``n_instances`` outside ``1..len(X_pool)``, an invalid
-        ``beta``, non-finite probabilities or features.
+        ``beta``, non-finite inputs, probabilities or features.
     TypeError
         For an estimator without ``predict_proba``, a modAL ``Committee``, or a
         non-bool ``weighted``/``normalize``.
@@ -150,6 +160,7 @@ def diverse_margin(
                 "a modAL Committee has one feature space per member; select with one "
                 "member (committee.learner_list[0]) as the learner"
             )
+        _check_finite(X_pool)
         est = base_estimator(learner)
         if not callable(getattr(est, "predict_proba", None)):
             raise TypeError(f"diverse_margin needs an estimator with predict_proba; got {est!r}")

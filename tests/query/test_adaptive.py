@@ -9,7 +9,7 @@ from modAL.models import ActiveLearner
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 
-from skmoby import adaptive, coreset, typiclust
+from skmoby import adaptive, diverse_margin, typiclust
 from skmoby.query import adaptive_choice
 
 
@@ -25,21 +25,24 @@ def data():
 
 # ============================================================================ the rule
 @pytest.mark.parametrize(
-    ("n_labeled", "n", "classes", "switch", "want"),
+    ("n_labeled", "classes", "switch", "want"),
     [
-        (0, 1, 10, 500, "typiclust"),
-        (4000, 999, 10, 500, "typiclust"),  # 499.9 per class after the query
-        (4000, 1000, 10, 500, "coreset"),  # exactly the switch
-        (9000, 1000, 10, 500, "coreset"),
-        (10, 5, 3, 5, "coreset"),
-        (9, 5, 3, 5, "typiclust"),
-        (1, 1, 1, 0.5, "coreset"),
+        (0, 10, 10, "typiclust"),
+        (99, 10, 10, "typiclust"),  # 9.9 per class
+        (100, 10, 10, "diverse_margin"),  # exactly the switch
+        (9000, 10, 10, "diverse_margin"),
+        (15, 3, 5, "diverse_margin"),
+        (14, 3, 5, "typiclust"),
+        (1, 1, 0.5, "diverse_margin"),
     ],
 )
-def test_the_rule_switches_at_the_labels_per_class_after_the_query(
-    n_labeled, n, classes, switch, want
-):
-    assert adaptive_choice(n_labeled, n, classes, switch_per_class=switch) == want
+def test_the_rule_switches_at_the_labels_per_class_of_the_model(n_labeled, classes, switch, want):
+    assert adaptive_choice(n_labeled, classes, switch_per_class=switch) == want
+
+
+def test_the_default_switch_is_ten_labels_per_class():
+    assert adaptive_choice(99, 10) == "typiclust"
+    assert adaptive_choice(100, 10) == "diverse_margin"
 
 
 @pytest.mark.parametrize(
@@ -47,8 +50,7 @@ def test_the_rule_switches_at_the_labels_per_class_after_the_query(
     [
         ({"n_labeled": -1}, "n_labeled"),
         ({"n_labeled": 1.5}, "n_labeled"),
-        ({"n_instances": 0}, "n_instances"),
-        ({"n_instances": True}, "n_instances"),
+        ({"n_labeled": True}, "n_labeled"),
         ({"n_classes": 0}, "n_classes"),
         ({"n_classes": "10"}, "n_classes"),
         ({"switch_per_class": 0}, "switch_per_class"),
@@ -57,12 +59,10 @@ def test_the_rule_switches_at_the_labels_per_class_after_the_query(
     ],
 )
 def test_the_rule_refuses_bad_arguments_by_name(kwargs, name):
-    args = {"n_labeled": 10, "n_instances": 5, "n_classes": 3, **kwargs}
-    switch = args.pop("switch_per_class", 500)
+    args = {"n_labeled": 10, "n_classes": 3, **kwargs}
+    switch = args.pop("switch_per_class", 10)
     with pytest.raises(ValueError, match=name):
-        adaptive_choice(
-            args["n_labeled"], args["n_instances"], args["n_classes"], switch_per_class=switch
-        )
+        adaptive_choice(args["n_labeled"], args["n_classes"], switch_per_class=switch)
 
 
 # ============================================================================ the picks
@@ -73,15 +73,15 @@ def test_below_the_switch_it_picks_as_typiclust(data):
     want = typiclust(clf, X[6:], 6, X_labeled=X[:6], random_state=0)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
-    assert not np.array_equal(got[0], coreset(clf, X[6:], 6, X_labeled=X[:6])[0])
+    assert not np.array_equal(got[0], diverse_margin(clf, X[6:], 6, random_state=0)[0])
 
 
-def test_at_the_switch_it_picks_as_coreset(data):
+def test_at_the_switch_it_picks_as_diverse_margin(data):
     X, y = data
     clf = LogisticRegression().fit(X[:6], y[[0, 1, 30, 31, 50, 51]])
-    # (6 + 6) / 3 classes = 4 labels per class after the query
-    got = adaptive(clf, X[6:], 6, X_labeled=X[:6], switch_per_class=4, random_state=0)
-    want = coreset(clf, X[6:], 6, X_labeled=X[:6], random_state=0)
+    # 6 labels / 3 classes = 2 labels per class
+    got = adaptive(clf, X[6:], 6, X_labeled=X[:6], switch_per_class=2, random_state=0)
+    want = diverse_margin(clf, X[6:], 6, random_state=0)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
 
@@ -99,11 +99,12 @@ def test_a_modal_learner_counts_its_own_labels(data):
             y_training=y[idx],
         )
 
-    # 12 + 3 = 15 labels, 5 per class: coreset from a switch of 5, typiclust above
-    q_coreset, _ = learner(5).query(X[rest], n_instances=3)
-    q_typical, _ = learner(5.5).query(X[rest], n_instances=3)
-    ref = learner(5)
-    assert np.asarray(q_coreset).tolist() == coreset(ref, X[rest], 3, random_state=0)[0].tolist()
+    # 12 labels, 4 per class: diverse margin from a switch of 4, typiclust above
+    q_margin, _ = learner(4).query(X[rest], n_instances=3)
+    q_typical, _ = learner(4.5).query(X[rest], n_instances=3)
+    ref = learner(4)
+    want = diverse_margin(ref, X[rest], 3, random_state=0)[0].tolist()
+    assert np.asarray(q_margin).tolist() == want
     assert np.asarray(q_typical).tolist() == typiclust(ref, X[rest], 3, random_state=0)[0].tolist()
 
 

@@ -208,3 +208,14 @@ def test_probabilities_of_another_length_are_refused(case):
     est.predict_proba = lambda X: np.full((3, 3), 1 / 3)
     with pytest.raises(ValueError, match="one row per sample of X_pool"):
         diverse_margin(est, X, 2)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_non_finite_pool_is_refused_even_outside_the_candidates(as_tensor):
+    rng = np.random.RandomState(3)
+    X = np.concatenate([rng.normal(-2, 1, (40, 2)), rng.normal(2, 1, (40, 2))])
+    clf = LogisticRegression().fit(X, np.repeat([0, 1], 40))
+    pool = rng.normal(0, 1, (50, 2))
+    pool[49, 1] = -np.inf  # far from the boundary's candidates
+    with pytest.raises(ValueError, match="X_pool contains NaN or infinity"):
+        diverse_margin(clf, torch.as_tensor(pool) if as_tensor else pool, 2, beta=1)

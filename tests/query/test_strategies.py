@@ -6,6 +6,7 @@ from sklearn.linear_model import LogisticRegression
 
 from skmoby import (
     coreset,
+    diverse_margin,
     high_contrastive_loss,
     k_center_greedy,
     lowest_contrastive_subset,
@@ -301,7 +302,9 @@ def test_an_error_in_a_modal_query_is_computed_once(blobs):
     assert learner.estimator.calls == 1
 
 
-@pytest.mark.parametrize("strategy", [max_entropy, high_contrastive_loss, random_sampling])
+@pytest.mark.parametrize(
+    "strategy", [max_entropy, high_contrastive_loss, random_sampling, diverse_margin]
+)
 def test_every_strategy_raises_once_in_a_modal_query(blobs, strategy):
     class Failing(LogisticRegression):
         calls = 0
