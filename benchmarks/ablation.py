@@ -34,6 +34,12 @@ selection is taken trial by trial (paired). Variants:
     ``mobyv2al-typiclust`` whose first labelled set is chosen too, by TypiClust on a
     learner trained without labels (``initial_strategy="typiclust"``), instead of drawn
     at random; still paired with random by trial.
+``entropy``
+    The supervised learner with maximum-entropy selection (uncertainty alone).
+``diverse-margin``, ``mobyv2al-margin``
+    The supervised and the MoBYv2 learner selecting with :func:`~skmoby.diverse_margin`
+    (the lowest-margin candidates, one per k-means cluster of their L2-normalised
+    ``f_q``).
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
@@ -72,7 +78,7 @@ from skmoby.augment import WeakAugment
 from skmoby.datasets import ImageDataset, load_dataset
 from skmoby.experiment import PRESETS, ExperimentConfig, make_estimator, run_experiment
 from skmoby.network import MoBYv2Network
-from skmoby.query import probcover, typiclust
+from skmoby.query import diverse_margin, probcover, typiclust
 from skmoby.query.strategies import coreset, random_sampling
 
 REFERENCE = "random"
@@ -135,6 +141,19 @@ def _joint_probcover(learner, X_pool, n_instances=1):
     return probcover(learner, X_pool, n_instances, random_state=learner.estimator.random_state)
 
 
+def _margin(learner, X_pool, n_instances=1):
+    """Diverse margin sampling on the learner's probabilities and L2-normalised ``f_q``,
+    k-means seeded like the learner."""
+    return diverse_margin(learner, X_pool, n_instances, random_state=learner.estimator.random_state)
+
+
+def _margin_beta5(learner, X_pool, n_instances=1):
+    """Diverse margin sampling with half the default candidates (5 per pick)."""
+    return diverse_margin(
+        learner, X_pool, n_instances, beta=5, random_state=learner.estimator.random_state
+    )
+
+
 def _pool10x(settings: dict) -> int:
     return 10 * settings["budget"]
 
@@ -157,6 +176,10 @@ VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
     "mobyv2al-typiclust": ("mobyv2al", {}, _joint_typiclust, {}),
     "mobyv2al-probcover": ("mobyv2al", {}, _joint_probcover, {}),
     "typiclust-first": ("mobyv2al", {}, _joint_typiclust, {"initial_strategy": "typiclust"}),
+    "entropy": ("entropy", {}, None, {}),
+    "diverse-margin": ("coreset", {}, _margin, {}),
+    "mobyv2al-margin": ("mobyv2al", {}, _margin, {}),
+    "margin-beta5": ("mobyv2al", {}, _margin_beta5, {}),
 }
 
 
