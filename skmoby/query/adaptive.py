@@ -30,7 +30,7 @@ from .margin import diverse_margin
 __all__ = ["adaptive", "adaptive_choice"]
 
 #: Labels per class of the model from which :func:`adaptive` selects by diverse margin.
-SWITCH_PER_CLASS = 10
+SWITCH_PER_CLASS = 5
 
 
 def _positive(value: Any, name: str) -> float:
@@ -60,7 +60,7 @@ def adaptive_choice(
         Labeled samples before the query, ``>= 0``.
     n_classes : int
         Number of classes, ``>= 1``.
-    switch_per_class : float, default=10
+    switch_per_class : float, default=5
         Labels per class from which diverse margin sampling is used.
 
     Returns
@@ -112,7 +112,7 @@ def adaptive(
         The labeled samples; defaults to ``learner.X_training``.
     n_classes : int, optional
         Number of classes; defaults to the number of the estimator's ``classes_``.
-    switch_per_class : float, default=10
+    switch_per_class : float, default=5
         Labels per class, before the query, from which diverse margin sampling selects.
     random_state : int, RandomState or None, default=None
         Seed of the chosen strategy's k-means.

@@ -40,9 +40,9 @@ def test_the_rule_switches_at_the_labels_per_class_of_the_model(n_labeled, class
     assert adaptive_choice(n_labeled, classes, switch_per_class=switch) == want
 
 
-def test_the_default_switch_is_ten_labels_per_class():
-    assert adaptive_choice(99, 10) == "typiclust"
-    assert adaptive_choice(100, 10) == "diverse_margin"
+def test_the_default_switch_is_five_labels_per_class():
+    assert adaptive_choice(49, 10) == "typiclust"
+    assert adaptive_choice(50, 10) == "diverse_margin"
 
 
 @pytest.mark.parametrize(
