@@ -1,11 +1,14 @@
-"""Speed and memory of TypiClust and ProbCover against CoreSet on one feature matrix.
+"""Speed and memory of TypiClust, ProbCover and diverse margin sampling against CoreSet on
+one feature matrix.
 
 Each approach selects ``--budget`` samples from a pool of ``--n`` clustered features of
 dimension ``--d`` with ``--labelled`` of them labelled, in a fresh child process, so
 that its peak resident memory (``ru_maxrss``) is its own. Printed: seconds (best of
 ``--repeat``), the peak memory above the child's baseline (after importing torch and
 making the features), and both as ratios to CoreSet measured in the same run. The
-feature matrix itself is printed for scale.
+feature matrix itself is printed for scale. ``diverse-margin`` reads its probabilities
+from a logistic regression fitted on the labelled features (10 classes; the fit is not
+timed).
 
 ``--reference`` adds scikit-activeml's ProbCover with the same δ (a benchmark-only
 reference, never a dependency: run the script with ``uv run --with
@@ -32,7 +35,7 @@ import sys
 
 import harness
 
-APPROACHES = ("coreset", "typiclust", "probcover-delta", "probcover-auto")
+APPROACHES = ("coreset", "typiclust", "probcover-delta", "probcover-auto", "diverse-margin")
 
 
 def _features(n: int, d: int, seed: int = 0):
@@ -105,12 +108,15 @@ def _child(args: argparse.Namespace) -> None:
 
     import numpy as np
     from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
 
-    from skmoby import coreset, probcover, typiclust
+    from skmoby import coreset, diverse_margin, probcover, typiclust
 
     F = _features(args.n, args.d)
     lab, pool = F[: args.labelled], F[args.labelled :]
     est = DummyClassifier().fit(lab, np.arange(len(lab)) % 10)
+    if args.approach == "diverse-margin":
+        clf = LogisticRegression(max_iter=200).fit(lab, np.arange(len(lab)) % 10)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = {
         "coreset": lambda: coreset(est, pool, args.budget, X_labeled=lab),
@@ -121,6 +127,7 @@ def _child(args: argparse.Namespace) -> None:
         "probcover-auto": lambda: probcover(
             est, pool, args.budget, X_labeled=lab, n_clusters=10, random_state=0
         ),
+        "diverse-margin": lambda: diverse_margin(clf, pool, args.budget, random_state=0),
         "reference-probcover": lambda: _reference_probcover(lab, pool, args.budget, args.delta),
     }[args.approach]
     best = harness.measure(run, args.repeat).best
