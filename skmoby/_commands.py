@@ -288,9 +288,11 @@ def demo(args: argparse.Namespace) -> int:
     print(
         f"MoBYv2AL against random selection on scikit-learn's digits: "
         f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
-        f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. MoBYv2AL "
-        "also learns from the unlabelled pool, so its epochs take many more steps; "
-        "random selection trains on the labels alone."
+        f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. "
+        "mobyv2al-adaptive selects with skmoby's default (TypiClust, then diverse margin "
+        "sampling), mobyv2al with the paper's CoreSet. Both also learn from the "
+        "unlabelled pool, so their epochs take many more steps; random selection trains "
+        "on the labels alone."
     )
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
 
