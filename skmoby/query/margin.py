@@ -130,6 +130,12 @@ def diverse_margin(
         For an estimator without ``predict_proba``, a modAL ``Committee``, or a
         non-bool ``weighted``/``normalize``.
 
+    Notes
+    -----
+    The uncertainty filter needs a pool well above ``beta * n_instances``: when the pool
+    (or the scanned subset a caller passes) holds no more, every sample is a candidate
+    and only the k-means weights carry the margins.
+
     References
     ----------
     F. Zhdanov. Diverse mini-batch Active Learning. arXiv:1901.05954, 2019.
