@@ -290,9 +290,9 @@ def demo(args: argparse.Namespace) -> int:
         f"{cfg.initial} initial labels, +{cfg.budget} per cycle, {cfg.cycles} cycles, "
         f"{cfg.trials} trials, CNN backbone, {cfg.epochs} epochs per cycle. "
         "mobyv2al-adaptive selects with skmoby's default (TypiClust, then diverse margin "
-        "sampling), mobyv2al with the paper's CoreSet. Both also learn from the "
-        "unlabelled pool, so their epochs take many more steps; random selection trains "
-        "on the labels alone."
+        "sampling; `skmoby run --preset demo --methods mobyv2al,random` shows the "
+        "paper's CoreSet). It also learns from the unlabelled pool, so its epochs take "
+        "many more steps; random selection trains on the labels alone."
     )
     jobs = args.jobs if args.jobs is not None else _demo_jobs(cfg)
 
