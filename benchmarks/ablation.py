@@ -40,6 +40,9 @@ selection is taken trial by trial (paired). Variants:
     The supervised and the MoBYv2 learner selecting with :func:`~skmoby.diverse_margin`
     (the lowest-margin candidates, one per k-means cluster of their L2-normalised
     ``f_q``).
+``margin-beta5``
+    ``mobyv2al-margin`` with 5 candidates per pick instead of 10 (a narrower uncertainty
+    filter).
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
