@@ -37,11 +37,16 @@ def _take(X: Any, idx: np.ndarray) -> Any:
 def _check_finite(X: Any) -> None:
     """Refuse a numeric pool holding NaN or infinity, whatever the estimator does with it
     (only the candidates' features are computed, so their check alone would miss it)."""
-    if hasattr(X, "detach"):
-        X = X.detach().cpu().numpy()
-    if isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.number):
-        if not np.isfinite(X).all():
-            raise ValueError("X_pool contains NaN or infinity; selection needs finite input")
+    if hasattr(X, "detach"):  # a tensor is checked where it lives, not copied to the host
+        import torch
+
+        finite = bool(torch.isfinite(X).all())
+    elif isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.number):
+        finite = bool(np.isfinite(X).all())
+    else:
+        return
+    if not finite:
+        raise ValueError("X_pool contains NaN or infinity; selection needs finite input")
 
 
 def margins(estimator: Any, X: Any) -> np.ndarray:
