@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from modAL.models import ActiveLearner
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
@@ -293,6 +294,59 @@ def test_radius_graph_over_many_blocks_equals_the_dense_reference(delta, monkeyp
     assert indptr[-1] == sum(len(b) for b in ref)
     for i, want in enumerate(ref):
         np.testing.assert_array_equal(indices[indptr[i] : indptr[i + 1]], want)
+
+
+def _pruned_graph(F, delta):
+    """The graph probcover builds: rows sorted along their spread, windows of reach."""
+    Fs, order, proj = coverage._along_spread(F)
+    indptr, indices = coverage._ball_graph(
+        torch.from_numpy(Fs), float(delta), 10**9, torch.from_numpy(proj)
+    )
+    # back to the input's indices, each row sorted
+    back = [np.sort(order[indices[indptr[k] : indptr[k + 1]]]) for k in range(len(F))]
+    rows = [None] * len(F)
+    for k, i in enumerate(order):
+        rows[i] = back[k]
+    return rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("delta", [0.0, 0.05, 0.3, 0.8, 2.0])
+def test_graph_along_the_spread_equals_the_dense_reference(dtype, delta, monkeypatch):
+    # Points on and near a line (a long spread) with exact and near duplicates: pairs just
+    # inside and just outside delta, which the windows must not drop. Pairs at delta
+    # itself, up to the rounding of the dtype, may go either way (with or without the
+    # windows); every other pair must be exactly where the float64 reference puts it.
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 4 * 150)
+    rng = np.random.RandomState(3)
+    t = rng.uniform(-1, 1, (150, 1))
+    F = np.concatenate([t, 0.05 * rng.normal(size=(150, 3))], axis=1)
+    F[10:20] = F[0]  # exact duplicates
+    F[20:30] = F[1] + 1e-4  # near duplicates
+    F = (F / np.linalg.norm(F, axis=1, keepdims=True)).astype(dtype)
+    d2 = _dense(F) ** 2
+    clear = np.abs(d2 - delta**2) > 64 * np.finfo(dtype).eps
+    got = _pruned_graph(F, delta)
+    for i in range(len(F)):
+        member = np.zeros(len(F), dtype=bool)
+        member[got[i]] = True
+        np.testing.assert_array_equal(member[clear[i]], (d2[i] <= delta**2)[clear[i]])
+        assert member[i]  # every point is in its own ball
+
+
+def test_windows_along_the_spread_skip_the_far_pairs(monkeypatch):
+    # Spread along a line, a small delta: the blocks hold far fewer entries than the
+    # upper triangle, and still every pair within delta.
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 2000)
+    proj = np.linspace(0, 10, 1000)
+    reach = np.searchsorted(proj, proj + 0.1, side="right")
+    blocks = list(coverage._upper_blocks(1000, reach))
+    entries = sum((b.stop - b.start) * (stop - b.start) for b, stop in blocks)
+    assert entries < 0.1 * 1000 * 1001 / 2
+    for b, stop in blocks:
+        assert stop >= reach[b.stop - 1] and (b.stop - b.start) * (stop - b.start) <= 2000
+    assert [b.start for b, _ in blocks] == sorted({b.start for b, _ in blocks})
+    assert blocks[0][0].start == 0 and blocks[-1][0].stop == 1000
 
 
 @pytest.mark.parametrize(("delta", "m", "n"), [(0.9, 6, 4), (1.5, 10, 3), (2.5, 3, 5)])
