@@ -32,6 +32,15 @@ def check_n(
     return int(n)
 
 
+def check_pool_n(X_pool: Any, n_instances: Any) -> int:
+    """``n_instances`` checked against a non-empty ``X_pool`` (the opening of every
+    strategy): ``ValueError`` for an empty pool, then as :func:`check_n`."""
+    n_pool = n_samples(X_pool)
+    if n_pool == 0:
+        raise ValueError("X_pool is empty: there is nothing to select")
+    return check_n(n_instances, n_pool)
+
+
 def base_estimator(learner: Any) -> Any:
     """The estimator of a modAL learner, or ``learner`` itself."""
     return getattr(learner, "estimator", learner)

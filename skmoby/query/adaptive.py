@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._compat.modal import modal_retry_guard
-from ._common import base_estimator, check_n, n_samples
+from ._common import base_estimator, check_pool_n, n_samples
 from .coverage import typiclust
 from .margin import diverse_margin
 
@@ -147,10 +147,7 @@ def adaptive(
     2
     """
     with modal_retry_guard():
-        n_pool = n_samples(X_pool)
-        if n_pool == 0:
-            raise ValueError("X_pool is empty: there is nothing to select")
-        n = check_n(n_instances, n_pool)
+        n = check_pool_n(X_pool, n_instances)
         if n_classes is None:
             n_classes = len(getattr(base_estimator(learner), "classes_", ()))
             if n_classes == 0:

@@ -23,7 +23,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from .._compat.modal import modal_retry_guard
-from ._common import base_estimator, check_n, n_samples, stacked_features, strategy_result
+from ._common import base_estimator, check_pool_n, stacked_features, strategy_result
 
 __all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]
 
@@ -199,10 +199,7 @@ def typiclust(
 
 
 def _prepared(learner, X_pool, n_instances, X_labeled, normalize):
-    n_pool = n_samples(X_pool)
-    if n_pool == 0:
-        raise ValueError("X_pool is empty: there is nothing to select")
-    n = check_n(n_instances, n_pool)
+    n = check_pool_n(X_pool, n_instances)
     if not isinstance(normalize, bool | np.bool_):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")
     F, m = stacked_features(learner, X_pool, X_labeled)

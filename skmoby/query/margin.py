@@ -17,7 +17,14 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._compat.modal import modal_retry_guard
-from ._common import _features, _is_committee, base_estimator, check_n, n_samples, strategy_result
+from ._common import (
+    _features,
+    _is_committee,
+    base_estimator,
+    check_pool_n,
+    n_samples,
+    strategy_result,
+)
 from .coverage import _at_most_distinct, _normalized
 
 __all__ = ["diverse_margin"]
@@ -162,10 +169,7 @@ def diverse_margin(
         if not isinstance(v, bool | np.bool_):
             raise TypeError(f"{name} must be a bool; got {v!r}")
     with modal_retry_guard():
-        n_pool = n_samples(X_pool)
-        if n_pool == 0:
-            raise ValueError("X_pool is empty: there is nothing to select")
-        n = check_n(n_instances, n_pool)
+        n = check_pool_n(X_pool, n_instances)
         if _is_committee(learner):
             raise TypeError(
                 "a modAL Committee has one feature space per member; select with one "
@@ -176,7 +180,7 @@ def diverse_margin(
         if not callable(getattr(est, "predict_proba", None)):
             raise TypeError(f"diverse_margin needs an estimator with predict_proba; got {est!r}")
         margin = margins(est, X_pool)
-        cand = np.argsort(margin, kind="stable")[: min(n_pool, int(beta) * n)]
+        cand = np.argsort(margin, kind="stable")[: int(beta) * n]
         picks = _diverse(est, X_pool, cand, margin[cand], n, weighted, normalize, random_state)
         picks = picks[np.argsort(margin[picks], kind="stable")]
         return strategy_result(learner, picks, margin[picks])

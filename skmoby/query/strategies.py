@@ -17,7 +17,14 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._compat.modal import modal_retry_guard, patch_modal
-from ._common import base_estimator, check_n, n_samples, stacked_features, strategy_result
+from ._common import (
+    base_estimator,
+    check_n,
+    check_pool_n,
+    n_samples,
+    stacked_features,
+    strategy_result,
+)
 from .kcenter import k_center_greedy
 
 # modAL 0.4.2.1 passes a keyword that scikit-learn >= 1.8 no longer accepts; fix it (only
@@ -94,10 +101,7 @@ def coreset(
     [1]
     """
     with modal_retry_guard():
-        n_pool = n_samples(X_pool)
-        if n_pool == 0:
-            raise ValueError("X_pool is empty: there is nothing to select")
-        n = check_n(n_instances, n_pool)
+        n = check_pool_n(X_pool, n_instances)
         F, m = stacked_features(learner, X_pool, X_labeled)
         idx, dist = k_center_greedy(
             F,
