@@ -40,9 +40,9 @@ selection is taken trial by trial (paired). Variants:
     The supervised and the MoBYv2 learner selecting with :func:`~skmoby.diverse_margin`
     (the lowest-margin candidates, one per k-means cluster of their L2-normalised
     ``f_q``).
-``margin-beta5``
-    ``mobyv2al-margin`` with 5 candidates per pick instead of 10 (a narrower uncertainty
-    filter).
+``margin-beta5``, ``margin-beta20``
+    ``mobyv2al-margin`` with 5 or 20 candidates per pick instead of 10 (a narrower or a
+    wider uncertainty filter).
 
 ``--split val`` holds out ``--n-val`` training images as the evaluation set and removes
 them from the pool (to choose settings without the test set); ``--split test`` evaluates
@@ -157,6 +157,13 @@ def _margin_beta5(learner, X_pool, n_instances=1):
     )
 
 
+def _margin_beta20(learner, X_pool, n_instances=1):
+    """Diverse margin sampling with twice the default candidates (20 per pick)."""
+    return diverse_margin(
+        learner, X_pool, n_instances, beta=20, random_state=learner.estimator.random_state
+    )
+
+
 def _pool10x(settings: dict) -> int:
     return 10 * settings["budget"]
 
@@ -183,6 +190,7 @@ VARIANTS: dict[str, tuple[str, dict, object, dict]] = {
     "diverse-margin": ("coreset", {}, _margin, {}),
     "mobyv2al-margin": ("mobyv2al", {}, _margin, {}),
     "margin-beta5": ("mobyv2al", {}, _margin_beta5, {}),
+    "margin-beta20": ("mobyv2al", {}, _margin_beta20, {}),
 }
 
 
