@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,50 @@ def measure(
         synchronize(device)
         timing.times.append(time.perf_counter() - t0)
     return timing
+
+
+class PeakMemory:
+    """``with PeakMemory() as pm: ...`` then ``pm.mb``: the peak resident memory of the
+    block above the resident memory at its start, in MiB.
+
+    On Linux the process's high-water mark is reset at the start (``/proc/self/clear_refs``),
+    so earlier peaks (making the inputs, an earlier call) do not hide or inflate the
+    block's. Elsewhere it falls back to ``ru_maxrss``, which only grows: then ``mb`` is
+    0 when the block stays under an earlier peak."""
+
+    def __init__(self) -> None:
+        self.mb = float("nan")
+
+    @staticmethod
+    def _status(key: str) -> float | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def __enter__(self) -> PeakMemory:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._hwm = True
+        except OSError:
+            self._hwm = False
+        if self._hwm and self._status("VmRSS") is not None:
+            self._start = self._status("VmRSS")
+        else:
+            self._hwm = False
+            self._start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._status("VmHWM") if self._hwm else None
+        if end is None:
+            end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.mb = max(0.0, end - self._start)
 
 
 class Stopwatch:

@@ -198,11 +198,16 @@ def typiclust(
         return strategy_result(learner, picks - m, scores)
 
 
-def _prepared(learner, X_pool, n_instances, X_labeled, normalize):
+def _prepared(learner, X_pool, n_instances, X_labeled, normalize, *, raw=False):
+    """The checked number to select, and the stacked features (labeled first): as
+    float32/float64, L2-normalized when ``normalize`` unless ``raw`` (the caller
+    normalizes them itself)."""
     n = check_pool_n(X_pool, n_instances)
     if not isinstance(normalize, bool | np.bool_):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")
     F, m = stacked_features(learner, X_pool, X_labeled)
+    if raw:
+        return F, m, n
     return (_normalized(F) if normalize else np.asarray(F, dtype=np.float64)), m, n
 
 
@@ -531,27 +536,45 @@ def _greedy_coverage(
     return np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.int64)
 
 
-def _along_spread(F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows of ``F`` sorted by their projection on (about) the direction of their
+def _along_spread(F: np.ndarray, normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of ``F`` (L2-normalized when ``normalize``, as :func:`_normalized` does,
+    else as float64) sorted by their projection on (about) the direction of their
     largest variance: the sorted rows, the order and the sorted projections.
 
     Any unit direction keeps the graph exact; the spread one separates the most pairs.
-    It is found by a few power iterations on the centred rows (``2 N d`` operations
-    each, no ``d x d`` matrix)."""
-    if len(F) < 3:
-        return F, np.arange(len(F)), np.zeros(len(F), dtype=F.dtype)
-    mean = F.mean(0, dtype=np.float64)
-    v = np.random.RandomState(0).normal(size=F.shape[1])
-    for _ in range(8):
-        w = (F.T @ (F @ v.astype(F.dtype) - (mean @ v).astype(F.dtype))).astype(np.float64)
-        norm = np.linalg.norm(w)
-        if not norm > 0:
-            break
-        v = w / norm
-    v = (v / np.linalg.norm(v)).astype(F.dtype)
-    proj = F @ v
+    It is found by a few power iterations on the centred rows, without a ``d x d``
+    matrix, and normalized rows are only ever written once, sorted: no copy of the
+    features beyond the result."""
+    if normalize:
+        F = np.asarray(F, dtype=np.float64 if F.dtype == np.float64 else np.float32)
+        norms = np.linalg.norm(F, axis=1)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    else:
+        F = np.asarray(F)
+        if not np.issubdtype(F.dtype, np.floating):
+            F = F.astype(np.float64)
+        scale = np.ones(len(F), dtype=F.dtype)
+    out_dtype = F.dtype if normalize else np.float64
+    if len(F) >= 3:
+        mean = (scale @ F).astype(np.float64) / len(F)
+        v = np.random.RandomState(0).normal(size=F.shape[1])
+        for _ in range(8):
+            u = (F @ v.astype(F.dtype)) * scale - (mean @ v).astype(F.dtype)
+            w = (F.T @ (u * scale)).astype(np.float64)
+            norm = np.linalg.norm(w)
+            if not norm > 0:
+                break
+            v = w / norm
+        v = v / np.linalg.norm(v)
+    else:
+        v = np.zeros(F.shape[1])
+    proj = ((F @ v.astype(F.dtype)) * scale).astype(out_dtype)
     order = np.argsort(proj, kind="stable")
-    return F[order], order, proj[order]
+    rows = np.take(F, order, axis=0).astype(out_dtype, copy=False)
+    if normalize:
+        norms = norms[order, None]
+        np.divide(rows, norms, out=rows, where=norms > 0)
+    return rows, order, proj[order]
 
 
 def probcover(
@@ -628,7 +651,11 @@ def probcover(
     [1, 3]
     """
     with modal_retry_guard():
-        F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize)
+        F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize, raw=True)
+        if delta is not None:
+            _check_delta(delta)
+        # normalized and sorted at once: see _along_spread
+        F, order, proj = _along_spread(F, normalize)
         rng = check_random_state(random_state)
         if delta is None:
             k = (
@@ -645,9 +672,6 @@ def probcover(
             if len(np.unique(labels)) < 2:
                 raise ValueError("the features hold a single distinct point: give delta")
             delta = purity_radius(F, labels, purity)
-        else:
-            _check_delta(delta)
-        F, order, proj = _along_spread(F)
         indptr, indices = _ball_graph(
             torch.from_numpy(F), float(delta), max_edges, torch.from_numpy(proj)
         )

@@ -298,7 +298,7 @@ def test_radius_graph_over_many_blocks_equals_the_dense_reference(delta, monkeyp
 
 def _pruned_graph(F, delta):
     """The graph probcover builds: rows sorted along their spread, windows of reach."""
-    Fs, order, proj = coverage._along_spread(F)
+    Fs, order, proj = coverage._along_spread(F, normalize=False)
     indptr, indices = coverage._ball_graph(
         torch.from_numpy(Fs), float(delta), 10**9, torch.from_numpy(proj)
     )
@@ -332,6 +332,22 @@ def test_graph_along_the_spread_equals_the_dense_reference(dtype, delta, monkeyp
         member[got[i]] = True
         np.testing.assert_array_equal(member[clear[i]], (d2[i] <= delta**2)[clear[i]])
         assert member[i]  # every point is in its own ball
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_rows_along_the_spread_are_the_normalized_rows_sorted(dtype, normalize):
+    rng = np.random.RandomState(4)
+    F = (rng.normal(size=(40, 5)) * [5, 1, 1, 1, 1] * 10).astype(dtype)
+    F[7] = 0  # a zero row stays zero
+    rows, order, proj = coverage._along_spread(F, normalize)
+    assert sorted(order.tolist()) == list(range(40))
+    want = coverage._normalized(F) if normalize else F.astype(np.float64)
+    np.testing.assert_array_equal(rows, want[order])
+    assert rows.dtype == want.dtype and np.all(np.diff(proj) >= 0)
+    # the projections are on a unit vector, along the largest spread (the first axis)
+    v = np.linalg.lstsq(rows.astype(np.float64), proj.astype(np.float64), rcond=None)[0]
+    assert np.isclose(np.linalg.norm(v), 1, atol=1e-3) and abs(v[0]) > 0.9
 
 
 def test_windows_along_the_spread_skip_the_far_pairs(monkeypatch):
