@@ -27,10 +27,19 @@ from ._common import base_estimator, check_pool_n, stacked_features, strategy_re
 
 __all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]
 
-#: Distance entries computed at once while building the graph or the purity radius
-#: (32 MB in float32: about the size of a 60,000 x 128 feature matrix, so that a block
-#: never costs more memory than the features do).
-_BLOCK_ENTRIES = 8 * 2**20
+#: Most distance entries computed at once while building the graph or the purity
+#: radius; fewer for small features (see _block_entries), at least _MIN_BLOCK_ENTRIES.
+_BLOCK_ENTRIES = 6 * 2**20
+_MIN_BLOCK_ENTRIES = 2**20
+
+
+def _block_entries(F: torch.Tensor) -> int:
+    """Entries per block, so that a block and its bool mask (5 bytes an entry in float32,
+    9 in float64) take no more memory than the features themselves (6.1 Mi entries,
+    31 MB, for 60,000 x 128 float32 features). Fewer entries per block make the matrix
+    products less efficient: blocks of 4 Mi entries took about 20 % longer than 8 Mi."""
+    fits = F.numel() * F.element_size() // (F.element_size() + 1)
+    return min(_BLOCK_ENTRIES, max(_MIN_BLOCK_ENTRIES, fits))
 
 
 def _normalized(F: np.ndarray) -> np.ndarray:
@@ -211,31 +220,33 @@ def _prepared(learner, X_pool, n_instances, X_labeled, normalize, *, raw=False):
     return (_normalized(F) if normalize else np.asarray(F, dtype=np.float64)), m, n
 
 
-def _upper_blocks(n: int, reach: np.ndarray | None = None):
+def _upper_blocks(n: int, budget: int, reach: np.ndarray | None = None):
     """Row slices ``s:e`` and column ends ``stop`` covering the upper triangle ``j >= i``
     of an n x n matrix, each block ``s:e`` x ``s:stop`` of at most about
-    ``_BLOCK_ENTRIES`` entries. ``reach[i]`` (non-decreasing), when given, is one past
+    ``budget`` entries. ``reach[i]`` (non-decreasing), when given, is one past
     the last column that row ``i`` needs; without it every row needs every later
     column."""
     s = 0
     while s < n:
         if reach is None:
-            e = min(n, s + max(1, _BLOCK_ENTRIES // (n - s)))
+            e = min(n, s + max(1, budget // (n - s)))
             yield slice(s, e), n
         else:
-            rows = max(1, _BLOCK_ENTRIES // max(1, int(reach[s]) - s))
+            rows = max(1, budget // max(1, int(reach[s]) - s))
             e = min(n, s + rows)
-            while e - s > 1 and (e - s) * (int(reach[e - 1]) - s) > _BLOCK_ENTRIES:
+            while e - s > 1 and (e - s) * (int(reach[e - 1]) - s) > budget:
                 e = s + (e - s) // 2
             yield slice(s, e), max(e, int(reach[e - 1]))
         s = e
 
 
-def _scratch(n: int, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def _scratch(
+    n: int, like: torch.Tensor, budget: int, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """One flat buffer for every block of an ``n``-point upper-triangle pass: reused,
     since allocating a fresh block each time costs a third of the block's time in page
     faults on the CPU."""
-    size = min(n * n, max(_BLOCK_ENTRIES, n))
+    size = min(n * n, max(budget, n))
     return torch.empty(size, dtype=dtype or like.dtype, device=like.device)
 
 
@@ -263,6 +274,14 @@ def _columns(mask: torch.Tensor, offset: int, counts: np.ndarray, dtype: type) -
     np.remainder(flat, mask.shape[1], out=flat)
     flat += offset
     return flat.astype(dtype)
+
+
+def _squared_norms(F: torch.Tensor, rows: int = 8192) -> torch.Tensor:
+    """Each row's squared norm, a few thousand rows at a time: ``(F * F).sum(1)`` at once
+    would hold a temporary as large as ``F``."""
+    if len(F) <= rows:
+        return (F * F).sum(1)
+    return torch.cat([(c * c).sum(1) for c in F.split(rows)])
 
 
 def _as_tensor(features: Any) -> torch.Tensor:
@@ -324,7 +343,7 @@ def _ball_graph(
     farther apart in space too. The slack below covers the rounding of both tests, so
     the graph is the one computed without ``proj``."""
     n = len(F)
-    f2 = (F * F).sum(1)
+    f2 = _squared_norms(F)
     # ||a - b||^2 <= delta^2  <=>  2 a.b - |b|^2 >= |a|^2 - delta^2: one matrix product
     # (with |b|^2 as its bias) and one comparison per block.
     bound = f2 - delta**2
@@ -344,8 +363,9 @@ def _ball_graph(
     n_upper = np.zeros(n, dtype=np.int64)  # per row i: points j > i in its ball
     n_lower = np.zeros(n, dtype=np.int64)  # per row j: points i < j in its ball
     total = n  # every point is in its own ball
-    prod, near = _scratch(n, F), _scratch(n, F, torch.bool)
-    for block, stop in _upper_blocks(n, reach):
+    budget = _block_entries(F)
+    prod, near = _scratch(n, F, budget), _scratch(n, F, budget, torch.bool)
+    for block, stop in _upper_blocks(n, budget, reach):
         rest = slice(block.start, stop)
         shape = (block.stop - block.start, stop - block.start)
         p = torch.addmm(-f2[rest], F[block], F[rest].T, alpha=2, out=_view(prod, *shape))
@@ -441,13 +461,14 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     bounds = np.searchsorted(codes[order], np.arange(codes.max() + 2))
     F = F[torch.as_tensor(order, device=F.device)]
     n = len(F)
-    f2 = (F * F).sum(1)
+    f2 = _squared_norms(F)
     r2 = torch.full((n,), torch.inf, dtype=F.dtype, device=F.device)
-    buf = _scratch(n, F)
+    budget = _block_entries(F)
+    buf = _scratch(n, F, budget)
     for g in range(len(bounds) - 2):
         later = slice(int(bounds[g + 1]), n)
         width = n - later.start
-        step = max(1, _BLOCK_ENTRIES // width)
+        step = max(1, budget // width)
         for s in range(int(bounds[g]), later.start, step):
             rows = slice(s, min(later.start, s + step))
             # |b|^2 - 2 a.b: its row minima plus |a|^2 are the rows' nearest distances;

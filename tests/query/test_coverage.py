@@ -350,13 +350,27 @@ def test_rows_along_the_spread_are_the_normalized_rows_sorted(dtype, normalize):
     assert np.isclose(np.linalg.norm(v), 1, atol=1e-3) and abs(v[0]) > 0.9
 
 
-def test_windows_along_the_spread_skip_the_far_pairs(monkeypatch):
+@pytest.mark.parametrize(
+    ("shape", "dtype", "want"),
+    [
+        ((100_000, 128), torch.float32, 6 * 2**20),  # capped
+        ((60_000, 128), torch.float32, 60_000 * 128 * 4 // 5),
+        ((20_000, 128), torch.float32, 20_000 * 128 * 4 // 5),  # as much as the features
+        ((20_000, 128), torch.float64, 20_000 * 128 * 8 // 9),
+        ((100, 4), torch.float32, 2**20),  # at least the floor
+    ],
+)
+def test_a_block_and_its_mask_take_no_more_memory_than_the_features(shape, dtype, want):
+    F = torch.empty(shape, dtype=dtype)
+    assert coverage._block_entries(F) == want
+
+
+def test_windows_along_the_spread_skip_the_far_pairs():
     # Spread along a line, a small delta: the blocks hold far fewer entries than the
     # upper triangle, and still every pair within delta.
-    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 2000)
     proj = np.linspace(0, 10, 1000)
     reach = np.searchsorted(proj, proj + 0.1, side="right")
-    blocks = list(coverage._upper_blocks(1000, reach))
+    blocks = list(coverage._upper_blocks(1000, 2000, reach))
     entries = sum((b.stop - b.start) * (stop - b.start) for b, stop in blocks)
     assert entries < 0.1 * 1000 * 1001 / 2
     for b, stop in blocks:
