@@ -117,7 +117,8 @@ def diverse_margin(
         Number of samples to select.
     beta : int, default=10
         Candidates per pick. ``beta=1`` is plain margin sampling; a large ``beta`` tends to
-        k-means on the whole pool (diversity without uncertainty).
+        k-means on the whole pool (diversity without uncertainty). On the FashionMNIST
+        proxy 10 measured ahead of 5 and of 20 (see "Choosing a strategy" in the docs).
     weighted : bool, default=True
         Weight each candidate by its uncertainty, ``1 - margin``, in k-means, so that
         centres lean to the least certain candidates.
