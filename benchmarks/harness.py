@@ -149,13 +149,11 @@ class PeakMemory:
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
-            self._hwm = True
-        except OSError:
-            self._hwm = False
-        if self._hwm and self._status("VmRSS") is not None:
             self._start = self._status("VmRSS")
-        else:
-            self._hwm = False
+        except OSError:
+            self._start = None
+        self._hwm = self._start is not None
+        if not self._hwm:
             self._start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return self
 

@@ -226,17 +226,14 @@ def _upper_blocks(n: int, budget: int, reach: np.ndarray | None = None):
     ``budget`` entries. ``reach[i]`` (non-decreasing), when given, is one past
     the last column that row ``i`` needs; without it every row needs every later
     column."""
+    if reach is None:
+        reach = np.full(n, n)
     s = 0
     while s < n:
-        if reach is None:
-            e = min(n, s + max(1, budget // (n - s)))
-            yield slice(s, e), n
-        else:
-            rows = max(1, budget // max(1, int(reach[s]) - s))
-            e = min(n, s + rows)
-            while e - s > 1 and (e - s) * (int(reach[e - 1]) - s) > budget:
-                e = s + (e - s) // 2
-            yield slice(s, e), max(e, int(reach[e - 1]))
+        e = min(n, s + max(1, budget // max(1, int(reach[s]) - s)))
+        while e - s > 1 and (e - s) * (int(reach[e - 1]) - s) > budget:
+            e = s + (e - s) // 2
+        yield slice(s, e), max(e, int(reach[e - 1]))
         s = e
 
 
@@ -357,7 +354,7 @@ def _ball_graph(
         window += 2 * (F.shape[1] + 2) * eps * float(np.sqrt(scale))
         p = proj.cpu().numpy()
         reach = np.searchsorted(p, p + window, side="right")
-    index = torch.int32 if n < 2**31 else torch.int64
+    index = np.int32 if n < 2**31 else np.int64  # half the memory while it fits
     # Per block: its rows and, row-major, the columns j > i of each row's ball.
     upper: list[tuple[slice, np.ndarray, np.ndarray]] = []
     n_upper = np.zeros(n, dtype=np.int64)  # per row i: points j > i in its ball
@@ -380,14 +377,14 @@ def _ball_graph(
                 f"on {n} points; choose a smaller delta"
             )
         n_upper[block] = counts
-        cols = _columns(mask, block.start, counts, np.int32 if index == torch.int32 else np.int64)
+        cols = _columns(mask, block.start, counts, index)
         n_lower += np.bincount(cols, minlength=n)
         upper.append((block, counts, cols))
     # Row i of the CSR: the i' < i that hold i (mirrored), i itself, then its own j > i;
     # each part in increasing order, so no sort is needed.
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(n_lower + 1 + n_upper, out=indptr[1:])
-    indices = np.empty(int(indptr[-1]), dtype=np.int32 if index == torch.int32 else np.int64)
+    indices = np.empty(int(indptr[-1]), dtype=index)
     own = indptr[:-1] + n_lower
     indices[own] = np.arange(n)
     cursor = indptr[:-1].copy()  # next free mirrored slot of each row
@@ -510,17 +507,17 @@ def _greedy_coverage(
     m: int,
     n: int,
     rng: np.random.RandomState,
-    order: np.ndarray | None = None,
+    order: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n`` of the points ``m..`` whose balls cover the most uncovered points;
     points ``:m`` are labeled and cover their balls from the start. Ties go to the
     lowest index; once every point is covered, the rest are drawn at random.
 
-    ``order[i]``, when given, is the index of the graph's point ``i`` (the graph is of
-    the points in that order); picks and ties are in indices."""
+    The graph is of the points in ``order``: its point ``i`` has index ``order[i]``;
+    picks and ties are in indices."""
     N = len(indptr) - 1
     starts, ends = indptr[:-1], indptr[1:]
-    index = np.arange(N) if order is None else np.asarray(order)
+    index = np.asarray(order)
 
     def ball(i):
         return indices[starts[i] : ends[i]]
@@ -533,13 +530,11 @@ def _greedy_coverage(
     degree[labeled] = -1
     picks, gains = [], []
     for _ in range(n):
-        i = int(np.argmax(degree))
-        top = degree[i]
+        top = degree.max()
         if top <= 0:
             break
-        if order is not None:  # the lowest index among the ties, not the first in order
-            ties = np.flatnonzero(degree == top)
-            i = int(ties[np.argmin(index[ties])])
+        ties = np.flatnonzero(degree == top)  # the lowest index, not the first in order
+        i = int(ties[np.argmin(index[ties])])
         picks.append(int(index[i]))
         gains.append(int(top))
         new = ball(i)[~covered[ball(i)]]
