@@ -105,6 +105,16 @@ def _features(estimator: Any, X: Any, name: str) -> np.ndarray:
 def stacked_features(learner: Any, X_pool: Any, X_labeled: Any) -> tuple[np.ndarray, int]:
     """Features of the labeled samples (``X_labeled``, else the learner's
     ``X_training``) then of the pool, in one array; and the number of labeled rows."""
+    parts = feature_parts(learner, X_pool, X_labeled)
+    if len(parts) == 1:
+        return parts[0], 0
+    # the wider dtype of the two: never round one set's features to the other's
+    return np.concatenate(parts, dtype=np.result_type(*parts)), len(parts[0])
+
+
+def feature_parts(learner: Any, X_pool: Any, X_labeled: Any) -> list[np.ndarray]:
+    """As :func:`stacked_features`, but the two sets' features apart (the labeled set's
+    first, only when there is one), for a caller that copies them anyway."""
     if _is_committee(learner):
         # Each member has a feature space of its own and the committee none: picking in
         # raw pixels with no labeled centers (what the attributes would give) is not
@@ -119,12 +129,10 @@ def stacked_features(learner: Any, X_pool: Any, X_labeled: Any) -> tuple[np.ndar
         X_labeled = getattr(learner, "X_training", None)
     F_pool = _features(est, X_pool, "X_pool")
     if X_labeled is None or n_samples(X_labeled) == 0:
-        return F_pool, 0
+        return [F_pool]
     F_lab = _features(est, X_labeled, "X_labeled")
     if F_lab.shape[1] != F_pool.shape[1]:
         raise ValueError(
             f"X_labeled has {F_lab.shape[1]} features but X_pool has {F_pool.shape[1]}"
         )
-    # the wider dtype of the two: never round one set's features to the other's
-    F = np.concatenate([F_lab, F_pool], dtype=np.result_type(F_lab, F_pool))
-    return F, len(F_lab)
+    return [F_lab, F_pool]

@@ -23,7 +23,13 @@ import torch
 from sklearn.utils import check_random_state
 
 from .._compat.modal import modal_retry_guard
-from ._common import base_estimator, check_pool_n, stacked_features, strategy_result
+from ._common import (
+    base_estimator,
+    check_pool_n,
+    feature_parts,
+    stacked_features,
+    strategy_result,
+)
 
 __all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]
 
@@ -31,14 +37,18 @@ __all__ = ["probcover", "purity_radius", "radius_graph", "typiclust"]
 #: radius; fewer for small features (see _block_entries), at least _MIN_BLOCK_ENTRIES.
 _BLOCK_ENTRIES = 6 * 2**20
 _MIN_BLOCK_ENTRIES = 2**20
+#: Columns of a tile of the purity radius's distances: tiles of 4,096 columns and the
+#: rows that fill a block took about 10 % less time than whole rows of 54,000 columns.
+_TILE_COLUMNS = 4096
 
 
 def _block_entries(F: torch.Tensor) -> int:
     """Entries per block, so that a block and its bool mask (5 bytes an entry in float32,
-    9 in float64) take no more memory than the features themselves (6.1 Mi entries,
-    31 MB, for 60,000 x 128 float32 features). Fewer entries per block make the matrix
-    products less efficient: blocks of 4 Mi entries took about 20 % longer than 8 Mi."""
-    fits = F.numel() * F.element_size() // (F.element_size() + 1)
+    9 in float64) take no more than 40 % of the features' memory (2.3 Mi entries, 12 MB,
+    for 60,000 x 128 float32 features): with the features' sorted copy and the matrix
+    products' own workspace (5 to 10 MB in MKL), a pass then holds less than twice the
+    features."""
+    fits = 2 * F.numel() * F.element_size() // (5 * (F.element_size() + 1))
     return min(_BLOCK_ENTRIES, max(_MIN_BLOCK_ENTRIES, fits))
 
 
@@ -64,9 +74,16 @@ def _at_most_distinct(F: np.ndarray, k: int) -> int:
     return min(k, len(np.unique(F, axis=0)))
 
 
-def _kmeans(F: np.ndarray, k: int, random_state: Any) -> np.ndarray:
+def _kmeans(F: np.ndarray, k: int, random_state: Any, overwrite: bool = False) -> np.ndarray:
     """k-means labels, as the TypiClust paper clusters: full k-means up to 50 clusters,
-    mini-batch k-means above. ``k`` is capped by the number of distinct points."""
+    mini-batch k-means above. ``k`` is capped by the number of distinct points.
+
+    With ``overwrite``, full k-means takes no copy of ``F``: it centres ``F`` in place and
+    puts the mean back after (each entry may then differ from before in its last bit),
+    and it runs until the labels stop changing, since scikit-learn's relative tolerance
+    computes the features' variances through a temporary copy of them. (On 60,000
+    FashionMNIST images, PCA to 128 dimensions and normalized, that took 63 and 17
+    iterations where the tolerance took 53 and 16, for two seeds.)"""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     k = max(1, _at_most_distinct(F, k))
@@ -74,7 +91,9 @@ def _kmeans(F: np.ndarray, k: int, random_state: Any) -> np.ndarray:
         return np.zeros(len(F), dtype=np.int64)
     seed = check_random_state(random_state).randint(2**31 - 1)
     model = (
-        KMeans(k, n_init="auto", random_state=seed)
+        KMeans(
+            k, n_init="auto", random_state=seed, copy_x=not overwrite, tol=0 if overwrite else 1e-4
+        )
         if k <= 50
         else MiniBatchKMeans(k, n_init="auto", batch_size=max(1024, 3 * k), random_state=seed)
     )
@@ -208,32 +227,31 @@ def typiclust(
 
 
 def _prepared(learner, X_pool, n_instances, X_labeled, normalize, *, raw=False):
-    """The checked number to select, and the stacked features (labeled first): as
-    float32/float64, L2-normalized when ``normalize`` unless ``raw`` (the caller
-    normalizes them itself)."""
+    """The stacked features (labeled first: as float32/float64, L2-normalized when
+    ``normalize``), the number of labeled rows and the checked number to select; with
+    ``raw``, the features as :func:`~._common.feature_parts` gives them instead (the
+    caller stacks and normalizes them itself)."""
     n = check_pool_n(X_pool, n_instances)
     if not isinstance(normalize, bool | np.bool_):
         raise TypeError(f"normalize must be a bool; got {normalize!r}")
-    F, m = stacked_features(learner, X_pool, X_labeled)
     if raw:
-        return F, m, n
+        parts = feature_parts(learner, X_pool, X_labeled)
+        return parts, len(parts[0]) if len(parts) > 1 else 0, n
+    F, m = stacked_features(learner, X_pool, X_labeled)
     return (_normalized(F) if normalize else np.asarray(F, dtype=np.float64)), m, n
 
 
-def _upper_blocks(n: int, budget: int, reach: np.ndarray | None = None):
-    """Row slices ``s:e`` and column ends ``stop`` covering the upper triangle ``j >= i``
-    of an n x n matrix, each block ``s:e`` x ``s:stop`` of at most about
-    ``budget`` entries. ``reach[i]`` (non-decreasing), when given, is one past
-    the last column that row ``i`` needs; without it every row needs every later
-    column."""
-    if reach is None:
-        reach = np.full(n, n)
+def _band_blocks(lo: np.ndarray, hi: np.ndarray, budget: int):
+    """Row slices ``s:e`` and column ranges ``c0:c1`` covering the columns
+    ``lo[i]:hi[i]`` of every row ``i`` (``lo`` and ``hi`` non-decreasing), each block
+    ``s:e`` x ``c0:c1`` of at most about ``budget`` entries."""
+    n = len(lo)
     s = 0
     while s < n:
-        e = min(n, s + max(1, budget // max(1, int(reach[s]) - s)))
-        while e - s > 1 and (e - s) * (int(reach[e - 1]) - s) > budget:
+        e = min(n, s + max(1, budget // max(1, int(hi[s]) - int(lo[s]))))
+        while e - s > 1 and (e - s) * (int(hi[e - 1]) - int(lo[s])) > budget:
             e = s + (e - s) // 2
-        yield slice(s, e), max(e, int(reach[e - 1]))
+        yield slice(s, e), int(lo[s]), int(hi[e - 1])
         s = e
 
 
@@ -245,6 +263,12 @@ def _scratch(
     faults on the CPU."""
     size = min(n * n, max(budget, n))
     return torch.empty(size, dtype=dtype or like.dtype, device=like.device)
+
+
+def _scratches(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distance block and its bool mask for a pass over the pairs of ``F``'s rows."""
+    budget = _block_entries(F)
+    return _scratch(len(F), F, budget), _scratch(len(F), F, budget, torch.bool)
 
 
 def _view(buf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -331,73 +355,133 @@ def _check_delta(delta: Any) -> None:
         raise ValueError(f"delta must be a finite number >= 0; got {delta!r}")
 
 
-def _ball_graph(
-    F: torch.Tensor, delta: float, max_edges: int, proj: torch.Tensor | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`radius_graph` of the rows of ``F``; with ``proj``, the (non-decreasing)
-    projections of those rows on a unit vector, only the pairs less than about ``delta``
-    apart along it are computed: two points farther apart along a unit vector are
-    farther apart in space too. The slack below covers the rounding of both tests, so
-    the graph is the one computed without ``proj``."""
+def _window(F: torch.Tensor, f2: torch.Tensor, delta: float) -> float:
+    """How far apart along a unit vector two rows of ``F`` within ``delta`` can seem: the
+    slack covers the rounding of the distance test (relative to the squared norms
+    ``f2``), then of the projections (a dot product of ``F.shape[1]`` terms each)."""
+    eps = float(torch.finfo(F.dtype).eps)
+    scale = float(f2.max())
+    window = float(np.sqrt(delta**2 + 16 * eps * scale))
+    return window + 2 * (F.shape[1] + 2) * eps * float(np.sqrt(scale))
+
+
+def _covered(
+    F: torch.Tensor,
+    centres: np.ndarray,
+    delta: float,
+    proj: torch.Tensor | None = None,
+    scratch: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Which rows of ``F`` lie within ``delta`` of a row at the (increasing) positions
+    ``centres`` (those rows included): one pass over those rows against the others in
+    blocks, with the same test as :func:`_ball_graph`; with ``proj`` as there, only the
+    columns within about ``delta`` along it. ``scratch``: the block buffers, as
+    :func:`_ball_graph` takes them."""
     n = len(F)
+    covered = np.zeros(n, dtype=bool)
+    if not len(centres):
+        return covered
+    f2 = _squared_norms(F)
+    bound = f2 - delta**2
+    if proj is not None:
+        w, p = _window(F, f2, delta), proj.cpu().numpy()
+        lo = np.searchsorted(p, p[centres] - w, side="left")
+        hi = np.searchsorted(p, p[centres] + w, side="right")
+    else:
+        lo, hi = np.zeros(len(centres), dtype=np.int64), np.full(len(centres), n)
+    prod, near = scratch or _scratches(F)
+    for block, c0, c1 in _band_blocks(lo, hi, len(near)):
+        rows = torch.as_tensor(centres[block], device=F.device)
+        shape = (len(rows), c1 - c0)
+        p = torch.addmm(-f2[c0:c1], F[rows], F[c0:c1].T, alpha=2, out=_view(prod, *shape))
+        mask = torch.ge(p, bound[rows, None], out=_view(near, *shape))
+        covered[c0:c1] |= mask.any(0).cpu().numpy()
+    covered[centres] = True  # each in its own ball, whatever the rounding at delta = 0
+    return covered
+
+
+def _ball_graph(
+    F: torch.Tensor,
+    delta: float,
+    max_edges: int,
+    proj: torch.Tensor | None = None,
+    n_active: int | None = None,
+    scratch: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`radius_graph` of the rows of ``F``.
+
+    With ``n_active``, only the pairs that hold one of the first ``n_active`` rows are
+    computed and kept: the rows after them list only those (and themselves). With
+    ``proj``, the projections of the rows on a unit vector, non-decreasing over the
+    first ``n_active`` rows and over the rest, only the pairs less than about ``delta``
+    apart along it are computed: two points farther apart along a unit vector are
+    farther apart in space too. The slack (:func:`_window`) covers the rounding of both
+    tests, so the graph is the one computed without ``proj``. ``scratch``: the buffers
+    for the blocks (:func:`_scratches`), when the caller reuses them."""
+    n = len(F)
+    a = n if n_active is None else int(n_active)
     f2 = _squared_norms(F)
     # ||a - b||^2 <= delta^2  <=>  2 a.b - |b|^2 >= |a|^2 - delta^2: one matrix product
     # (with |b|^2 as its bias) and one comparison per block.
     bound = f2 - delta**2
-    reach = None
-    if proj is not None and n:
-        eps = float(torch.finfo(F.dtype).eps)
-        scale = float(f2.max())
-        # rounding of the distance test (relative to the squared norms), then of the
-        # projections (a dot product of F.shape[1] terms each)
-        window = float(np.sqrt(delta**2 + 16 * eps * scale))
-        window += 2 * (F.shape[1] + 2) * eps * float(np.sqrt(scale))
-        p = proj.cpu().numpy()
-        reach = np.searchsorted(p, p + window, side="right")
+    first = np.arange(a)
+    if proj is not None and a:
+        w, p = _window(F, f2, delta), proj.cpu().numpy()
+        reach = np.searchsorted(p[:a], p[:a] + w, side="right")
+        lo_rest = a + np.searchsorted(p[a:], p[:a] - w, side="left")
+        hi_rest = a + np.searchsorted(p[a:], p[:a] + w, side="right")
+    else:
+        reach, lo_rest, hi_rest = np.full(a, a), np.full(a, a), np.full(a, n)
+    # Each active row i meets, in its own blocks, the active j > i (up to its reach),
+    # then the rows after the active ones (within its window).
+    bands = ((first, np.maximum(reach, first + 1), True), (lo_rest, hi_rest, False))
     index = np.int32 if n < 2**31 else np.int64  # half the memory while it fits
     # Per block: its rows and, row-major, the columns j > i of each row's ball.
     upper: list[tuple[slice, np.ndarray, np.ndarray]] = []
     n_upper = np.zeros(n, dtype=np.int64)  # per row i: points j > i in its ball
     n_lower = np.zeros(n, dtype=np.int64)  # per row j: points i < j in its ball
     total = n  # every point is in its own ball
-    budget = _block_entries(F)
-    prod, near = _scratch(n, F, budget), _scratch(n, F, budget, torch.bool)
-    for block, stop in _upper_blocks(n, budget, reach):
-        rest = slice(block.start, stop)
-        shape = (block.stop - block.start, stop - block.start)
-        p = torch.addmm(-f2[rest], F[block], F[rest].T, alpha=2, out=_view(prod, *shape))
-        mask = torch.ge(p, bound[block, None], out=_view(near, *shape))
-        # j > i only: the diagonal is added below, the lower half mirrored
-        mask[:, : shape[0]].triu_(1)
-        counts = _count(mask)
-        total += 2 * int(counts.sum())
-        if total > max_edges:
-            raise ValueError(
-                f"delta={delta} gives more than max_edges={max_edges} edges "
-                f"on {n} points; choose a smaller delta"
-            )
-        n_upper[block] = counts
-        cols = _columns(mask, block.start, counts, index)
-        n_lower += np.bincount(cols, minlength=n)
-        upper.append((block, counts, cols))
+    prod, near = scratch or _scratches(F)
+    for lo, hi, square in bands:
+        for block, c0, c1 in _band_blocks(lo, hi, len(near)):
+            if c1 <= c0:
+                continue
+            shape = (block.stop - block.start, c1 - c0)
+            p = torch.addmm(-f2[c0:c1], F[block], F[c0:c1].T, alpha=2, out=_view(prod, *shape))
+            mask = torch.ge(p, bound[block, None], out=_view(near, *shape))
+            if square:  # j > i only: the diagonal is added below, the lower half mirrored
+                mask[:, : shape[0]].triu_(1)
+            counts = _count(mask)
+            total += 2 * int(counts.sum())
+            if total > max_edges:
+                raise ValueError(
+                    f"delta={delta} gives more than max_edges={max_edges} edges "
+                    f"on {n} points; choose a smaller delta"
+                )
+            n_upper[block] += counts
+            cols = _columns(mask, c0, counts, index)
+            n_lower += np.bincount(cols, minlength=n)
+            upper.append((block, counts, cols))
     # Row i of the CSR: the i' < i that hold i (mirrored), i itself, then its own j > i;
-    # each part in increasing order, so no sort is needed.
+    # each part in increasing order (a row's active j before the rest, both bands in
+    # row order), so no sort is needed.
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(n_lower + 1 + n_upper, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=index)
     own = indptr[:-1] + n_lower
     indices[own] = np.arange(n)
+    later = own + 1  # next free slot of each row's own j > i
     cursor = indptr[:-1].copy()  # next free mirrored slot of each row
     upper.reverse()  # popped from the end: first block first, each freed once placed
     while upper:
         block, counts, cols = upper.pop()
         rows = np.repeat(np.arange(block.start, block.stop), counts)
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        indices[own[rows] + 1 + np.arange(len(cols)) - first] = cols
-        del rows, first
+        starts = np.cumsum(counts) - counts
+        indices[later[rows] + np.arange(len(cols)) - np.repeat(starts, counts)] = cols
+        later[block] += counts
+        del rows
         # Rows in increasing order, and a row holds each j once: its mirrored entries
         # go to distinct slots, in increasing order of the row.
-        starts = np.cumsum(counts) - counts
         for k in np.flatnonzero(counts):
             js = cols[starts[k] : starts[k] + counts[k]]
             indices[cursor[js]] = block.start + k
@@ -435,12 +519,7 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
     True
     """
     labels = np.asarray(labels)
-    if (
-        isinstance(purity, bool)
-        or not isinstance(purity, int | float | np.floating)
-        or not 0 < purity <= 1
-    ):
-        raise ValueError(f"purity must be in (0, 1]; got {purity!r}")
+    _check_purity(purity)
     if len(np.unique(labels)) < 2:
         raise ValueError("labels must hold at least two classes to measure purity")
     F = _as_tensor(features)
@@ -450,31 +529,55 @@ def purity_radius(features: Any, labels: Any, purity: float = 0.95) -> float:
         raise ValueError(
             f"labels must hold one label per point: shape ({len(F)},); got {labels.shape}"
         )
-    # Sorted by label, the points of other labels after a group are one contiguous run:
-    # each pair of different labels is computed once, with no mask, and pairs of the
-    # same label not at all.
     codes = np.unique(labels, return_inverse=True)[1].ravel()
     order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(codes.max() + 2))
-    F = F[torch.as_tensor(order, device=F.device)]
+    F = F[torch.as_tensor(order, device=F.device)]  # the caller's features stay as they are
+    return _grouped_purity_radius(F, _group_bounds(codes[order]), purity)
+
+
+def _check_purity(purity: Any) -> None:
+    if (
+        isinstance(purity, bool)
+        or not isinstance(purity, int | float | np.floating)
+        or not 0 < purity <= 1
+    ):
+        raise ValueError(f"purity must be in (0, 1]; got {purity!r}")
+
+
+def _group_bounds(codes: np.ndarray) -> np.ndarray:
+    """Where each group of the sorted codes ``0..k-1`` starts, then ``len(codes)``."""
+    return np.searchsorted(codes, np.arange(int(codes.max()) + 2))
+
+
+def _grouped_purity_radius(F: torch.Tensor, bounds: np.ndarray, purity: float) -> float:
+    """:func:`purity_radius` of rows grouped by label: label ``g`` is rows
+    ``bounds[g]:bounds[g + 1]``.
+
+    Grouped so, the points of other labels after a group are one contiguous run: each
+    pair of different labels is computed once, with no mask, and pairs of the same label
+    not at all."""
     n = len(F)
     f2 = _squared_norms(F)
     r2 = torch.full((n,), torch.inf, dtype=F.dtype, device=F.device)
     budget = _block_entries(F)
     buf = _scratch(n, F, budget)
+    ones = torch.ones(n, 1, dtype=F.dtype, device=F.device)
     for g in range(len(bounds) - 2):
-        later = slice(int(bounds[g + 1]), n)
-        width = n - later.start
-        step = max(1, budget // width)
-        for s in range(int(bounds[g]), later.start, step):
-            rows = slice(s, min(later.start, s + step))
-            # |b|^2 - 2 a.b: its row minima plus |a|^2 are the rows' nearest distances;
-            # plus |a|^2 everywhere, its column minima are the later points'.
-            d2 = torch.addmm(
-                f2[later], F[rows], F[later].T, alpha=-2, out=_view(buf, rows.stop - s, width)
-            )
-            r2[rows] = torch.minimum(r2[rows], d2.amin(1) + f2[rows])
-            r2[later] = torch.minimum(r2[later], d2.add_(f2[rows, None]).amin(0))
+        later = int(bounds[g + 1])
+        cols = min(n - later, _TILE_COLUMNS)
+        step = max(1, budget // cols)
+        for s in range(int(bounds[g]), later, step):
+            e = min(later, s + step)
+            # [-2a, |a|^2, 1] . [b, 1, |b|^2] = |a - b|^2: the distances in one product,
+            # whose row and column minima are the nearest of either side, in tiles of
+            # columns that stay in the cache for both.
+            A = torch.cat([F[s:e] * -2, f2[s:e, None], ones[s:e]], 1)
+            for c in range(later, n, cols):
+                k = min(n, c + cols)
+                B = torch.cat([F[c:k], ones[c:k], f2[c:k, None]], 1)
+                d2 = torch.mm(A, B.T, out=_view(buf, e - s, k - c))
+                torch.minimum(r2[s:e], d2.amin(1), out=r2[s:e])
+                torch.minimum(r2[c:k], d2.amin(0), out=r2[c:k])
     r = r2.cpu().clamp_min_(0).sqrt()  # in label order: only their quantile is needed
     allowed = int(np.floor((1 - purity) * len(F) + 1e-9))  # balls allowed to be impure
     edge = float(torch.sort(r).values[min(allowed, len(F) - 1)])
@@ -504,17 +607,21 @@ def _uncovered_per_ball(indptr: np.ndarray, indices: np.ndarray, covered: np.nda
 def _greedy_coverage(
     indptr: np.ndarray,
     indices: np.ndarray,
+    covered: np.ndarray,
     m: int,
     n: int,
     rng: np.random.RandomState,
     order: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``n`` of the points ``m..`` whose balls cover the most uncovered points;
-    points ``:m`` are labeled and cover their balls from the start. Ties go to the
-    lowest index; once every point is covered, the rest are drawn at random.
+    points ``:m`` are labeled, and ``covered`` (those in their balls) are covered from
+    the start. Ties go to the lowest index; once every point is covered, the rest are
+    drawn at random.
 
     The graph is of the points in ``order``: its point ``i`` has index ``order[i]``;
-    picks and ties are in indices."""
+    picks and ties are in indices. It needs only the pairs that hold an uncovered
+    point: the balls of those are whole, and every other row lists the uncovered points
+    in its ball."""
     N = len(indptr) - 1
     starts, ends = indptr[:-1], indptr[1:]
     index = np.asarray(order)
@@ -523,9 +630,7 @@ def _greedy_coverage(
         return indices[starts[i] : ends[i]]
 
     labeled = np.flatnonzero(index < m)
-    covered = np.zeros(N, dtype=bool)
-    if m:
-        covered[np.concatenate([ball(i) for i in labeled])] = True
+    covered = covered.copy()
     degree = _uncovered_per_ball(indptr, indices, covered)
     degree[labeled] = -1
     picks, gains = [], []
@@ -552,45 +657,110 @@ def _greedy_coverage(
     return np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.int64)
 
 
-def _along_spread(F: np.ndarray, normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows of ``F`` (L2-normalized when ``normalize``, as :func:`_normalized` does,
-    else as float64) sorted by their projection on (about) the direction of their
-    largest variance: the sorted rows, the order and the sorted projections.
+def _along_spread(
+    parts: np.ndarray | list[np.ndarray], normalize: bool, chunk: int = 8192
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of ``parts`` (one array, or several stacked; L2-normalized when
+    ``normalize``, as :func:`_normalized` does, else as float64) sorted by their
+    projection on (about) the direction of their largest variance: the sorted rows, the
+    order and the sorted projections.
 
     Any unit direction keeps the graph exact; the spread one separates the most pairs.
     It is found by a few power iterations on the centred rows, without a ``d x d``
-    matrix, and normalized rows are only ever written once, sorted: no copy of the
-    features beyond the result."""
+    matrix or a stacked copy, and the rows are written once, sorted and normalized, a
+    chunk at a time straight from the parts: no copy of the features beyond the
+    result."""
+    parts = [parts] if isinstance(parts, np.ndarray) else list(parts)
+    dtype = np.result_type(*parts)
     if normalize:
-        F = np.asarray(F, dtype=np.float64 if F.dtype == np.float64 else np.float32)
-        norms = np.linalg.norm(F, axis=1)
+        work = np.float64 if dtype == np.float64 else np.float32
+    else:
+        work = dtype if np.issubdtype(dtype, np.floating) else np.float64
+    parts = [np.asarray(P, dtype=work) for P in parts]
+    out_dtype = work if normalize else np.float64
+    bounds = np.cumsum([0] + [len(P) for P in parts])
+    n, d = int(bounds[-1]), parts[0].shape[1]
+    if normalize:
+        norms = np.concatenate([np.linalg.norm(P, axis=1) for P in parts])
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     else:
-        F = np.asarray(F)
-        if not np.issubdtype(F.dtype, np.floating):
-            F = F.astype(np.float64)
-        scale = np.ones(len(F), dtype=F.dtype)
-    out_dtype = F.dtype if normalize else np.float64
-    if len(F) >= 3:
-        mean = (scale @ F).astype(np.float64) / len(F)
-        v = np.random.RandomState(0).normal(size=F.shape[1])
+        scale = np.ones(n, dtype=work)
+    pieces = [(P, scale[lo:hi]) for P, lo, hi in zip(parts, bounds, bounds[1:], strict=False)]
+    if n >= 3:
+        mean = sum((c @ P).astype(np.float64) for P, c in pieces) / n
+        v = np.random.RandomState(0).normal(size=d)
         for _ in range(8):
-            u = (F @ v.astype(F.dtype)) * scale - (mean @ v).astype(F.dtype)
-            w = (F.T @ (u * scale)).astype(np.float64)
+            w = np.zeros(d)
+            for P, c in pieces:
+                u = (P @ v.astype(work)) * c - (mean @ v).astype(work)
+                w += (P.T @ (u * c)).astype(np.float64)
             norm = np.linalg.norm(w)
             if not norm > 0:
                 break
             v = w / norm
         v = v / np.linalg.norm(v)
     else:
-        v = np.zeros(F.shape[1])
-    proj = ((F @ v.astype(F.dtype)) * scale).astype(out_dtype)
+        v = np.zeros(d)
+    proj = np.concatenate([(P @ v.astype(work)) * c for P, c in pieces]).astype(out_dtype)
     order = np.argsort(proj, kind="stable")
-    rows = np.take(F, order, axis=0).astype(out_dtype, copy=False)
-    if normalize:
-        norms = norms[order, None]
-        np.divide(rows, norms, out=rows, where=norms > 0)
+    rows = np.empty((n, d), dtype=out_dtype)
+    for s in range(0, n, chunk):
+        idx, out = order[s : s + chunk], rows[s : s + chunk]
+        for P, lo, hi in zip(parts, bounds, bounds[1:], strict=False):
+            here = (idx >= lo) & (idx < hi)
+            out[here] = P[idx[here] - lo]
+        if normalize:
+            nrm = norms[idx, None]
+            np.divide(out, nrm, out=out, where=nrm > 0)
     return rows, order, proj[order]
+
+
+def _permute_rows(F: np.ndarray, perm: np.ndarray) -> None:
+    """``F[:] = F[perm]`` in place, with one row aside at a time: each cycle of the
+    permutation is followed once, so every row is moved once (a Python step a row, far
+    below the cost of any pass over the pairs)."""
+    target = perm.tolist()
+    done = bytearray(len(target))
+    for start in np.flatnonzero(perm != np.arange(len(perm))).tolist():
+        if done[start]:
+            continue
+        aside = F[start].copy()
+        i = start
+        while True:
+            done[i] = 1
+            j = target[i]
+            if j == start:
+                F[i] = aside
+                break
+            F[i] = F[j]
+            i = j
+
+
+def _partition(F: np.ndarray, first: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Reorder the rows of ``F`` in place, those where ``first`` holds first, each part
+    in its order, and return the order (row ``k`` is now the former row ``moved[k]``).
+
+    Only the smaller part is copied aside, then the other is moved a chunk of rows at
+    a time towards its place (forwards or backwards, so that no row is overwritten
+    before it is moved): less memory than a reordered copy of ``F``."""
+    moved = np.argsort(~first, kind="stable")
+    a = int(np.count_nonzero(first))
+    if np.array_equal(moved[:a], np.arange(a)):  # already in place (or one part empty)
+        return moved
+    if a <= len(F) - a:
+        aside = F[moved[:a]]
+        rest = moved[a:]  # rows move towards the end: last chunk first
+        for e in range(len(rest), 0, -chunk):
+            s = max(0, e - chunk)
+            F[a + s : a + e] = F[rest[s:e]]
+        F[:a] = aside
+    else:
+        aside = F[moved[a:]]
+        for s in range(0, a, chunk):  # rows move towards the start: first chunk first
+            e = min(a, s + chunk)
+            F[s:e] = F[moved[s:e]]
+        F[a:] = aside
+    return moved
 
 
 def probcover(
@@ -667,11 +837,12 @@ def probcover(
     [1, 3]
     """
     with modal_retry_guard():
-        F, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize, raw=True)
+        parts, m, n = _prepared(learner, X_pool, n_instances, X_labeled, normalize, raw=True)
         if delta is not None:
             _check_delta(delta)
-        # normalized and sorted at once: see _along_spread
-        F, order, proj = _along_spread(F, normalize)
+        # stacked, normalized and sorted at once: see _along_spread
+        F, order, proj = _along_spread(parts, normalize)
+        del parts
         rng = check_random_state(random_state)
         if delta is None:
             k = (
@@ -684,12 +855,39 @@ def probcover(
                     "probcover needs n_clusters >= 2 (or an estimator with "
                     f"classes_) to choose delta; got {k!r}"
                 )
-            labels = _kmeans(F, int(k), rng)
+            _check_purity(purity)
+            # F is this call's own copy: k-means centres it in place, and it is grouped
+            # by label in place for the purity radius, then put back in order.
+            labels = _kmeans(F, int(k), rng, overwrite=True)
             if len(np.unique(labels)) < 2:
                 raise ValueError("the features hold a single distinct point: give delta")
-            delta = purity_radius(F, labels, purity)
-        indptr, indices = _ball_graph(
-            torch.from_numpy(F), float(delta), max_edges, torch.from_numpy(proj)
+            by_label = np.argsort(labels, kind="stable")
+            _permute_rows(F, by_label)
+            delta = _grouped_purity_radius(
+                torch.from_numpy(F), _group_bounds(labels[by_label]), purity
+            )
+            _permute_rows(F, np.argsort(by_label))
+        delta = float(delta)
+        scratch = _scratches(torch.from_numpy(F))  # for both passes: allocated once
+        covered = _covered(
+            torch.from_numpy(F),
+            np.flatnonzero(order < m),
+            delta,
+            torch.from_numpy(proj),
+            scratch,
         )
-        picks, gains = _greedy_coverage(indptr, indices, m, n, rng, order)
+        # The uncovered points first, each part still along the spread: the pairs of two
+        # covered points are never computed (every pair once the labeled cover the pool).
+        moved = _partition(F, ~covered)
+        proj, order, covered = proj[moved], order[moved], covered[moved]
+        indptr, indices = _ball_graph(
+            torch.from_numpy(F),
+            delta,
+            max_edges,
+            torch.from_numpy(proj),
+            n_active=int(np.count_nonzero(~covered)),
+            scratch=scratch,
+        )
+        del F, scratch
+        picks, gains = _greedy_coverage(indptr, indices, covered, m, n, rng, order)
         return strategy_result(learner, picks - m, gains)

@@ -334,6 +334,95 @@ def test_graph_along_the_spread_equals_the_dense_reference(dtype, delta, monkeyp
         assert member[i]  # every point is in its own ball
 
 
+def _near_a_line(dtype, n=150, seed=3):
+    rng = np.random.RandomState(seed)
+    t = rng.uniform(-1, 1, (n, 1))
+    F = np.concatenate([t, 0.05 * rng.normal(size=(n, 3))], axis=1)
+    F[10:20] = F[0]  # exact duplicates
+    F[20:30] = F[1] + 1e-4  # near duplicates
+    return (F / np.linalg.norm(F, axis=1, keepdims=True)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("delta", [0.0, 0.05, 0.3, 2.0])
+@pytest.mark.parametrize("share", [0.0, 0.4, 1.0])
+def test_graph_of_the_uncovered_holds_every_pair_with_one_of_them(dtype, delta, share, monkeypatch):
+    # The uncovered ("active") points first, each part along the spread, as probcover
+    # orders them: their balls are whole; every other row lists the active points in
+    # its ball and itself, in increasing order.
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 4 * 150)
+    F = _near_a_line(dtype)
+    active = np.random.RandomState(5).uniform(size=len(F)) < share
+    Fs, order, proj = coverage._along_spread(F, normalize=False)
+    moved = np.argsort(~active[order], kind="stable")
+    Fs, order, proj = Fs[moved], order[moved], proj[moved]
+    indptr, indices = coverage._ball_graph(
+        torch.from_numpy(Fs), delta, 10**9, torch.from_numpy(proj), n_active=active.sum()
+    )
+    d2 = _dense(F) ** 2
+    clear = np.abs(d2 - delta**2) > 64 * np.finfo(dtype).eps
+    for k, i in enumerate(order):
+        row = indices[indptr[k] : indptr[k + 1]]
+        assert np.all(np.diff(row) > 0) and k in row
+        member = np.zeros(len(F), dtype=bool)
+        member[order[row]] = True
+        want = d2[i] <= delta**2
+        if not active[i]:
+            want &= active
+            want[i] = True
+        np.testing.assert_array_equal(member[clear[i]], want[clear[i]])
+
+
+@pytest.mark.parametrize("kind", ["random", "identity", "one cycle", "swaps"])
+def test_rows_permuted_in_place_equal_a_permuted_copy(kind):
+    rng = np.random.RandomState(9)
+    F = rng.normal(size=(200, 3)).astype(np.float32)
+    perm = {
+        "random": rng.permutation(200),
+        "identity": np.arange(200),
+        "one cycle": np.roll(np.arange(200), 1),
+        "swaps": np.arange(200).reshape(-1, 2)[:, ::-1].ravel(),
+    }[kind]
+    want = F[perm]
+    coverage._permute_rows(F, perm)
+    np.testing.assert_array_equal(F, want)
+    coverage._permute_rows(F, np.argsort(perm))  # and back
+    np.testing.assert_array_equal(F[perm], want)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.5, 0.95, 1.0])
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_partition_in_place_equals_a_reordered_copy(share, chunk):
+    rng = np.random.RandomState(7)
+    F = rng.normal(size=(300, 3))
+    first = rng.uniform(size=300) < share
+    want = np.concatenate([F[first], F[~first]])
+    moved = coverage._partition(F, first, chunk=chunk)
+    np.testing.assert_array_equal(F, want)
+    np.testing.assert_array_equal(
+        moved, np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("delta", [0.0, 0.05, 0.3, 2.0])
+@pytest.mark.parametrize("n_centres", [0, 1, 40, 150])
+def test_points_covered_by_the_centres_equal_the_dense_reference(
+    dtype, delta, n_centres, monkeypatch
+):
+    monkeypatch.setattr(coverage, "_BLOCK_ENTRIES", 3 * 150)
+    F = _near_a_line(dtype)
+    Fs, _, proj = coverage._along_spread(F, normalize=False)
+    centres = np.sort(np.random.RandomState(6).permutation(len(F))[:n_centres])
+    d2 = _dense(Fs) ** 2
+    clear = np.all(np.abs(d2[centres] - delta**2) > 64 * np.finfo(dtype).eps, axis=0)
+    want = np.any(d2[centres] <= delta**2, axis=0)
+    for p in (torch.from_numpy(proj), None):  # along the spread, or every column
+        got = coverage._covered(torch.from_numpy(Fs), centres, delta, p)
+        np.testing.assert_array_equal(got[clear], want[clear])
+        assert got[centres].all()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_rows_along_the_spread_are_the_normalized_rows_sorted(dtype, normalize):
@@ -350,33 +439,64 @@ def test_rows_along_the_spread_are_the_normalized_rows_sorted(dtype, normalize):
     assert np.isclose(np.linalg.norm(v), 1, atol=1e-3) and abs(v[0]) > 0.9
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float32, np.float64)])
+@pytest.mark.parametrize("chunk", [5, 8192])
+def test_rows_along_the_spread_from_two_parts_equal_those_of_the_stack(normalize, dtypes, chunk):
+    # The labeled set's features and the pool's, never stacked: the rows of their stack
+    # (in the wider dtype), normalized exactly as from the stack, a chunk at a time; the
+    # direction is summed part by part, so the projections agree up to rounding.
+    rng = np.random.RandomState(8)
+    lab = (rng.normal(size=(13, 5)) * [5, 1, 1, 1, 1]).astype(dtypes[0])
+    pool = (rng.normal(size=(30, 5)) * [5, 1, 1, 1, 1]).astype(dtypes[1])
+    pool[4] = 0
+    stack = np.concatenate([lab, pool], dtype=np.result_type(lab, pool))
+    rows, order, proj = coverage._along_spread([lab, pool], normalize, chunk=chunk)
+    want_rows, want_order, want_proj = coverage._along_spread(stack, normalize)
+    full = coverage._normalized(stack) if normalize else stack.astype(np.float64)
+    np.testing.assert_array_equal(rows, full[order])
+    assert rows.dtype == want_rows.dtype and proj.dtype == want_proj.dtype
+    np.testing.assert_array_equal(order, want_order)
+    np.testing.assert_allclose(proj, want_proj, rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(proj) >= 0)
+
+
 @pytest.mark.parametrize(
     ("shape", "dtype", "want"),
     [
-        ((100_000, 128), torch.float32, 6 * 2**20),  # capped
-        ((60_000, 128), torch.float32, 60_000 * 128 * 4 // 5),
-        ((20_000, 128), torch.float32, 20_000 * 128 * 4 // 5),  # as much as the features
-        ((20_000, 128), torch.float64, 20_000 * 128 * 8 // 9),
-        ((100, 4), torch.float32, 2**20),  # at least the floor
+        ((200_000, 128), torch.float32, 6 * 2**20),  # capped
+        ((60_000, 128), torch.float32, 2 * 60_000 * 128 * 4 // 25),  # 40 % of the features
+        ((40_000, 128), torch.float64, 2 * 40_000 * 128 * 8 // 45),
+        ((20_000, 128), torch.float32, 2**20),  # at least the floor
+        ((100, 4), torch.float32, 2**20),
     ],
 )
-def test_a_block_and_its_mask_take_no_more_memory_than_the_features(shape, dtype, want):
+def test_a_block_and_its_mask_take_no_more_than_40_percent_of_the_features(shape, dtype, want):
     F = torch.empty(shape, dtype=dtype)
     assert coverage._block_entries(F) == want
 
 
-def test_windows_along_the_spread_skip_the_far_pairs():
+@pytest.mark.parametrize("band", ["upper", "rest"])
+def test_windows_along_the_spread_skip_the_far_pairs(band):
     # Spread along a line, a small delta: the blocks hold far fewer entries than the
-    # upper triangle, and still every pair within delta.
+    # upper triangle (or the whole rectangle against the rest), and still cover every
+    # row's columns, one block after another.
     proj = np.linspace(0, 10, 1000)
-    reach = np.searchsorted(proj, proj + 0.1, side="right")
-    blocks = list(coverage._upper_blocks(1000, 2000, reach))
-    entries = sum((b.stop - b.start) * (stop - b.start) for b, stop in blocks)
+    if band == "upper":
+        lo = np.arange(1000)
+        hi = np.maximum(np.searchsorted(proj, proj + 0.1, side="right"), lo + 1)
+    else:  # against 700 other points along the same line
+        rest = np.sort(np.random.RandomState(0).uniform(0, 10, 700))
+        lo = np.searchsorted(rest, proj - 0.1, side="left")
+        hi = np.searchsorted(rest, proj + 0.1, side="right")
+    blocks = list(coverage._band_blocks(lo, hi, 2000))
+    entries = sum((b.stop - b.start) * (c1 - c0) for b, c0, c1 in blocks)
     assert entries < 0.1 * 1000 * 1001 / 2
-    for b, stop in blocks:
-        assert stop >= reach[b.stop - 1] and (b.stop - b.start) * (stop - b.start) <= 2000
-    assert [b.start for b, _ in blocks] == sorted({b.start for b, _ in blocks})
-    assert blocks[0][0].start == 0 and blocks[-1][0].stop == 1000
+    for b, c0, c1 in blocks:
+        assert c0 <= lo[b].min() and c1 >= hi[b].max()
+        assert (b.stop - b.start) * (c1 - c0) <= 2000
+    assert [b.start for b, _, _ in blocks] == [0] + [b.stop for b, _, _ in blocks[:-1]]
+    assert blocks[-1][0].stop == 1000
 
 
 @pytest.mark.parametrize(("delta", "m", "n"), [(0.9, 6, 4), (1.5, 10, 3), (2.5, 3, 5)])
