@@ -122,6 +122,13 @@ def measure(
     return timing
 
 
+#: Environment for a child whose :class:`PeakMemory` should be the memory a call holds
+#: at once: MKL's memory manager keeps the packing buffers of its matrix products for
+#: later calls (tens of MB), and glibc raises its threshold for returning large blocks
+#: to the system as they are freed, so both would count memory kept for reuse.
+LIVE_MEMORY_ENV = {"MKL_DISABLE_FAST_MM": "1", "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+
+
 class PeakMemory:
     """``with PeakMemory() as pm: ...`` then ``pm.mb``: the peak resident memory of the
     block above the resident memory at its start, in MiB.
