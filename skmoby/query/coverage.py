@@ -784,12 +784,15 @@ def probcover(
     paper does: the largest radius whose balls are at least ``purity`` pure under
     k-means pseudo-labels with ``n_clusters`` clusters (the number of classes).
 
-    The graph is built with the samples sorted along their direction of largest
+    The greedy coverage only needs the pairs that hold a sample not yet covered, so the
+    samples within ``delta`` of a labeled one are marked first, and the graph holds
+    only the pairs with an uncovered sample (none at all once the labeled samples cover
+    the pool). It is built with the samples sorted along their direction of largest
     variance: two samples farther apart along it than ``delta`` are farther apart in
     space too, so each block of rows only meets the columns within ``delta`` of it
-    along that direction. The graph is the same (up to pairs at ``delta`` itself,
-    within rounding); only the distances that cannot fall within ``delta`` are skipped,
-    most of them when ``delta`` is small against the spread of the features.
+    along that direction. The picks are the same as on the whole graph (up to pairs at
+    ``delta`` itself, within rounding); only distances that cannot change them are
+    skipped. Memory stays under twice the features plus the graph's edges.
 
     Parameters
     ----------
