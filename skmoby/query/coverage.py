@@ -736,33 +736,6 @@ def _permute_rows(F: np.ndarray, perm: np.ndarray) -> None:
             i = j
 
 
-def _partition(F: np.ndarray, first: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Reorder the rows of ``F`` in place, those where ``first`` holds first, each part
-    in its order, and return the order (row ``k`` is now the former row ``moved[k]``).
-
-    Only the smaller part is copied aside, then the other is moved a chunk of rows at
-    a time towards its place (forwards or backwards, so that no row is overwritten
-    before it is moved): less memory than a reordered copy of ``F``."""
-    moved = np.argsort(~first, kind="stable")
-    a = int(np.count_nonzero(first))
-    if np.array_equal(moved[:a], np.arange(a)):  # already in place (or one part empty)
-        return moved
-    if a <= len(F) - a:
-        aside = F[moved[:a]]
-        rest = moved[a:]  # rows move towards the end: last chunk first
-        for e in range(len(rest), 0, -chunk):
-            s = max(0, e - chunk)
-            F[a + s : a + e] = F[rest[s:e]]
-        F[:a] = aside
-    else:
-        aside = F[moved[a:]]
-        for s in range(0, a, chunk):  # rows move towards the start: first chunk first
-            e = min(a, s + chunk)
-            F[s:e] = F[moved[s:e]]
-        F[a:] = aside
-    return moved
-
-
 def probcover(
     learner: Any,
     X_pool: Any,
@@ -881,7 +854,8 @@ def probcover(
         )
         # The uncovered points first, each part still along the spread: the pairs of two
         # covered points are never computed (every pair once the labeled cover the pool).
-        moved = _partition(F, ~covered)
+        moved = np.argsort(covered, kind="stable")
+        _permute_rows(F, moved)
         proj, order, covered = proj[moved], order[moved], covered[moved]
         indptr, indices = _ball_graph(
             torch.from_numpy(F),
