@@ -365,6 +365,26 @@ def _window(F: torch.Tensor, f2: torch.Tensor, delta: float) -> float:
     return window + 2 * (F.shape[1] + 2) * eps * float(np.sqrt(scale))
 
 
+def _near(
+    F: torch.Tensor,
+    f2: torch.Tensor,
+    bound: torch.Tensor,
+    rows: slice | torch.Tensor,
+    c0: int,
+    c1: int,
+    scratch: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """Which of the columns ``c0:c1`` lie within delta of each of ``rows``, in the
+    scratch mask: ``||a - b||^2 <= delta^2  <=>  2 a.b - |b|^2 >= |a|^2 - delta^2``, one
+    matrix product (with ``|b|^2`` as its bias) and one comparison (``bound`` is
+    ``f2 - delta**2``)."""
+    prod, near = scratch
+    a = F[rows]
+    shape = (len(a), c1 - c0)
+    p = torch.addmm(-f2[c0:c1], a, F[c0:c1].T, alpha=2, out=_view(prod, *shape))
+    return torch.ge(p, bound[rows, None], out=_view(near, *shape))
+
+
 def _covered(
     F: torch.Tensor,
     centres: np.ndarray,
@@ -389,13 +409,10 @@ def _covered(
         hi = np.searchsorted(p, p[centres] + w, side="right")
     else:
         lo, hi = np.zeros(len(centres), dtype=np.int64), np.full(len(centres), n)
-    prod, near = scratch or _scratches(F)
-    for block, c0, c1 in _band_blocks(lo, hi, len(near)):
+    scratch = scratch or _scratches(F)
+    for block, c0, c1 in _band_blocks(lo, hi, len(scratch[1])):
         rows = torch.as_tensor(centres[block], device=F.device)
-        shape = (len(rows), c1 - c0)
-        p = torch.addmm(-f2[c0:c1], F[rows], F[c0:c1].T, alpha=2, out=_view(prod, *shape))
-        mask = torch.ge(p, bound[rows, None], out=_view(near, *shape))
-        covered[c0:c1] |= mask.any(0).cpu().numpy()
+        covered[c0:c1] |= _near(F, f2, bound, rows, c0, c1, scratch).any(0).cpu().numpy()
     covered[centres] = True  # each in its own ball, whatever the rounding at delta = 0
     return covered
 
@@ -421,9 +438,7 @@ def _ball_graph(
     n = len(F)
     a = n if n_active is None else int(n_active)
     f2 = _squared_norms(F)
-    # ||a - b||^2 <= delta^2  <=>  2 a.b - |b|^2 >= |a|^2 - delta^2: one matrix product
-    # (with |b|^2 as its bias) and one comparison per block.
-    bound = f2 - delta**2
+    bound = f2 - delta**2  # see _near
     first = np.arange(a)
     if proj is not None and a:
         w, p = _window(F, f2, delta), proj.cpu().numpy()
@@ -441,16 +456,14 @@ def _ball_graph(
     n_upper = np.zeros(n, dtype=np.int64)  # per row i: points j > i in its ball
     n_lower = np.zeros(n, dtype=np.int64)  # per row j: points i < j in its ball
     total = n  # every point is in its own ball
-    prod, near = scratch or _scratches(F)
+    scratch = scratch or _scratches(F)
     for lo, hi, square in bands:
-        for block, c0, c1 in _band_blocks(lo, hi, len(near)):
+        for block, c0, c1 in _band_blocks(lo, hi, len(scratch[1])):
             if c1 <= c0:
                 continue
-            shape = (block.stop - block.start, c1 - c0)
-            p = torch.addmm(-f2[c0:c1], F[block], F[c0:c1].T, alpha=2, out=_view(prod, *shape))
-            mask = torch.ge(p, bound[block, None], out=_view(near, *shape))
+            mask = _near(F, f2, bound, block, c0, c1, scratch)
             if square:  # j > i only: the diagonal is added below, the lower half mirrored
-                mask[:, : shape[0]].triu_(1)
+                mask[:, : block.stop - block.start].triu_(1)
             counts = _count(mask)
             total += 2 * int(counts.sum())
             if total > max_edges:
