@@ -90,10 +90,9 @@ def _kmeans(F: np.ndarray, k: int, random_state: Any, overwrite: bool = False) -
     if k == 1:
         return np.zeros(len(F), dtype=np.int64)
     seed = check_random_state(random_state).randint(2**31 - 1)
+    in_place = {"copy_x": False, "tol": 0} if overwrite else {}
     model = (
-        KMeans(
-            k, n_init="auto", random_state=seed, copy_x=not overwrite, tol=0 if overwrite else 1e-4
-        )
+        KMeans(k, n_init="auto", random_state=seed, **in_place)
         if k <= 50
         else MiniBatchKMeans(k, n_init="auto", batch_size=max(1024, 3 * k), random_state=seed)
     )
